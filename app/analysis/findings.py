@@ -1,0 +1,179 @@
+"""Deterministic observations drawn from the run's numbers (no LLM involved).
+
+Each finding carries the numbers it rests on, so an engineer can check it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping
+
+from app.analysis.schemas import Finding, SloResult
+from app.models import RunResult
+
+# An endpoint is "confined-slow" when its p95 is this many times the others' median p95 ...
+CONFINED_RATIO = 5.0
+# ... and slower by at least this much, so that 0.4 ms vs 2 ms does not count.
+CONFINED_MIN_GAP_MS = 20.0
+LONG_TAIL_RATIO = 10.0
+LONG_TAIL_MIN_P99_MS = 50.0
+# Baseline comparison (a plain rule until statistical detection lands): changes beyond both.
+BASELINE_CHANGE = 0.20
+BASELINE_MIN_DELTA_MS = 5.0
+
+
+def _fmt(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.1f} ms"
+
+
+def slo_breaches(slo_results: list[SloResult]) -> list[Finding]:
+    found = []
+    for res in slo_results:
+        scope = f"`{res.endpoint}`" if res.endpoint else "all requests"
+        if res.status == "no_data":
+            found.append(
+                Finding(
+                    kind="slo_no_data",
+                    severity="critical",
+                    endpoint=res.endpoint,
+                    summary=f"{scope}: {res.objective} could not be judged — k6 measured no "
+                    "successful responses",
+                    evidence={"objective": res.objective},
+                    recommendation=f"Check that {scope} answers with its expected status.",
+                )
+            )
+        elif res.status == "fail" and res.measured is not None:
+            if res.sli == "error_rate":
+                shown = f"{res.measured * 100:.2f}% against {res.target * 100:g}%"
+            elif res.sli == "rps":
+                shown = f"{res.measured:.1f}/s against {res.target:g}/s"
+            else:
+                ratio = res.measured / res.target if res.target else float("inf")
+                shown = f"{res.measured:.1f} ms, {ratio:.1f}× its {res.target:g} ms target"
+            found.append(
+                Finding(
+                    kind="slo_breach",
+                    severity="critical",
+                    endpoint=res.endpoint,
+                    summary=f"{scope} breaks {res.objective}: {res.sli} = {shown}",
+                    evidence={"measured": res.measured, "target": res.target, "sli": res.sli},
+                )
+            )
+    return found
+
+
+def confined_slowness(results: Mapping[str, RunResult]) -> list[Finding]:
+    per_endpoint = {
+        name: row.p95_ms
+        for name, row in results.items()
+        if name != RunResult.ALL and row.p95_ms is not None
+    }
+    if len(per_endpoint) < 2:
+        return []
+    found = []
+    for name, p95 in per_endpoint.items():
+        others = statistics.median(v for k, v in per_endpoint.items() if k != name)
+        if p95 >= CONFINED_RATIO * max(others, 0.001) and p95 - others >= CONFINED_MIN_GAP_MS:
+            ratio = p95 / max(others, 0.001)
+            found.append(
+                Finding(
+                    kind="slow_endpoint",
+                    severity="warning",
+                    endpoint=name,
+                    summary=f"Slowness is confined to `{name}`: p95 {_fmt(p95)} is "
+                    f"{ratio:.0f}× the median p95 of the other endpoints ({_fmt(others)}) "
+                    "under the same load",
+                    evidence={"p95_ms": p95, "others_median_p95_ms": others, "ratio": ratio},
+                    recommendation=f"Profile the handler of `{name}`: with the other endpoints "
+                    "fast under the same load, the cost is in this request's own work — look "
+                    "for N+1 queries, scans without an index, or synchronous calls to other "
+                    "services.",
+                )
+            )
+    return found
+
+
+def errors(results: Mapping[str, RunResult]) -> list[Finding]:
+    found = []
+    for name, row in results.items():
+        if name == RunResult.ALL or row.failures == 0:
+            continue
+        found.append(
+            Finding(
+                kind="errors",
+                severity="critical" if row.error_rate >= 0.01 else "warning",
+                endpoint=name,
+                summary=f"`{name}` failed {row.failures} of {row.requests} requests "
+                f"({row.error_rate * 100:.2f}%) — responses without the expected status",
+                evidence={"failures": row.failures, "requests": row.requests},
+                recommendation=f"Read the server's logs for `{name}` over the run's window; "
+                "errors that appear only under load point at timeouts or exhausted pools.",
+            )
+        )
+    return found
+
+
+def long_tails(results: Mapping[str, RunResult]) -> list[Finding]:
+    found = []
+    for name, row in results.items():
+        if name == RunResult.ALL or row.p50_ms is None or row.p99_ms is None:
+            continue
+        if row.p99_ms >= LONG_TAIL_MIN_P99_MS and row.p99_ms >= LONG_TAIL_RATIO * row.p50_ms:
+            found.append(
+                Finding(
+                    kind="long_tail",
+                    severity="info",
+                    endpoint=name,
+                    summary=f"`{name}` has a long tail: p99 {_fmt(row.p99_ms)} against p50 "
+                    f"{_fmt(row.p50_ms)}",
+                    evidence={"p50_ms": row.p50_ms, "p99_ms": row.p99_ms},
+                    recommendation="A tail this long with a fast median usually means "
+                    "queueing, lock contention or pauses (GC, connection set-up).",
+                )
+            )
+    return found
+
+
+def baseline_changes(
+    results: Mapping[str, RunResult], baseline: Mapping[str, RunResult]
+) -> list[Finding]:
+    found = []
+    for name, row in results.items():
+        base = baseline.get(name)
+        if name == RunResult.ALL or base is None or row.p95_ms is None or base.p95_ms is None:
+            continue
+        delta = row.p95_ms - base.p95_ms
+        change = delta / base.p95_ms if base.p95_ms else 0.0
+        if abs(change) < BASELINE_CHANGE or abs(delta) < BASELINE_MIN_DELTA_MS:
+            continue
+        worse = delta > 0
+        found.append(
+            Finding(
+                kind="regression" if worse else "improvement",
+                severity="warning" if worse else "info",
+                endpoint=name,
+                summary=f"`{name}` p95 {'rose' if worse else 'fell'} from {_fmt(base.p95_ms)} "
+                f"to {_fmt(row.p95_ms)} ({change * 100:+.0f}%) against the baseline",
+                evidence={"p95_ms": row.p95_ms, "baseline_p95_ms": base.p95_ms},
+                recommendation=(
+                    f"Compare the changes deployed since the baseline run for `{name}`."
+                    if worse
+                    else None
+                ),
+            )
+        )
+    return found
+
+
+def all_findings(
+    slo_results: list[SloResult],
+    results: Mapping[str, RunResult],
+    baseline: Mapping[str, RunResult] | None,
+) -> list[Finding]:
+    found = slo_breaches(slo_results)
+    found += confined_slowness(results)
+    found += errors(results)
+    found += long_tails(results)
+    if baseline:
+        found += baseline_changes(results, baseline)
+    return found

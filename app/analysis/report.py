@@ -1,0 +1,145 @@
+"""The Markdown report, in the format of the Performance Benchmarker's §6."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from app.analysis.schemas import Finding, SloResult
+from app.models import Plan, Run, RunResult
+from app.plans.schemas import PlanSpec, format_duration
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms"
+
+
+def _measured(res: SloResult) -> str:
+    if res.measured is None:
+        return "no data"
+    if res.sli == "error_rate":
+        return f"{res.measured * 100:.2f}%"
+    if res.sli == "rps":
+        return f"{res.measured:.1f}/s"
+    return _ms(res.measured)
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
+
+
+def scenario_text(spec: PlanSpec) -> str:
+    load = spec.load
+    if load.stages:
+        steps = ", ".join(f"{s.target} VUs over {format_duration(s.duration)}" for s in load.stages)
+        shape = f"A ramping load ({steps}; peak {load.peak_vus} virtual users)"
+    else:
+        shape = (
+            f"A constant load of {load.vus} virtual users for "
+            f"{format_duration(load.total_duration_s)}"
+        )
+    calls = ", ".join(f"{e.method} {_code(e.path)}" for e in spec.endpoints)
+    think = f", pausing {load.think_time:g}s after each" if load.think_time else ""
+    text = (
+        f"{shape} against {_code(spec.target.base_url)} ({spec.target.environment}); each "
+        f"iteration calls {len(spec.endpoints)} endpoint(s) in order{think}: {calls}."
+    )
+    if spec.description:
+        text = f"{spec.description.strip()}\n\n{text}"
+    return text
+
+
+def render_markdown(
+    *,
+    plan: Plan,
+    spec: PlanSpec,
+    run: Run,
+    results: Mapping[str, RunResult],
+    slo_results: list[SloResult],
+    findings: list[Finding],
+    warnings: list[str],
+    verdict: str,
+    baseline_run_id: object | None,
+) -> str:
+    total = results.get(RunResult.ALL)
+    failed = [r for r in slo_results if r.status != "pass"]
+    test_date = (run.started_at or run.created_at).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"### Performance Test Report: {_code(plan.name)}",
+        "",
+        f"**Test Date:** {test_date}",
+        "",
+        f"**Run:** {_code(str(run.id))} · plan version {run.plan_version} · "
+        f"{run.k6_version or 'k6'} · script sha256 {_code(run.script_sha256[:12])}"
+        + (f" · baseline run {_code(str(baseline_run_id))}" if baseline_run_id else ""),
+        "",
+    ]
+    if warnings:
+        lines += [f"> **Warning:** {w}" for w in warnings] + [""]
+    lines += ["**Scenario:**", scenario_text(spec), "", "**Performance SLOs:**"]
+    for res in slo_results:
+        scope = _code(res.endpoint) if res.endpoint else "all requests"
+        lines.append(f"*   {res.objective} — {scope}")
+    lines += ["", "**Results:**"]
+    if verdict == "pass":
+        lines.append(
+            f"*   **SLO MET:** all {len(slo_results)} objectives passed under this load."
+        )
+    else:
+        names = ", ".join(
+            f"{_code(r.endpoint or 'all requests')} {r.objective}" for r in failed
+        )
+        lines.append(
+            f"*   **SLO NOT MET:** {len(failed)} of {len(slo_results)} objectives failed: {names}."
+        )
+    if total is not None:
+        lines += [
+            f"*   **p99 Latency:** {_ms(total.p99_ms)}",
+            f"*   **p95 Latency:** {_ms(total.p95_ms)}",
+            f"*   **Average Latency:** {_ms(total.avg_ms)}",
+            f"*   **Error Rate:** {total.error_rate * 100:.2f}% "
+            f"({total.failures} of {total.requests} requests)",
+            f"*   **Requests per Second:** {total.rps:.1f}",
+        ]
+    lines += [
+        "",
+        "| Objective | Scope | Measured | Result | k6 threshold |",
+        "|---|---|---|---|---|",
+    ]
+    for res in slo_results:
+        k6 = {True: "ok", False: "failed", None: "—"}[res.k6_threshold_ok]
+        result = {"pass": "✅ pass", "fail": "❌ fail", "no_data": "❌ no data"}[res.status]
+        scope = _code(res.endpoint) if res.endpoint else "all"
+        lines.append(f"| {res.objective} | {scope} | {_measured(res)} | {result} | {k6} |")
+    lines += [
+        "",
+        "| Endpoint | Requests | RPS | Errors | p50 | p90 | p95 | p99 | max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in results.items():
+        label = "**all**" if name == RunResult.ALL else _code(name)
+        lines.append(
+            f"| {label} | {row.requests} | {row.rps:.1f} | {row.error_rate * 100:.2f}% | "
+            f"{_ms(row.p50_ms)} | {_ms(row.p90_ms)} | {_ms(row.p95_ms)} | {_ms(row.p99_ms)} | "
+            f"{_ms(row.max_ms)} |"
+        )
+    lines += [
+        "",
+        "Latencies are k6's `http_req_duration` over responses with the expected status.",
+        "",
+        "**Analysis & Observations:**",
+    ]
+    if findings:
+        lines += [f"*   {f.summary}." for f in findings]
+    else:
+        lines.append("*   No endpoint stood out: latency, errors and tails are unremarkable.")
+    lines += ["", "**Recommendations:**"]
+    recommendations = [f.recommendation for f in findings if f.recommendation]
+    if not recommendations:
+        peak = spec.load.peak_vus
+        recommendations.append(
+            f"Run a ramp from {peak} to {peak * 2} virtual users to find the load at which "
+            "p95 or the error rate breaks away."
+        )
+    for text in dict.fromkeys(recommendations):
+        lines.append(f"*   **[RECOMMENDATION]** {text}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
+
+from app.analysis import service
+from app.analysis.schemas import AnalyseIn, AnalysisOut, Finding, SloResult
+from app.core.db import SessionDep
+from app.core.openapi import problems
+from app.models import Analysis
+
+router = APIRouter(tags=["analyse"])
+
+
+def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
+    return AnalysisOut(
+        id=analysis.id,
+        run_id=analysis.run_id,
+        baseline_run_id=analysis.baseline_run_id,
+        created_at=analysis.created_at,
+        verdict=analysis.verdict,  # type: ignore[arg-type]  # stored from the same Literal
+        slo_results=[SloResult.model_validate(r) for r in analysis.slo_results],
+        findings=[Finding.model_validate(f) for f in analysis.findings],
+        warnings=analysis.warnings,
+        links={
+            "self": request.url_for("get_analysis", analysis_id=analysis.id).path,
+            "report": request.url_for("get_analysis_report", analysis_id=analysis.id).path,
+            "run": request.url_for("get_run", run_id=analysis.run_id).path,
+        },
+    )
+
+
+@router.post(
+    "/analyse",
+    status_code=201,
+    response_model=AnalysisOut,
+    responses=problems(404, 409),
+    summary="Judge a finished run against its SLOs and baseline",
+)
+async def analyse(
+    body: AnalyseIn, request: Request, response: Response, session: SessionDep
+) -> AnalysisOut:
+    """`verdict` is `pass` only when every SLO passed; CI can gate on it."""
+    analysis = await service.analyse(session, run_id=body.run_id)
+    out = analysis_out(request, analysis)
+    response.headers["Location"] = out.links["self"]
+    return out
+
+
+@router.get("/analyses/{analysis_id}", response_model=AnalysisOut, responses=problems(404))
+async def get_analysis(
+    request: Request, analysis_id: uuid.UUID, session: SessionDep
+) -> AnalysisOut:
+    return analysis_out(request, await service.get_analysis(session, analysis_id))
+
+
+@router.get(
+    "/analyses/{analysis_id}/report.md",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}}}, **problems(404)},
+)
+async def get_analysis_report(analysis_id: uuid.UUID, session: SessionDep) -> PlainTextResponse:
+    analysis = await service.get_analysis(session, analysis_id)
+    return PlainTextResponse(analysis.report_md, media_type="text/markdown; charset=utf-8")

@@ -1,0 +1,248 @@
+"""The ``perf-agent`` command line: serve, worker, demo, demo-target, db upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+import uvicorn
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from app.core import migrate
+from app.core.db import create_engine, create_sessionmaker, resolve_database_url
+from app.core.logging import configure_logging
+from app.core.settings import Settings, get_settings
+
+app = typer.Typer(help="perf-agent: plan, run (k6) and analyse API load tests.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+API = "/api/agents/performance-agent"
+DEMO_PLAN = Path(__file__).parent / "demo" / "plan.yaml"
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: PERF_AGENT_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: PERF_AGENT_PORT")] = None,
+    worker: Annotated[bool, typer.Option(help="Run one worker in this process.")] = True,
+) -> None:
+    """Run the API (Swagger UI at /docs), migrating the database first."""
+    from app.main import create_app
+
+    configure_logging()
+    settings = get_settings().model_copy(update={"embedded_worker": worker})
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port
+    )
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Run a standalone worker against the configured database (any number may share it)."""
+    from app.runs.worker import Worker
+
+    configure_logging()
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    migrate.upgrade(url)
+
+    async def main() -> None:
+        engine = create_engine(url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        worker = Worker(create_sessionmaker(engine), settings)
+        console.print(f"worker [bold]{worker.id}[/] polling for runs")
+        task = asyncio.create_task(worker.run_forever(stop))
+        await stop.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await engine.dispose()
+
+    asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations up to REVISION."""
+    configure_logging()
+    url = resolve_database_url(get_settings())
+    migrate.upgrade(url, revision)
+    console.print(f"database at revision {revision}")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Fail if the models hold a change that no migration describes."""
+    url = resolve_database_url(get_settings())
+    migrate.upgrade(url)
+    migrate.check(url)
+    console.print("models and migrations agree")
+
+
+@app.command("demo-target")
+def demo_target(port: int = 8001) -> None:
+    """Serve the demo shop (the system under test of `perf-agent demo`) on 127.0.0.1."""
+    from app.demo.target import create_target
+
+    console.print(f"demo shop on http://127.0.0.1:{port} (slow on purpose: /api/orders/recent)")
+    uvicorn.run(create_target(), host="127.0.0.1", port=port, log_level="warning")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, *, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout_s}s")
+
+
+@contextlib.contextmanager
+def running_demo_target(port: int) -> Any:
+    proc = subprocess.Popen(  # noqa: S603 - argv list
+        [sys.executable, "-m", "app.demo", "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running_service(settings: Settings, port: int) -> Any:
+    """The service itself, in this process (API + worker), as `serve` runs it."""
+    import threading
+
+    from app.main import create_app
+
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="perf-agent-service", daemon=True)
+    thread.start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=120)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def demo_plan(base_url: str) -> str:
+    plan = yaml.safe_load(DEMO_PLAN.read_text())
+    plan["target"]["base_url"] = base_url
+    return yaml.safe_dump(plan, sort_keys=False)
+
+
+def run_demo_flow(api: str, target: str, *, out_dir: Path) -> dict[str, Any]:
+    """Plan → execute → analyse through the service's HTTP API, as any client would."""
+    with httpx.Client(base_url=api + API, timeout=30) as client:
+        plan = client.post(
+            "/plan", content=demo_plan(target), headers={"Content-Type": "application/yaml"}
+        )
+        plan.raise_for_status()
+        plan_id = plan.json()["id"]
+        console.print(f"plan    {plan_id} stored; script: {api}{API}/plans/{plan_id}/script")
+        run = client.post("/execute", json={"plan_id": plan_id})
+        run.raise_for_status()
+        run_id = run.json()["id"]
+        console.print(f"run     {run_id} queued; k6 is running the plan …")
+        status = run.json()["status"]
+        while status in ("queued", "running"):
+            time.sleep(1)
+            status = client.get(f"/runs/{run_id}").json()["status"]
+        if status != "succeeded":
+            raise RuntimeError(f"run {run_id} {status}: {client.get(f'/runs/{run_id}').text}")
+        analysis = client.post("/analyse", json={"run_id": run_id})
+        analysis.raise_for_status()
+        body = analysis.json()
+        report = client.get(f"/analyses/{body['id']}/report.md").text
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"report-{body['id']}.md"
+    path.write_text(report)
+    return {**body, "report_path": str(path.resolve())}
+
+
+def print_verdict(analysis: dict[str, Any]) -> None:
+    table = Table(title=f"verdict: {analysis['verdict'].upper()}")
+    for column in ("objective", "scope", "measured", "result"):
+        table.add_column(column)
+    for res in analysis["slo_results"]:
+        measured = res["measured"]
+        if measured is None:
+            shown = "no data"
+        elif res["sli"] == "error_rate":
+            shown = f"{measured * 100:.2f}%"
+        else:
+            shown = f"{measured:.1f} {res['unit']}"
+        style = "green" if res["status"] == "pass" else "red"
+        table.add_row(
+            res["objective"],
+            res["endpoint"] or "all",
+            shown,
+            f"[{style}]{res['status']}[/]",
+        )
+    console.print(table)
+    for finding in analysis["findings"]:
+        console.print(f"• {finding['summary']}")
+    console.print(f"\nreport: [bold]{analysis['report_path']}[/]")
+
+
+@app.command()
+def demo(
+    api: Annotated[
+        str | None, typer.Option(help="Use a running service instead of starting one.")
+    ] = None,
+) -> None:
+    """Start the demo shop, then plan, execute and analyse it through the service's API."""
+    configure_logging("WARNING")
+    settings = get_settings()
+    with running_demo_target(free_port()) as target:
+        console.print(f"demo shop on {target}")
+        if api:
+            analysis = run_demo_flow(api, target, out_dir=settings.data_dir / "reports")
+        else:
+            with running_service(settings, free_port()) as service_url:
+                console.print(f"perf-agent on {service_url} (Swagger: {service_url}/docs)")
+                analysis = run_demo_flow(service_url, target, out_dir=settings.data_dir / "reports")
+    print_verdict(analysis)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

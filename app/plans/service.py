@@ -1,0 +1,126 @@
+"""Turn a submitted document into a validated, stored plan with its k6 script."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from app.core.errors import InvalidInput, NotFound, ProblemError, UnsupportedMediaType
+from app.core.settings import Settings
+from app.guardrails.service import check_plan
+from app.models import Plan
+from app.plans import k6script
+from app.plans.repository import PlanRepository
+from app.plans.schemas import PlanSpec, effective_slos
+
+JSON_TYPES = ("application/json",)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+MAX_DOCUMENT_BYTES = 1_000_000
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: a plan never needs them and they allow 'billion laughs'."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not accepted in plans", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
+    """Decode a JSON or YAML request body; errors are 400/413/415 problems."""
+    kind = media_type(content_type)
+    if kind not in JSON_TYPES + YAML_TYPES:
+        raise UnsupportedMediaType(
+            f"send the plan as application/json or application/yaml, not {kind or 'no type'!r}",
+            accepted=list(JSON_TYPES + YAML_TYPES),
+        )
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise ProblemError(
+            f"the plan is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+            code="plan.too_large",
+            status=413,
+            title="Plan too large",
+        )
+    if not body.strip():
+        raise ProblemError("the request body is empty", code="plan.empty", title="Empty plan")
+    if kind in JSON_TYPES:
+        try:
+            return json.loads(body), "json"
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProblemError(
+                f"the body is not valid JSON: {exc}", code="plan.malformed_json", title="Bad JSON"
+            ) from exc
+    try:
+        return yaml.load(body, Loader=_NoAliasLoader), "yaml"  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProblemError(
+            f"the body is not valid YAML{where}: {problem}",
+            code="plan.malformed_yaml",
+            title="Bad YAML",
+        ) from exc
+
+
+def validate_spec(document: Any) -> PlanSpec:
+    if not isinstance(document, dict):
+        raise InvalidInput(
+            "a plan is a mapping with name, target, endpoints, load and slos",
+            code="plan.not_a_mapping",
+        )
+    try:
+        return PlanSpec.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"][1:])
+        raise InvalidInput(f"{where}: {first['msg']}", errors=errors) from exc
+
+
+async def create_plan(
+    repo: PlanRepository, *, body: bytes, content_type: str | None, settings: Settings
+) -> Plan:
+    document, fmt = parse_document(body, content_type)
+    spec = validate_spec(document)
+    check_plan(spec, settings)
+    slos, _ = effective_slos(spec)
+    script = k6script.render(spec, slos=slos, version=1)
+    plan = Plan(
+        id=uuid.uuid4(),
+        name=spec.name,
+        version=1,
+        spec=spec.model_dump(mode="json"),
+        source=body.decode("utf-8", errors="replace"),
+        source_format=fmt,
+        script=script,
+        script_sha256=k6script.sha256(script),
+    )
+    return await repo.add(plan)
+
+
+async def get_plan(repo: PlanRepository, plan_id: uuid.UUID) -> Plan:
+    plan = await repo.get(plan_id)
+    if plan is None:
+        raise NotFound(f"no plan {plan_id}", code="plan.not_found")
+    return plan
+
+
+async def list_plans(repo: PlanRepository, *, name: str | None) -> Sequence[Plan]:
+    return await repo.list_recent(name=name)

@@ -1,0 +1,168 @@
+"""Run k6 as a subprocess: argv only, output streamed to a log, a hard timeout, always reaped.
+
+Stopping follows k6's own rules: the first SIGINT stops the test gracefully and still writes
+the summary (exit 105); if k6 is not gone after a grace period it is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections import deque
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from app.plans.k6script import TREND_STATS
+
+log = logging.getLogger(__name__)
+
+# errext/exitcodes in k6 v1.1.0
+EXIT_OK = 0
+EXIT_THRESHOLDS_FAILED = 99
+EXIT_STOPPED_BY_SIGNAL = 105
+EXIT_MEANINGS = {
+    99: "thresholds failed",
+    100: "setup timed out",
+    101: "teardown timed out",
+    103: "stopped through the REST API",
+    104: "invalid configuration",
+    105: "stopped by a signal",
+    106: "REST API address in use",
+    107: "script exception during init",
+    108: "aborted by the script (test.abort)",
+    110: "failed by the script (test.fail)",
+    255: "k6 error",
+}
+STDERR_TAIL_LINES = 60
+
+
+@dataclass(frozen=True)
+class K6Outcome:
+    exit_code: int
+    timed_out: bool
+    stderr_tail: str
+    summary: dict[str, Any] | None
+
+    @property
+    def completed(self) -> bool:
+        """k6 ran the test to its end (a failed threshold is a result, not an error)."""
+        return self.exit_code in (EXIT_OK, EXIT_THRESHOLDS_FAILED) and not self.timed_out
+
+    def describe(self) -> str:
+        meaning = EXIT_MEANINGS.get(self.exit_code, "unexpected exit")
+        return f"k6 exited with {self.exit_code} ({meaning})"
+
+
+def k6_env(workdir: Path, summary_path: Path) -> dict[str, str]:
+    # A fresh environment: the script can read __ENV, so the service's secrets stay out of it.
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "K6_NO_USAGE_REPORT": "true",
+        "PERF_AGENT_SUMMARY": str(summary_path),
+    }
+
+
+@cache
+def k6_version(binary: str) -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(  # noqa: S603 - argv list, fixed arguments
+            [binary, "version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    first = done.stdout.strip().splitlines()
+    return first[0][:100] if first else None
+
+
+async def _pump(stream: asyncio.StreamReader | None, sink: Any, tail: deque[str] | None) -> None:
+    if stream is None:
+        return
+    while line := await stream.readline():
+        sink.write(line)
+        if tail is not None:
+            tail.append(line.decode("utf-8", errors="replace").rstrip())
+
+
+async def _stop(proc: asyncio.subprocess.Process, grace_s: float) -> None:
+    """SIGINT (graceful: k6 still writes its summary), then SIGKILL after the grace period."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
+    try:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
+        log.warning("k6 (pid %s) ignored SIGINT for %ss; killing it", proc.pid, grace_s)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+async def run_k6(
+    *, binary: str, script: Path, workdir: Path, timeout_s: float, grace_s: float
+) -> K6Outcome:
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary_path = workdir / "summary.json"
+    summary_path.unlink(missing_ok=True)
+    argv = [
+        binary,
+        "run",
+        "--no-color",
+        "--quiet",
+        # Each k6 needs its own REST API address; port 0 lets the kernel choose.
+        "--address",
+        "127.0.0.1:0",
+        "--summary-trend-stats",
+        ",".join(TREND_STATS),
+        str(script),
+    ]
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    timed_out = False
+    with (workdir / "k6.log").open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=workdir,
+            env=k6_env(workdir, summary_path),
+            start_new_session=True,  # a Ctrl-C aimed at the service does not hit k6 directly
+        )
+        log.info("k6 started (pid %s): %s", proc.pid, " ".join(argv))
+        pumps = asyncio.gather(_pump(proc.stdout, sink, None), _pump(proc.stderr, sink, tail))
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                timed_out = True
+                log.warning("k6 (pid %s) passed its %ss limit; stopping it", proc.pid, timeout_s)
+                await _stop(proc, grace_s)
+        finally:
+            if proc.returncode is None:
+                # Cancelled (shutdown, abort): never leave k6 running behind us.
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())
+            await asyncio.shield(pumps)
+    summary = None
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            tail.append(f"perf-agent: unreadable summary: {exc}")
+    assert proc.returncode is not None
+    return K6Outcome(
+        exit_code=proc.returncode,
+        timed_out=timed_out,
+        stderr_tail="\n".join(tail),
+        summary=summary,
+    )

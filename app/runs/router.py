@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.core.db import SessionDep
+from app.core.deps import SettingsDep
+from app.core.openapi import problems
+from app.models import Run, RunStatus
+from app.runs import service
+from app.runs.repository import RunRepository
+from app.runs.schemas import EndpointResult, ExecuteIn, RunOut
+from app.runs.summary import failed_thresholds
+
+router = APIRouter(tags=["execute"])
+
+
+async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
+    results = await repo.results(run.id)
+    return RunOut(
+        id=run.id,
+        plan_id=run.plan_id,
+        plan_version=run.plan_version,
+        script_sha256=run.script_sha256,
+        status=run.status,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        worker_id=run.worker_id,
+        attempts=run.attempts,
+        exit_code=run.exit_code,
+        error=run.error,
+        k6_version=run.k6_version,
+        test_duration_s=run.test_duration_s,
+        thresholds_failed=failed_thresholds(run.summary),
+        results=[EndpointResult.model_validate(r) for r in results],
+        links={
+            "self": request.url_for("get_run", run_id=run.id).path,
+            "plan": request.url_for("get_plan", plan_id=run.plan_id).path,
+            "analyse": request.url_for("analyse").path,
+        },
+    )
+
+
+@router.post(
+    "/execute",
+    status_code=202,
+    response_model=RunOut,
+    responses=problems(404, 422),
+    summary="Queue a run of a plan's k6 script",
+)
+async def execute(
+    body: ExecuteIn, request: Request, response: Response, session: SessionDep,
+    settings: SettingsDep,
+) -> RunOut:
+    """A worker picks the run up; poll `Location` until `status` is `succeeded` or `failed`."""
+    run = await service.enqueue(session, plan_id=body.plan_id, settings=settings)
+    out = await run_out(request, RunRepository(session), run)
+    response.headers["Location"] = out.links["self"]
+    return out
+
+
+@router.get("/runs/{run_id}", response_model=RunOut, responses=problems(404))
+async def get_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> RunOut:
+    repo = RunRepository(session)
+    return await run_out(request, repo, await service.get_run(repo, run_id))
+
+
+@router.get("/runs", response_model=list[RunOut], responses=problems(422))
+async def list_runs(
+    request: Request,
+    session: SessionDep,
+    plan_id: uuid.UUID | None = None,
+    status: RunStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[RunOut]:
+    repo = RunRepository(session)
+    runs = await service.list_runs(repo, plan_id=plan_id, status=status, limit=limit)
+    return [await run_out(request, repo, run) for run in runs]

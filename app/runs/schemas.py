@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ExecuteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: uuid.UUID
+
+
+class EndpointResult(BaseModel):
+    """One endpoint's figures from k6 (``endpoint='*'``: all requests). Latency in ms, over
+    responses with the expected status; null when none had it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    endpoint: str
+    requests: int
+    failures: int
+    rps: float
+    error_rate: float
+    avg_ms: float | None
+    min_ms: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+class RunOut(BaseModel):
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    plan_version: int
+    script_sha256: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker_id: str | None
+    attempts: int
+    exit_code: int | None
+    error: str | None
+    k6_version: str | None
+    test_duration_s: float | None
+    thresholds_failed: list[str] = Field(
+        default_factory=list, description="k6's own verdicts: thresholds it marked failed."
+    )
+    results: list[EndpointResult]
+    links: dict[str, str]
