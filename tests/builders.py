@@ -1,0 +1,100 @@
+"""Small builders for test data (plans as documents, plans and runs as rows)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Plan, Run, RunResult, RunStatus
+from app.plans import k6script
+from app.plans.schemas import PlanSpec, effective_slos
+
+API = "/api/agents/performance-agent"
+
+_PLAN: dict[str, Any] = {
+    "name": "orders-api",
+    "target": {"base_url": "http://127.0.0.1:9", "environment": "local"},
+    "endpoints": [
+        {"name": "list_orders", "method": "GET", "path": "/orders"},
+        {
+            "name": "create_order",
+            "method": "POST",
+            "path": "/orders",
+            "body": {"sku": "A-1", "qty": 2},
+            "expect_status": 201,
+        },
+    ],
+    "load": {"vus": 2, "duration": "2s"},
+    "slos": ["p95 < 300ms", {"objective": "error_rate < 1%", "endpoint": "create_order"}],
+}
+
+
+def plan_doc(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(_PLAN)
+    doc.update(changes)
+    return doc
+
+
+async def make_plan(session: AsyncSession, **changes: Any) -> Plan:
+    spec = PlanSpec.model_validate(plan_doc(**changes))
+    slos, _ = effective_slos(spec)
+    script = k6script.render(spec, slos=slos)
+    plan = Plan(
+        id=uuid.uuid4(),
+        name=spec.name,
+        version=1,
+        spec=spec.model_dump(mode="json"),
+        source="{}",
+        source_format="json",
+        script=script,
+        script_sha256=k6script.sha256(script),
+    )
+    session.add(plan)
+    await session.flush()
+    return plan
+
+
+def result(endpoint: str, *, p95: float | None, requests: int = 100, failures: int = 0,
+           p50: float | None = None, p99: float | None = None) -> dict[str, Any]:
+    p50 = p50 if p50 is not None else (p95 / 2 if p95 is not None else None)
+    p99 = p99 if p99 is not None else (p95 * 1.2 if p95 is not None else None)
+    return {
+        "endpoint": endpoint,
+        "requests": requests,
+        "failures": failures,
+        "rps": requests / 10,
+        "error_rate": failures / requests if requests else 0.0,
+        "avg_ms": p50,
+        "min_ms": None if p50 is None else p50 / 2,
+        "p50_ms": p50,
+        "p90_ms": None if p95 is None else p95 * 0.9,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "max_ms": None if p99 is None else p99 * 1.5,
+    }
+
+
+async def make_run(
+    session: AsyncSession,
+    plan: Plan,
+    *,
+    status: str = RunStatus.succeeded,
+    results: list[dict[str, Any]] | None = None,
+) -> Run:
+    run = Run(
+        id=uuid.uuid4(),
+        plan_id=plan.id,
+        plan_version=plan.version,
+        script_sha256=plan.script_sha256,
+        status=status,
+        attempts=1 if status != RunStatus.queued else 0,
+    )
+    session.add(run)
+    await session.flush()
+    for row in results or []:
+        session.add(RunResult(run_id=run.id, **row))
+    await session.flush()
+    return run

@@ -1,0 +1,179 @@
+"""Test fixtures: a real PostgreSQL built by the migrations, each test rolled back.
+
+Database choice: ``DATABASE_URL``/``PERF_AGENT_DATABASE_URL`` if set, else the machine's server
+at 127.0.0.1:5432 when it answers, else an embedded server. A fresh database is created on that
+server for the session (when allowed) and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import NullPool
+
+from app.core import migrate
+from app.core.db import create_engine, normalise_url, start_embedded_postgres
+from app.core.settings import Settings
+from app.main import create_app
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+TABLES = ("analyses", "baselines", "run_results", "runs", "plans")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _server_url(tmp_root: Path) -> str:
+    explicit = os.environ.get("PERF_AGENT_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if explicit:
+        return explicit
+    if _reachable("127.0.0.1", 5432):
+        return LOCAL_SERVER
+    return start_embedded_postgres(Settings(data_dir=tmp_root / "embedded"))
+
+
+def _libpq(url: str) -> str:
+    return make_url(normalise_url(url)).set(drivername="postgresql").render_as_string(False)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = _server_url(tmp_path_factory.mktemp("pg"))
+    name = f"perf_agent_test_{uuid.uuid4().hex[:8]}"
+    created = False
+    try:
+        with psycopg.connect(_libpq(server), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = normalise_url(make_url(normalise_url(server)).set(database=name).render_as_string(False))
+        created = True
+    except psycopg.errors.InsufficientPrivilege:
+        url = normalise_url(server)  # no CREATEDB: use the given database as it is
+    migrate.upgrade(url)
+    yield url
+    if created:
+        with psycopg.connect(_libpq(server), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        embedded_worker=False,
+        migrate_on_start=False,
+        worker_poll_interval_s=0.2,
+        stop_grace_s=10,
+    )
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One connection in an outer transaction that is rolled back after the test."""
+    async with engine.connect() as conn:
+        outer = await conn.begin()
+        yield conn
+        if outer.is_active:
+            await outer.rollback()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    # Sessions commit to savepoints inside the outer transaction, so nothing outlives the test.
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+async def _client(settings: Settings, maker: async_sessionmaker[AsyncSession]) -> AsyncClient:
+    app = create_app(settings)
+    app.state.sessionmaker = maker
+    return AsyncClient(transport=ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[AsyncClient]:
+    async with await _client(settings, sessionmaker) as client:
+        yield client
+
+
+@pytest.fixture
+async def committed(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """For tests that need real commits across connections (workers): emptied afterwards."""
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+
+
+@pytest.fixture
+async def committed_client(
+    settings: Settings, committed: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[AsyncClient]:
+    async with await _client(settings, committed) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def demo_target() -> Iterator[str]:
+    """The demo shop on 127.0.0.1, the system under test for k6 runs."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.demo", "--port", str(port)], stdin=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
