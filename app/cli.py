@@ -24,7 +24,9 @@ from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 
-app = typer.Typer(help="perf-agent: plan, run (k6) and analyse API load tests.", no_args_is_help=True)
+app = typer.Typer(
+    help="perf-agent: plan, run (k6) and analyse API load tests.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console()
@@ -44,9 +46,7 @@ def serve(
 
     configure_logging()
     settings = get_settings().model_copy(update={"embedded_worker": worker})
-    uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port
-    )
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
 
 
 @app.command("worker")
@@ -123,7 +123,7 @@ def wait_http(url: str, *, timeout_s: float = 30.0) -> None:
 
 @contextlib.contextmanager
 def running_demo_target(port: int) -> Any:
-    proc = subprocess.Popen(  # noqa: S603 - argv list
+    proc = subprocess.Popen(
         [sys.executable, "-m", "app.demo", "--port", str(port)],
         stdin=subprocess.DEVNULL,
     )
@@ -146,9 +146,7 @@ def running_service(settings: Settings, port: int) -> Any:
 
     from app.main import create_app
 
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning"
-    )
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="perf-agent-service", daemon=True)
     thread.start()

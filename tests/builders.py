@@ -57,8 +57,15 @@ async def make_plan(session: AsyncSession, **changes: Any) -> Plan:
     return plan
 
 
-def result(endpoint: str, *, p95: float | None, requests: int = 100, failures: int = 0,
-           p50: float | None = None, p99: float | None = None) -> dict[str, Any]:
+def result(
+    endpoint: str,
+    *,
+    p95: float | None,
+    requests: int = 100,
+    failures: int = 0,
+    p50: float | None = None,
+    p99: float | None = None,
+) -> dict[str, Any]:
     p50 = p50 if p50 is not None else (p95 / 2 if p95 is not None else None)
     p99 = p99 if p99 is not None else (p95 * 1.2 if p95 is not None else None)
     return {

@@ -58,7 +58,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         with psycopg.connect(_libpq(server), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        url = normalise_url(make_url(normalise_url(server)).set(database=name).render_as_string(False))
+        url = normalise_url(
+            make_url(normalise_url(server)).set(database=name).render_as_string(False)
+        )
         created = True
     except psycopg.errors.InsufficientPrivilege:
         url = normalise_url(server)  # no CREATEDB: use the given database as it is

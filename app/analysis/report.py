@@ -81,13 +81,9 @@ def render_markdown(
         lines.append(f"*   {res.objective} — {scope}")
     lines += ["", "**Results:**"]
     if verdict == "pass":
-        lines.append(
-            f"*   **SLO MET:** all {len(slo_results)} objectives passed under this load."
-        )
+        lines.append(f"*   **SLO MET:** all {len(slo_results)} objectives passed under this load.")
     else:
-        names = ", ".join(
-            f"{_code(r.endpoint or 'all requests')} {r.objective}" for r in failed
-        )
+        names = ", ".join(f"{_code(r.endpoint or 'all requests')} {r.objective}" for r in failed)
         lines.append(
             f"*   **SLO NOT MET:** {len(failed)} of {len(slo_results)} objectives failed: {names}."
         )

@@ -20,7 +20,7 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         run_id=analysis.run_id,
         baseline_run_id=analysis.baseline_run_id,
         created_at=analysis.created_at,
-        verdict=analysis.verdict,  # type: ignore[arg-type]  # stored from the same Literal
+        verdict=analysis.verdict,
         slo_results=[SloResult.model_validate(r) for r in analysis.slo_results],
         findings=[Finding.model_validate(f) for f in analysis.findings],
         warnings=analysis.warnings,

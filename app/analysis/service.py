@@ -13,7 +13,7 @@ from app.analysis.repository import AnalysisRepository
 from app.baselines.repository import BaselineRepository
 from app.core import metrics
 from app.core.errors import Conflict, NotFound
-from app.models import Analysis, Plan, Run, RunResult, RunStatus
+from app.models import Analysis, Plan, RunResult, RunStatus
 from app.plans.schemas import PLATFORM_DEFAULT_SLOS, PlanSpec, effective_slos
 from app.runs.repository import RunRepository
 
@@ -50,13 +50,13 @@ async def analyse(session: AsyncSession, *, run_id: uuid.UUID) -> Analysis:
         )
     slo_results = evaluate(slos, results, run.summary)
     disagreements = [
-        r.key for r in slo_results if r.k6_threshold_ok is not None
-        and r.k6_threshold_ok != (r.status == "pass")
+        r.key
+        for r in slo_results
+        if r.k6_threshold_ok is not None and r.k6_threshold_ok != (r.status == "pass")
     ]
     if disagreements:
         warnings.append(
-            "k6's own threshold verdict differs from this analysis for: "
-            + ", ".join(disagreements)
+            "k6's own threshold verdict differs from this analysis for: " + ", ".join(disagreements)
         )
 
     baseline = await BaselineRepository(session).current(

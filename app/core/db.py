@@ -29,7 +29,7 @@ _embedded_server: Any = None  # kept referenced so the embedded server outlives 
 def normalise_url(url: str) -> str:
     """Accept libpq-style URLs (``postgres://``, ``postgresql://``) and select psycopg 3."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ValueError(f"perf-agent needs PostgreSQL, got {parsed.get_backend_name()!r}")
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 

@@ -1,1 +1,1 @@
-"""A small shop API to load-test: fast endpoints and one that an engineer would recognise as slow."""
+"""A small shop API to load-test: fast endpoints, and one slow the way real ones are."""

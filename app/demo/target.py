@@ -110,9 +110,13 @@ def create_target(db_path: Path | None = None) -> FastAPI:
 
     @app.get("/api/products/{product_id}")
     def get_product(product_id: int) -> dict[str, Any]:
-        row = db().execute(
-            "SELECT id, name, category, price_cents FROM products WHERE id = ?", (product_id,)
-        ).fetchone()
+        row = (
+            db()
+            .execute(
+                "SELECT id, name, category, price_cents FROM products WHERE id = ?", (product_id,)
+            )
+            .fetchone()
+        )
         if row is None:
             raise HTTPException(404, "no such product")
         return dict(row)

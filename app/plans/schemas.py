@@ -242,7 +242,7 @@ class PlanSpec(Strict):
     load: LoadProfile
     slos: list[SLOInput] = Field(
         default_factory=list,
-        description="Strings like 'p95 < 300ms' or {objective, endpoint}. Empty: platform defaults.",
+        description="'p95 < 300ms' or {objective, endpoint}; none given: platform defaults.",
     )
 
     @model_validator(mode="after")

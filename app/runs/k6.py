@@ -74,7 +74,7 @@ def k6_version(binary: str) -> str | None:
     import subprocess
 
     try:
-        done = subprocess.run(  # noqa: S603 - argv list, fixed arguments
+        done = subprocess.run(
             [binary, "version"], capture_output=True, text=True, timeout=10, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -107,12 +107,23 @@ async def _stop(proc: asyncio.subprocess.Process, grace_s: float) -> None:
         await proc.wait()
 
 
+def _prepare(workdir: Path, summary_path: Path) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary_path.unlink(missing_ok=True)
+
+
+def _read_summary(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None  # k6 was killed before handleSummary ran
+    summary: dict[str, Any] = json.loads(path.read_text())
+    return summary
+
+
 async def run_k6(
     *, binary: str, script: Path, workdir: Path, timeout_s: float, grace_s: float
 ) -> K6Outcome:
-    workdir.mkdir(parents=True, exist_ok=True)
     summary_path = workdir / "summary.json"
-    summary_path.unlink(missing_ok=True)
+    await asyncio.to_thread(_prepare, workdir, summary_path)
     argv = [
         binary,
         "run",
@@ -154,11 +165,10 @@ async def run_k6(
                 await asyncio.shield(proc.wait())
             await asyncio.shield(pumps)
     summary = None
-    if summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            tail.append(f"perf-agent: unreadable summary: {exc}")
+    try:
+        summary = await asyncio.to_thread(_read_summary, summary_path)
+    except (OSError, json.JSONDecodeError) as exc:
+        tail.append(f"perf-agent: unreadable summary: {exc}")
     assert proc.returncode is not None
     return K6Outcome(
         exit_code=proc.returncode,

@@ -22,7 +22,7 @@ class RunRepository:
     async def get(self, run_id: uuid.UUID, *, for_update: bool = False) -> Run | None:
         return await self.session.get(Run, run_id, with_for_update=for_update)
 
-    async def list(
+    async def list_runs(
         self, *, plan_id: uuid.UUID | None, status: str | None, limit: int
     ) -> Sequence[Run]:
         query = select(Run).order_by(Run.created_at.desc()).limit(limit)

@@ -52,7 +52,10 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
     summary="Queue a run of a plan's k6 script",
 )
 async def execute(
-    body: ExecuteIn, request: Request, response: Response, session: SessionDep,
+    body: ExecuteIn,
+    request: Request,
+    response: Response,
+    session: SessionDep,
     settings: SettingsDep,
 ) -> RunOut:
     """A worker picks the run up; poll `Location` until `status` is `succeeded` or `failed`."""

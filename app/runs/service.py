@@ -56,7 +56,7 @@ async def get_run(repo: RunRepository, run_id: uuid.UUID) -> Run:
 async def list_runs(
     repo: RunRepository, *, plan_id: uuid.UUID | None, status: str | None, limit: int
 ) -> Sequence[Run]:
-    return await repo.list(plan_id=plan_id, status=status, limit=limit)
+    return await repo.list_runs(plan_id=plan_id, status=status, limit=limit)
 
 
 def run_timeout_s(spec: PlanSpec, settings: Settings) -> float:

@@ -20,7 +20,10 @@ async def test_json_plan_is_stored_with_its_script(client: AsyncClient) -> None:
     assert body["version"] == 1
     assert "http_req_duration{expected_response:true}" in body["script"]
     assert body["spec"]["slos"][1] == {
-        "sli": "error_rate", "op": "<", "target": 0.01, "endpoint": "create_order"
+        "sli": "error_rate",
+        "op": "<",
+        "target": 0.01,
+        "endpoint": "create_order",
     }
 
 
@@ -119,7 +122,9 @@ async def test_slo_on_unknown_endpoint_is_refused(client: AsyncClient) -> None:
 
 async def test_wrong_content_type_is_415(client: AsyncClient) -> None:
     response = await client.post(
-        f"{API}/plan", content=b"name=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        f"{API}/plan",
+        content=b"name=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
 
     assert response.status_code == 415

@@ -69,9 +69,7 @@ async def test_runs_filter_by_status(client: AsyncClient, session: AsyncSession)
     queued = await make_run(session, plan, status=RunStatus.queued)
     await make_run(session, plan, status=RunStatus.failed)
 
-    response = await client.get(
-        f"{API}/runs", params={"plan_id": str(plan.id), "status": "queued"}
-    )
+    response = await client.get(f"{API}/runs", params={"plan_id": str(plan.id), "status": "queued"})
 
     assert [r["id"] for r in response.json()] == [str(queued.id)]
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -98,12 +97,14 @@ async def test_two_worker_processes_share_the_queue_without_overlap(
         "PERF_AGENT_WORKER_POLL_INTERVAL_S": "0.2",
     }
     workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.cli",
+            "worker",
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
         )
         for _ in range(2)
     ]
@@ -111,8 +112,8 @@ async def test_two_worker_processes_share_the_queue_without_overlap(
         # Queue only once both are polling, so that both can take part.
         for proc in workers:
             assert proc.stdout is not None
-            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
-            assert "polling for runs" in line
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert b"polling for runs" in line
         run_ids = await queue_runs(committed, 4, **quick_plan(demo_target))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -125,7 +126,7 @@ async def test_two_worker_processes_share_the_queue_without_overlap(
         for proc in workers:
             proc.terminate()
         for proc in workers:
-            proc.wait(30)
+            await asyncio.wait_for(proc.wait(), 30)
 
     assert {r.status for r in runs} == {RunStatus.succeeded}, [r.error for r in runs]
     assert {r.attempts for r in runs} == {1}

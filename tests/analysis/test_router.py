@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import uuid
+
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import RunStatus
+from tests.builders import API, make_plan, make_run, result
+
+# The default builder plan: global "p95 < 300ms", and "error_rate < 1%" on create_order.
+
+
+def healthy() -> list[dict[str, object]]:
+    return [
+        result("*", p95=120),
+        result("list_orders", p95=100),
+        result("create_order", p95=140),
+    ]
+
+
+async def test_a_run_within_its_slos_passes(client: AsyncClient, session: AsyncSession) -> None:
+    run = await make_run(session, await make_plan(session), results=healthy())
+
+    response = await client.post(f"{API}/analyse", json={"run_id": str(run.id)})
+
+    assert response.status_code == 201
+    body = response.json()
+    assert response.headers["location"] == f"{API}/analyses/{body['id']}"
+    assert body["verdict"] == "pass"
+    assert [(r["objective"], r["measured"], r["status"]) for r in body["slo_results"]] == [
+        ("p95 < 300ms", 120.0, "pass"),
+        ("error_rate < 1%", 0.0, "pass"),
+    ]
+    assert body["warnings"] == []
+
+
+async def test_a_breached_slo_fails_and_says_by_how_much(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    rows = [
+        result("*", p95=600, requests=200, failures=4),
+        result("list_orders", p95=20),
+        result("create_order", p95=650, failures=4),
+    ]
+    run = await make_run(session, await make_plan(session), results=rows)
+
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+
+    assert body["verdict"] == "fail"
+    statuses = {r["objective"]: r["status"] for r in body["slo_results"]}
+    assert statuses == {"p95 < 300ms": "fail", "error_rate < 1%": "fail"}
+    summaries = [f["summary"] for f in body["findings"] if f["kind"] == "slo_breach"]
+    assert "all requests breaks p95 < 300ms: p95 = 600.0 ms, 2.0× its 300 ms target" in summaries
+    kinds = {(f["kind"], f["endpoint"]) for f in body["findings"]}
+    assert ("slow_endpoint", "create_order") in kinds
+    assert ("errors", "create_order") in kinds
+
+
+async def test_no_successful_responses_is_no_data_and_fails(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    rows = [result("*", p95=None, failures=100), result("create_order", p95=None, failures=100)]
+    run = await make_run(session, await make_plan(session), results=rows)
+
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+
+    assert body["verdict"] == "fail"
+    assert body["slo_results"][0]["status"] == "no_data"
+
+
+async def test_a_plan_without_slos_is_judged_by_defaults_with_a_warning(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    run = await make_run(session, await make_plan(session, slos=[]), results=healthy())
+
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+
+    assert [r["objective"] for r in body["slo_results"]] == ["p95 < 500ms", "error_rate < 1%"]
+    assert "platform defaults" in body["warnings"][0]
+    report = (await client.get(body["links"]["report"])).text
+    assert "> **Warning:** The plan defines no SLOs" in report
+
+
+async def test_the_report_follows_the_benchmarker_format(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    run = await make_run(session, await make_plan(session), results=healthy())
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+
+    report = (await client.get(body["links"]["report"])).text
+
+    headings = [
+        "### Performance Test Report: `orders-api`",
+        "**Test Date:**",
+        "**Scenario:**",
+        "**Performance SLOs:**",
+        "**Results:**",
+        "**Analysis & Observations:**",
+        "**Recommendations:**",
+    ]
+    positions = [report.index(h) for h in headings]
+    assert positions == sorted(positions)
+    assert "*   **SLO MET:**" in report
+    assert "**[RECOMMENDATION]**" in report
+
+
+async def test_a_run_still_queued_cannot_be_analysed(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    run = await make_run(session, await make_plan(session), status=RunStatus.queued)
+
+    response = await client.post(f"{API}/analyse", json={"run_id": str(run.id)})
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "run.not_finished"
+
+
+async def test_a_failed_run_cannot_be_analysed(client: AsyncClient, session: AsyncSession) -> None:
+    run = await make_run(session, await make_plan(session), status=RunStatus.failed)
+
+    response = await client.post(f"{API}/analyse", json={"run_id": str(run.id)})
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "run.not_analysable"
+
+
+async def test_unknown_ids_are_404_problems(client: AsyncClient) -> None:
+    analyse = await client.post(f"{API}/analyse", json={"run_id": str(uuid.uuid4())})
+    fetch = await client.get(f"{API}/analyses/{uuid.uuid4()}")
+    report = await client.get(f"{API}/analyses/{uuid.uuid4()}/report.md")
+
+    assert [analyse.json()["code"], fetch.json()["code"], report.json()["code"]] == [
+        "run.not_found",
+        "analysis.not_found",
+        "analysis.not_found",
+    ]
+
+
+async def test_analysis_compares_with_the_current_baseline(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    plan = await make_plan(session)
+    before = await make_run(session, plan, results=healthy())
+    promoted = await client.post(f"{API}/baselines", json={"run_id": str(before.id)})
+    assert promoted.status_code == 201
+    slower = [result("*", p95=200), result("list_orders", p95=210), result("create_order", p95=140)]
+    after = await make_run(session, plan, results=slower)
+
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(after.id)})).json()
+
+    assert body["baseline_run_id"] == str(before.id)
+    regressions = [f for f in body["findings"] if f["kind"] == "regression"]
+    assert [f["endpoint"] for f in regressions] == ["list_orders"]
+    assert regressions[0]["evidence"] == {"p95_ms": 210.0, "baseline_p95_ms": 100.0}
