@@ -77,7 +77,7 @@ def problem_response(
     request: Request, *, status: int, code: str, title: str, detail: str, **extra: Any
 ) -> JSONResponse:
     body = {
-        "type": f"https://perf-agent.dev/problems/{code}",
+        "type": f"urn:perf-agent:problem:{code}",
         "title": title,
         "status": status,
         "detail": detail,
