@@ -17,6 +17,7 @@ import typer
 import uvicorn
 import yaml
 from rich.console import Console
+from rich.markdown import Markdown
 from rich.table import Table
 
 from app.core import migrate
@@ -190,10 +191,12 @@ def run_demo_flow(api: str, target: str, *, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"report-{body['id']}.md"
     path.write_text(report)
-    return {**body, "report_path": str(path.resolve())}
+    return {**body, "report": report, "report_path": str(path.resolve())}
 
 
 def print_verdict(analysis: dict[str, Any]) -> None:
+    console.print(Markdown(analysis["report"]))
+    console.rule()
     table = Table(title=f"verdict: {analysis['verdict'].upper()}")
     for column in ("objective", "scope", "measured", "result"):
         table.add_column(column)
