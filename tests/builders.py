@@ -46,7 +46,7 @@ async def make_plan(session: AsyncSession, **changes: Any) -> Plan:
         id=uuid.uuid4(),
         name=spec.name,
         version=1,
-        spec=spec.model_dump(mode="json"),
+        spec=spec.model_dump(mode="json", by_alias=True),
         source="{}",
         source_format="json",
         script=script,

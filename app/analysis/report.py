@@ -27,22 +27,40 @@ def _code(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def scenario_text(spec: PlanSpec) -> str:
+def load_text(spec: PlanSpec) -> str:
     load = spec.load
-    if load.stages:
-        steps = ", ".join(f"{s.target} VUs over {format_duration(s.duration)}" for s in load.stages)
-        shape = f"A ramping load ({steps}; peak {load.peak_vus} virtual users)"
-    else:
+    executor = load.executor()
+    if "stages" in executor:
+        unit = "iterations/s" if "arrival" in executor["executor"] else "VUs"
+        steps = ", ".join(f"{s['target']} {unit} over {s['duration']}" for s in executor["stages"])
+        shape = f"stages {steps}"
+    elif "rate" in executor:
         shape = (
-            f"A constant load of {load.vus} virtual users for "
-            f"{format_duration(load.total_duration_s)}"
+            f"{executor['rate']} iterations per {executor['timeUnit']} for {executor['duration']}"
         )
-    calls = ", ".join(f"{e.method} {_code(e.path)}" for e in spec.endpoints)
-    think = f", pausing {load.think_time:g}s after each" if load.think_time else ""
-    text = (
-        f"{shape} against {_code(spec.target.base_url)} ({spec.target.environment}); each "
-        f"iteration calls {len(spec.endpoints)} endpoint(s) in order{think}: {calls}."
+    else:
+        shape = f"{executor['vus']} virtual users for {executor['duration']}"
+    return (
+        f"A {load.profile} load profile (k6 `{executor['executor']}`: {shape}; "
+        f"at most {load.vus_at_peak} VUs, {format_duration(load.total_duration_s)})"
     )
+
+
+def scenario_text(spec: PlanSpec) -> str:
+    lines = [
+        f"{load_text(spec)} against {_code(spec.target.base_url)} ({spec.target.environment})."
+    ]
+    total_weight = sum(s.weight for s in spec.scenarios)
+    for sc in spec.scenarios:
+        calls = " → ".join(f"{st.method} {_code(st.path)}" for st in sc.steps)
+        data = f", one `{sc.data}` row per iteration" if sc.data else ""
+        share = (
+            f"{100 * sc.weight / total_weight:.0f}% of iterations"
+            if len(spec.scenarios) > 1
+            else "every iteration"
+        )
+        lines.append(f"*   Workflow {_code(sc.name)} ({share}{data}): {calls}")
+    text = "\n".join(lines)
     if spec.description:
         text = f"{spec.description.strip()}\n\n{text}"
     return text
@@ -131,7 +149,7 @@ def render_markdown(
     lines += ["", "**Recommendations:**"]
     recommendations = [f.recommendation for f in findings if f.recommendation]
     if not recommendations:
-        peak = spec.load.peak_vus
+        peak = spec.load.vus_at_peak
         recommendations.append(
             f"Run a ramp from {peak} to {peak * 2} virtual users to find the load at which "
             "p95 or the error rate breaks away."

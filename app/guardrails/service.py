@@ -31,7 +31,7 @@ def check_host(hostname: str, settings: Settings) -> None:
 
 def check_plan(spec: PlanSpec, settings: Settings) -> None:
     check_host(spec.target.hostname, settings)
-    peak = spec.load.peak_vus
+    peak = spec.load.vus_at_peak
     if peak > settings.max_vus:
         raise GuardrailViolation(
             f"the load profile asks for {peak} VUs; the ceiling is {settings.max_vus}",

@@ -3,22 +3,24 @@
 Safety rule: every string that came from a user reaches the script only through ``json.dumps``
 with ``ensure_ascii=True``: a JSON string literal is a valid JavaScript string literal, and
 escaping non-ASCII also neutralises U+2028/U+2029 line separators. User text reaches comments
-only in that encoded form (it has no line break), and never identifiers.
+only in that encoded form (it has no line break), and never identifiers. ``{{vars.x}}`` and
+``{{data.col}}`` references become property reads (``vars["x"]``), concatenated with literals.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache
+import math
+from functools import cache, reduce
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from app.plans.schemas import SLO, PlanSpec, format_duration
+from app.plans import templating
+from app.plans.schemas import SLO, PlanSpec, Scenario, Step, ThinkRange
 
 TREND_STATS = ["avg", "min", "med", "max", "p(50)", "p(90)", "p(95)", "p(99)", "count"]
-ALL_ENDPOINTS = "*"
 
 _K6_STAT = {
     "avg": "avg",
@@ -38,8 +40,7 @@ def js(value: Any) -> str:
 
 def js_object(value: Any, indent: int) -> str:
     text = json.dumps(value, ensure_ascii=True, indent=2)
-    pad = " " * indent
-    return text.replace("\n", "\n" + pad)
+    return text.replace("\n", "\n" + " " * indent)
 
 
 @cache
@@ -55,18 +56,18 @@ def _environment() -> Environment:
     return env
 
 
-# Metric names k6 reports per endpoint; the ``name`` tag is restricted to [A-Za-z0-9_.-].
-def reqs_metric(endpoint: str | None) -> str:
-    return f"http_reqs{{name:{endpoint}}}" if endpoint else "http_reqs"
+# Metric names k6 reports per step; the ``name`` tag is restricted to [A-Za-z0-9_.-].
+def reqs_metric(step: str | None) -> str:
+    return f"http_reqs{{name:{step}}}" if step else "http_reqs"
 
 
-def failed_metric(endpoint: str | None) -> str:
-    return f"http_req_failed{{name:{endpoint}}}" if endpoint else "http_req_failed"
+def failed_metric(step: str | None) -> str:
+    return f"http_req_failed{{name:{step}}}" if step else "http_req_failed"
 
 
-def duration_metric(endpoint: str | None) -> str:
-    if endpoint:
-        return f"http_req_duration{{name:{endpoint},expected_response:true}}"
+def duration_metric(step: str | None) -> str:
+    if step:
+        return f"http_req_duration{{name:{step},expected_response:true}}"
     return "http_req_duration{expected_response:true}"
 
 
@@ -79,13 +80,18 @@ def slo_threshold(slo: SLO) -> tuple[str, str]:
     return duration_metric(slo.endpoint), f"{_K6_STAT[slo.sli]}{slo.op}{slo.target:g}"
 
 
-def thresholds(spec: PlanSpec, slos: list[SLO]) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = {}
+def thresholds(spec: PlanSpec, slos: list[SLO]) -> dict[str, list[Any]]:
+    result: dict[str, list[Any]] = {}
+    abort = spec.load.abort_on_fail
     for slo in slos:
         metric, expression = slo_threshold(slo)
-        result.setdefault(metric, []).append(expression)
+        entry: Any = expression
+        if abort:
+            # Breakpoint tests stop at the first broken SLO (after 10s of data).
+            entry = {"threshold": expression, "abortOnFail": True, "delayAbortEval": "10s"}
+        result.setdefault(metric, []).append(entry)
     # Always true; without a threshold k6 does not report a sub-metric in its summary.
-    for name in [None, *(e.name for e in spec.endpoints)]:
+    for name in [None, *spec.step_names]:
         for metric, expression in (
             (reqs_metric(name), "count>=0"),
             (failed_metric(name), "rate>=0"),
@@ -97,63 +103,203 @@ def thresholds(spec: PlanSpec, slos: list[SLO]) -> dict[str, list[str]]:
     return result
 
 
-def scenario(spec: PlanSpec) -> dict[str, Any]:
-    load = spec.load
-    if load.stages:
-        return {
-            "executor": "ramping-vus",
-            "startVUs": 0,
-            "stages": [
-                {"duration": format_duration(s.duration), "target": s.target} for s in load.stages
-            ],
-            "gracefulRampDown": "10s",
-            "gracefulStop": "10s",
-        }
-    return {
-        "executor": "constant-vus",
-        "vus": load.vus,
-        "duration": format_duration(load.total_duration_s),
-        "gracefulStop": "10s",
-    }
+# --- expressions -------------------------------------------------------------------------
 
 
-def _body_js(body: Any) -> str:
-    if body is None:
+def js_text(text: str, *, encode: bool = False) -> str:
+    """A plan string as a JS expression: literals JSON-encoded, references as reads.
+
+    A string that is exactly one reference keeps the referenced value's type (a number from
+    JSON data stays a number in a JSON body) unless ``encode`` asks for URL-encoding.
+    """
+    parts = templating.parse(text)
+    if len(parts) == 1 and isinstance(parts[0], templating.Ref) and not encode:
+        ref = parts[0]
+        return f"{ref.namespace}[{js(ref.name)}]"
+    pieces = []
+    for part in parts:
+        if isinstance(part, str):
+            pieces.append(js(part))
+        else:
+            read = f"String({part.namespace}[{js(part.name)}])"
+            pieces.append(f"encodeURIComponent({read})" if encode else read)
+    return " + ".join(pieces) if pieces else '""'
+
+
+def js_value(value: Any) -> str:
+    """A JSON value whose strings may hold references, as a JS expression."""
+    if isinstance(value, str):
+        return js_text(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{js(k)}: {js_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(js_value(v) for v in value) + "]"
+    return js(value)
+
+
+def _body(step: Step) -> str:
+    if step.body is None:
         return "null"
-    if isinstance(body, str):
-        return js(body)
-    return f"JSON.stringify({js(body)})"
+    if isinstance(step.body, str):
+        return js_text(step.body)
+    return f"JSON.stringify({js_value(step.body)})"
+
+
+def _headers(step: Step) -> str:
+    headers = dict(step.headers)
+    if step.body is not None and not isinstance(step.body, str):
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/json"
+    return "{" + ", ".join(f"{js(k)}: {js_text(v)}" for k, v in headers.items()) + "}"
+
+
+def _checks(step: Step) -> list[str]:
+    """Check entries (``"name": (r) => …``) for the step's expected status and its checks."""
+    statuses = js(step.expect_status)
+    entries = [f"{js(f'{step.name}: status in {step.expect_status}')}: "
+               f"(r) => {statuses}.includes(r.status)"]  # fmt: skip
+    for i, chk in enumerate(step.checks, start=1):
+        if chk.status is not None:
+            label, test = f"status in {chk.status}", f"{js(chk.status)}.includes(r.status)"
+        elif chk.body_contains is not None:
+            label = f"body contains {chk.body_contains!r}"
+            test = f"(r.body || '').includes({js(chk.body_contains)})"
+        elif chk.exists is False:
+            label, test = f"{chk.json_path} absent", f"jsonAt(r, {js(chk.json_path)}) === undefined"
+        elif chk.equals is not None:
+            label = f"{chk.json_path} == {json.dumps(chk.equals)}"
+            test = f"equal(jsonAt(r, {js(chk.json_path)}), {js_value(chk.equals)})"
+        else:
+            label, test = f"{chk.json_path} exists", f"jsonAt(r, {js(chk.json_path)}) !== undefined"
+        entries.append(f"{js(f'{step.name}: #{i} {label}')}: (r) => {test}")
+    return entries
+
+
+def _think(step: Step) -> str | None:
+    tt = step.think_time
+    if tt is None:
+        return None
+    if isinstance(tt, ThinkRange):
+        return f"pause({tt.min:g}, {tt.max:g});"
+    return f"sleep({tt:g});" if tt > 0 else None
+
+
+def _step_code(step: Step, number: int, total: int) -> list[str]:
+    url = f"BASE_URL + {js_text(step.path, encode=True)}"
+    if step.query:
+        params = (
+            "{"
+            + ", ".join(
+                f"{js(k)}: {js_text(v) if isinstance(v, str) else js(v)}"
+                for k, v in step.query.items()
+            )
+            + "}"
+        )
+        url += f" + query({params})"
+    params_lines = [
+        f"    headers: headers({_headers(step)}),",
+        f"    tags: {{ name: {js(step.name)} }},",
+        f"    responseCallback: http.expectedStatuses({', '.join(map(str, step.expect_status))}),",
+    ]
+    if step.needs_body:
+        params_lines.append("    responseType: 'text',")
+    lines = [
+        f"  // step {number} of {total}",
+        f"  res = http.request({js(step.method)}, {url}, {_body(step)}, {{",
+        *params_lines,
+        "  });",
+        "  check(res, {",
+        *(f"    {entry}," for entry in _checks(step)),
+        "  });",
+    ]
+    for var, ex in step.extract.items():
+        source, where = (
+            ("json", ex.json_path) if ex.json_path is not None
+            else ("header", ex.header) if ex.header is not None
+            else ("regex", ex.regex)
+        )  # fmt: skip
+        lines += [
+            f"  vars[{js(var)}] = extract(res, {js(source)}, {js(where)});",
+            f"  check(res, {{ {js(f'{step.name}: extracted {var}')}: () => "
+            f"vars[{js(var)}] !== undefined }});",
+        ]
+    think = _think(step)
+    if think:
+        lines.append(f"  {think}")
+    return lines
+
+
+def _scenario_body(scenario: Scenario) -> str:
+    lines: list[str] = []
+    total = len(scenario.steps)
+    i = 0
+    while i < total:
+        step = scenario.steps[i]
+        if step.group is None:
+            lines += _step_code(step, i + 1, total)
+            i += 1
+            continue
+        # Consecutive steps of one group run inside one k6 group().
+        lines.append(f"  group({js(step.group)}, function () {{")
+        while i < total and scenario.steps[i].group == step.group:
+            lines += ["  " + line for line in _step_code(scenario.steps[i], i + 1, total)]
+            i += 1
+        lines.append("  });")
+    return "\n".join(lines)
+
+
+def weighted_cycle(scenarios: list[Scenario]) -> list[int]:
+    """Scenario indexes in a smooth repeating order with exact weight shares."""
+    weights = [s.weight for s in scenarios]
+    divisor = reduce(math.gcd, weights)
+    weights = [w // divisor for w in weights]
+    current = [0] * len(weights)
+    cycle = []
+    for _ in range(sum(weights)):  # smooth weighted round-robin (as in nginx)
+        current = [c + w for c, w in zip(current, weights, strict=True)]
+        best = max(range(len(weights)), key=lambda k: current[k])
+        current[best] -= sum(weights)
+        cycle.append(best)
+    return cycle
 
 
 def render(spec: PlanSpec, *, slos: list[SLO], version: int = 1) -> str:
-    endpoints = []
-    for ep in spec.endpoints:
-        headers = dict(ep.headers)
-        if ep.body is not None and not isinstance(ep.body, str):
-            if not any(k.lower() == "content-type" for k in headers):
-                headers["Content-Type"] = "application/json"
-        endpoints.append(
-            {
-                "name": ep.name,
-                "method": ep.method,
-                "path": ep.path,
-                "headers": headers,
-                "body_js": _body_js(ep.body),
-                "expect_status": ep.expect_status,
-                "check_name": f"{ep.name}: status in {ep.expect_status}",
-            }
-        )
+    dataset_names = sorted({s.data for s in spec.scenarios if s.data is not None})
+    datasets = [
+        {
+            "name": name,
+            "rows": spec.data[name].rows,
+            "count": len(spec.data[name].rows),
+            "selection": spec.data[name].selection,
+        }
+        for name in dataset_names
+    ]
+    scenarios = [
+        {
+            "name": sc.name,
+            "weight": sc.weight,
+            "data_index": dataset_names.index(sc.data) if sc.data else None,
+            "selection": spec.data[sc.data].selection if sc.data else None,
+            "body": _scenario_body(sc),
+        }
+        for sc in spec.scenarios
+    ]
     template = _environment().get_template("script.js.j2")
     return template.render(
         plan_name=spec.name,
         version=version,
         base_url=spec.target.base_url,
-        scenario=scenario(spec),
+        seed=spec.seed,
+        executor=spec.load.executor(),
         thresholds=thresholds(spec, slos),
         trend_stats=TREND_STATS,
-        endpoints=endpoints,
-        endpoint_names=[e.name for e in spec.endpoints],
+        default_headers=spec.target.headers,
+        auth=spec.target.auth,
+        datasets=datasets,
+        scenarios=scenarios,
+        cycle=weighted_cycle(spec.scenarios),
         think_time=spec.load.think_time,
+        step_names=spec.step_names,
     )
 
 

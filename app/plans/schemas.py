@@ -1,7 +1,14 @@
-"""The test-plan language (v0): what a client POSTs to ``/plan`` as JSON or YAML."""
+"""The test-plan language (v1): what a client POSTs to ``/plan`` as JSON or YAML.
+
+A plan has a target, test data, scenarios (user workflows of ordered steps, each with a
+traffic weight), a load profile preset and SLOs. A v0 plan's flat ``endpoints`` list is still
+accepted: it becomes one scenario called ``main``.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import uuid
 from datetime import datetime
@@ -11,53 +18,50 @@ from urllib.parse import urlsplit
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from app.plans import templating
+from app.plans.load_profiles import (
+    Duration,
+    LoadProfile,
+    Pause,
+    Strict,
+    format_duration,
+    parse_duration,
+)
+
+__all__ = ["Duration", "format_duration", "parse_duration"]
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+SECRET_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_DATA_ROWS = 50_000
 
 
-def parse_duration(value: Any) -> float:
-    """k6-style durations ("30s", "1m30s", "2h") or plain seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '1m30s'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        if not parts or "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"{value!r} is not a duration like '30s', '1m30s' or '2h'")
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError("a duration is a number of seconds or a string like '1m30s'")
-    if seconds < 1:
-        raise ValueError("a duration must be at least 1s")
-    return seconds
+class Auth(Strict):
+    """Credentials by reference: the worker reads ``PERF_AGENT_SECRET_<secret>`` at run time.
 
+    The value is never stored, returned or written into the script.
+    """
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+    type: Literal["bearer", "basic", "header"]
+    secret: str = Field(pattern=SECRET_PATTERN, description="Name of the secret, e.g. API_TOKEN")
+    header: str = Field(default="Authorization", min_length=1, max_length=100)
 
-
-def format_duration(seconds: float) -> str:
-    """Seconds → a k6 duration string."""
-    return f"{round(seconds * 1000)}ms" if seconds != int(seconds) else f"{int(seconds)}s"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    @property
+    def env_var(self) -> str:
+        return f"PERF_AGENT_SECRET_{self.secret}"
 
 
 class Target(Strict):
     base_url: str = Field(description="Scheme, host and optional port (and path prefix).")
     environment: str = Field(default="staging", max_length=100)
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with every request")
+    auth: Auth | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -74,13 +78,100 @@ class Target(Strict):
         return urlsplit(self.base_url).hostname or ""
 
 
-class Endpoint(Strict):
-    name: str = Field(pattern=NAME_PATTERN, description="Tag used for per-endpoint results.")
+class ThinkRange(Strict):
+    min: Pause
+    max: Pause
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThinkRange:
+        if self.max < self.min:
+            raise ValueError("think_time.max must be at least think_time.min")
+        return self
+
+
+ThinkTime = Annotated[Pause | ThinkRange, Field(union_mode="left_to_right")]
+
+
+class Check(Strict):
+    """One assertion on a response: its status, a JSON value, or the body text."""
+
+    status: list[int] | None = None
+    json_path: str | None = Field(
+        default=None,
+        alias="json",
+        max_length=500,
+        description="k6/GJSON path into the JSON body, e.g. 'data.items.0.id'",
+    )
+    equals: Any = None
+    exists: bool | None = None
+    body_contains: str | None = None
+
+    model_config = Strict.model_config | {"populate_by_name": True}
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Check:
+        kinds = [
+            self.status is not None,
+            self.json_path is not None,
+            self.body_contains is not None,
+        ]
+        if sum(kinds) != 1:
+            raise ValueError("a check has exactly one of: status, json, body_contains")
+        if self.json_path is None and (self.equals is not None or self.exists is not None):
+            raise ValueError("equals/exists go with a json check")
+        return self
+
+
+class Extract(Strict):
+    """Where to find a value to keep in ``vars`` for later steps."""
+
+    json_path: str | None = Field(default=None, alias="json", max_length=500)
+    header: str | None = Field(default=None, max_length=100)
+    regex: str | None = Field(
+        default=None, max_length=500, description="Its first capture group is kept"
+    )
+
+    model_config = Strict.model_config | {"populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Extract:
+        if sum(v is not None for v in (self.json_path, self.header, self.regex)) != 1:
+            raise ValueError("an extraction has exactly one of: json, header, regex")
+        if self.regex is not None:
+            try:
+                compiled = re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regex: {exc}") from exc
+            if compiled.groups < 1:
+                raise ValueError("the regex needs a capture group, e.g. 'id=(\\d+)'")
+        return self
+
+
+def _status_list(value: Any) -> Any:
+    return [value] if isinstance(value, int) else value
+
+
+class Step(Strict):
+    """One request of a workflow. Strings may reference ``{{vars.x}}`` and ``{{data.col}}``."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Tag under which results are reported")
     method: HttpMethod = "GET"
     path: str = Field(min_length=1, max_length=2000)
+    query: dict[str, str | int | float | bool] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
-    body: Any = Field(default=None, description="JSON value (sent as JSON) or a raw string.")
-    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    body: Any = Field(default=None, description="JSON value (sent as JSON) or a raw string")
+    expect_status: Annotated[list[int], BeforeValidator(_status_list)] = Field(
+        default_factory=lambda: [200], min_length=1
+    )
+    checks: list[Check] = Field(default_factory=list)
+    extract: dict[str, Extract] = Field(default_factory=dict)
+    think_time: ThinkTime | None = None
+    group: str | None = Field(default=None, max_length=200)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -94,11 +185,6 @@ class Endpoint(Strict):
             raise ValueError("path must start with '/' (it is appended to target.base_url)")
         return value
 
-    @field_validator("expect_status", mode="before")
-    @classmethod
-    def _status_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, int) else value
-
     @field_validator("expect_status")
     @classmethod
     def _status_range(cls, value: list[int]) -> list[int]:
@@ -107,40 +193,77 @@ class Endpoint(Strict):
                 raise ValueError(f"{status} is not an HTTP status")
         return value
 
+    @field_validator("extract")
+    @classmethod
+    def _var_names(cls, value: dict[str, Extract]) -> dict[str, Extract]:
+        for name in value:
+            if not re.match(VAR_PATTERN, name):
+                raise ValueError(f"{name!r} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
 
-class Stage(Strict):
-    duration: Duration
-    target: int = Field(ge=0)
+    @property
+    def needs_body(self) -> bool:
+        return bool(self.extract) or any(c.status is None for c in self.checks)
+
+    def strings(self) -> list[str]:
+        """Every string of the request that may hold references."""
+        found = [self.path, *map(str, self.query.values()), *self.headers.values()]
+        found += _strings_in(self.body)
+        return found
 
 
-class LoadProfile(Strict):
-    vus: int | None = Field(default=None, ge=1)
-    duration: Duration | None = None
-    stages: list[Stage] | None = Field(default=None, min_length=1)
-    think_time: Duration | None = Field(default=None, description="Pause after each iteration.")
+def _strings_in(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings_in(v)]
+    return []
+
+
+class Scenario(Strict):
+    """A user workflow: its steps run in order in one iteration."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    weight: int = Field(default=1, ge=1, le=100, description="Share of iterations")
+    data: str | None = Field(default=None, description="Data set whose row each iteration uses")
+    steps: list[Step] = Field(min_length=1, max_length=200)
+
+
+class DataSet(Strict):
+    """Test data: CSV text or a list of JSON objects; one row per iteration."""
+
+    format: Literal["csv", "json"] = "json"
+    inline: str | list[dict[str, Any]]
+    selection: Literal["sequential", "random", "unique"] = Field(
+        default="sequential",
+        description="sequential: row i for iteration i (cycling); random: seeded; "
+        "unique: each row once, the test stops when they run out",
+    )
 
     @model_validator(mode="after")
-    def _one_shape(self) -> LoadProfile:
-        constant = self.vus is not None or self.duration is not None
-        if self.stages and constant:
-            raise ValueError("give either vus + duration or stages, not both")
-        if not self.stages and (self.vus is None or self.duration is None):
-            raise ValueError("give vus and duration (constant load) or stages (ramping load)")
-        if self.peak_vus < 1:
-            raise ValueError("the load profile never starts a VU: some stage needs a target > 0")
+    def _parse(self) -> DataSet:
+        rows = self.rows
+        if not rows:
+            raise ValueError("a data set needs at least one row")
+        if len(rows) > MAX_DATA_ROWS:
+            raise ValueError(f"a data set holds at most {MAX_DATA_ROWS} rows")
         return self
 
     @property
-    def total_duration_s(self) -> float:
-        if self.stages:
-            return sum(stage.duration for stage in self.stages)
-        return self.duration or 0.0
+    def rows(self) -> list[dict[str, Any]]:
+        if self.format == "csv":
+            if not isinstance(self.inline, str):
+                raise ValueError("csv data is given as text with a header line")
+            return [dict(r) for r in csv.DictReader(io.StringIO(self.inline.strip()))]
+        if isinstance(self.inline, str):
+            raise ValueError("json data is given as a list of objects")
+        return self.inline
 
     @property
-    def peak_vus(self) -> int:
-        if self.stages:
-            return max(stage.target for stage in self.stages)
-        return self.vus or 0
+    def columns(self) -> set[str]:
+        return {key for row in self.rows for key in row}
 
 
 LATENCY_SLIS = ("avg", "min", "med", "p50", "p90", "p95", "p99", "max")
@@ -170,7 +293,15 @@ class SLO(Strict):
     sli: SLI
     op: Op
     target: float = Field(ge=0)
-    endpoint: str | None = Field(default=None, description="Endpoint name; omitted: all requests.")
+    endpoint: str | None = Field(default=None, description="Step name; omitted: all requests.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _step_alias(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "step" in value:
+            value = {**value, "endpoint": value["step"]}
+            del value["step"]
+        return value
 
     @property
     def unit(self) -> str:
@@ -238,23 +369,73 @@ class PlanSpec(Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
     target: Target
-    endpoints: list[Endpoint] = Field(min_length=1, max_length=200)
+    data: dict[str, DataSet] = Field(default_factory=dict)
+    scenarios: list[Scenario] = Field(default_factory=list, max_length=50)
+    endpoints: list[Step] | None = Field(
+        default=None, description="v0 shorthand: one scenario 'main' with these steps"
+    )
     load: LoadProfile
     slos: list[SLOInput] = Field(
         default_factory=list,
         description="'p95 < 300ms' or {objective, endpoint}; none given: platform defaults.",
     )
+    seed: int = Field(default=1, ge=0, le=2**31 - 1, description="Seed for everything random")
 
     @model_validator(mode="after")
-    def _references(self) -> PlanSpec:
-        names = [e.name for e in self.endpoints]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"endpoint names must be unique; repeated: {', '.join(duplicates)}")
+    def _normalise_and_check(self) -> PlanSpec:
+        if self.endpoints is not None:
+            if self.scenarios:
+                raise ValueError("give scenarios or endpoints, not both")
+            self.scenarios = [Scenario(name="main", steps=self.endpoints)]
+            self.endpoints = None
+        if not self.scenarios:
+            raise ValueError("a plan needs at least one scenario (or endpoints)")
+        for kind, names in (
+            ("scenario", [s.name for s in self.scenarios]),
+            ("step", self.step_names),
+        ):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{kind} names must be unique; repeated: {', '.join(repeated)}")
+        for scenario in self.scenarios:
+            self._check_references(scenario)
         for slo in self.slos:
-            if slo.endpoint is not None and slo.endpoint not in names:
-                raise ValueError(f"SLO {slo.text!r} names unknown endpoint {slo.endpoint!r}")
+            if slo.endpoint is not None and slo.endpoint not in self.step_names:
+                raise ValueError(f"SLO {slo.text!r} names unknown step {slo.endpoint!r}")
         return self
+
+    def _check_references(self, scenario: Scenario) -> None:
+        columns: set[str] = set()
+        if scenario.data is not None:
+            if scenario.data not in self.data:
+                raise ValueError(
+                    f"scenario {scenario.name!r} uses data set {scenario.data!r}, "
+                    f"which the plan does not define"
+                )
+            columns = self.data[scenario.data].columns
+        known: set[str] = set()
+        for step in scenario.steps:
+            for text in step.strings():
+                for ref in templating.references(text):
+                    if ref.namespace == "data" and ref.name not in columns:
+                        raise ValueError(
+                            f"step {step.name!r} uses {{{{data.{ref.name}}}}} but scenario "
+                            f"{scenario.name!r} has no data column {ref.name!r}"
+                        )
+                    if ref.namespace == "vars" and ref.name not in known:
+                        raise ValueError(
+                            f"step {step.name!r} uses {{{{vars.{ref.name}}}}} before any "
+                            "earlier step extracts it"
+                        )
+            known |= set(step.extract)
+
+    @property
+    def steps(self) -> list[Step]:
+        return [step for scenario in self.scenarios for step in scenario.steps]
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.name for step in self.steps]
 
 
 # Applied when a plan has no SLOs (design spec §8: "use platform defaults; warn engineer").

@@ -106,7 +106,7 @@ async def create_plan(
         id=uuid.uuid4(),
         name=spec.name,
         version=1,
-        spec=spec.model_dump(mode="json"),
+        spec=spec.model_dump(mode="json", by_alias=True),
         source=body.decode("utf-8", errors="replace"),
         source_format=fmt,
         script=script,

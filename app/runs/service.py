@@ -111,7 +111,7 @@ async def _record_outcome(
     if outcome is not None:
         if outcome.summary is not None:
             try:
-                parsed = k6summary.parse_results(outcome.summary, [e.name for e in spec.endpoints])
+                parsed = k6summary.parse_results(outcome.summary, spec.step_names)
                 rows = [RunResult(run_id=run_id, **row) for row in parsed]
             except k6summary.SummaryError as exc:
                 error = str(exc)

@@ -94,7 +94,7 @@ async def test_missing_fields_are_a_422_problem_listing_each(client: AsyncClient
     problem = response.json()
     assert problem["code"] == "validation_error"
     missing = {tuple(e["loc"]) for e in problem["errors"]}
-    assert {("body", "target"), ("body", "endpoints"), ("body", "load")} <= missing
+    assert {("body", "target"), ("body", "load")} <= missing
 
 
 async def test_a_list_instead_of_a_plan_is_refused(client: AsyncClient) -> None:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from app.plans.schemas import LoadProfile, PlanSpec, format_duration, parse_duration, parse_slo_text
+from app.plans.load_profiles import LoadProfile
+from app.plans.schemas import PlanSpec, format_duration, parse_duration, parse_slo_text
 from tests.builders import plan_doc
 
 
@@ -47,22 +48,30 @@ def test_bad_slo_texts_are_refused(text: str) -> None:
         PlanSpec.model_validate(plan_doc(slos=[text]))
 
 
-def test_load_is_either_constant_or_staged() -> None:
-    with pytest.raises(ValidationError, match="either vus"):
-        LoadProfile.model_validate(
-            {"vus": 1, "duration": "1s", "stages": [{"duration": "1s", "target": 1}]}
-        )
-    with pytest.raises(ValidationError, match="give vus and duration"):
-        LoadProfile.model_validate({"vus": 1})
+LOAD = TypeAdapter(LoadProfile)
+
+
+def test_load_without_a_preset_is_constant_or_staged() -> None:
+    assert LOAD.validate_python({"vus": 1, "duration": "1s"}).profile == "load"
+    assert LOAD.validate_python({"stages": [{"duration": "1s", "target": 1}]}).profile == "ramp"
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        LOAD.validate_python({"vus": 1, "stages": [{"duration": "1s", "target": 1}]})
+    with pytest.raises(ValidationError, match="duration"):
+        LOAD.validate_python({"vus": 1})
     with pytest.raises(ValidationError, match="never starts a VU"):
-        LoadProfile.model_validate({"stages": [{"duration": "5s", "target": 0}]})
+        LOAD.validate_python({"stages": [{"duration": "5s", "target": 0}]})
 
 
 def test_staged_load_reports_peak_and_length() -> None:
-    load = LoadProfile.model_validate(
+    load = LOAD.validate_python(
         {"stages": [{"duration": "10s", "target": 5}, {"duration": "1m", "target": 20}]}
     )
-    assert (load.peak_vus, load.total_duration_s) == (20, 70)
+    assert (load.vus_at_peak, load.total_duration_s) == (20, 70)
+
+
+def test_unknown_preset_is_refused() -> None:
+    with pytest.raises(ValidationError, match="profile"):
+        LOAD.validate_python({"profile": "tsunami", "vus": 1, "duration": "1s"})
 
 
 @pytest.mark.parametrize(
