@@ -8,6 +8,7 @@ so each of those queries scans the whole table. Every other endpoint uses an ind
 from __future__ import annotations
 
 import random
+import secrets
 import sqlite3
 import tempfile
 import threading
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Header, HTTPException
 from pydantic import BaseModel, Field
 
 PRODUCTS = 500
@@ -67,6 +68,14 @@ def build_database(path: Path, *, seed: int = 7) -> None:
     conn.close()
 
 
+DEMO_USERS = 20  # user1 … user20, password "pw-<n>"
+
+
+class Login(BaseModel):
+    username: str
+    password: str
+
+
 class OrderLine(BaseModel):
     product_id: int = Field(ge=1)
     quantity: int = Field(ge=1, le=100)
@@ -94,6 +103,40 @@ def create_target(db_path: Path | None = None) -> FastAPI:
         return conn
 
     app = FastAPI(title="perf-agent demo shop")
+    passwords = {f"user{n}": f"pw-{n}" for n in range(1, DEMO_USERS + 1)}
+    sessions: dict[str, str] = {}  # token → username
+    sessions_lock = threading.Lock()
+
+    def user_for(authorization: str | None) -> str:
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        with sessions_lock:
+            username = sessions.get(token)
+        if username is None:
+            raise HTTPException(401, "log in first: POST /api/login")
+        return username
+
+    @app.post("/api/login")
+    def login(body: Login) -> dict[str, str]:
+        if passwords.get(body.username) != body.password:
+            raise HTTPException(401, "wrong username or password")
+        token = secrets.token_urlsafe(16)
+        with sessions_lock:
+            sessions[token] = body.username
+        return {"token": token, "username": body.username}
+
+    @app.get("/api/me/orders")
+    def my_orders(authorization: str | None = Header(default=None)) -> dict[str, Any]:
+        username = user_for(authorization)
+        rows = (
+            db()
+            .execute(
+                "SELECT id, created_at FROM orders WHERE customer = ? ORDER BY created_at DESC "
+                "LIMIT 10",
+                (username,),
+            )
+            .fetchall()
+        )
+        return {"username": username, "orders": [dict(r) for r in rows]}
 
     @app.get("/health")
     def health() -> dict[str, str]:

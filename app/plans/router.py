@@ -10,7 +10,8 @@ from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.openapi import problems
 from app.models import Plan
-from app.plans import service
+from app.plans import dryrun, service
+from app.plans.dryrun import DryRunOut
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanOut, PlanSpec
 
@@ -73,6 +74,18 @@ async def create_plan(
     out = plan_out(request, plan)
     response.headers["Location"] = out.links["self"]
     return out
+
+
+@router.post(
+    "/plans/{plan_id}/dry-run",
+    response_model=DryRunOut,
+    responses=problems(404, 422),
+    summary="Run the script once (1 VU × 1 iteration) and report each step",
+)
+async def dry_run_plan(plan_id: uuid.UUID, repo: RepoDep, settings: SettingsDep) -> DryRunOut:
+    """Checks a plan against its target before a real run: every request's status and every
+    check's result. It sends real requests, so the host guardrails apply."""
+    return await dryrun.dry_run(await service.get_plan(repo, plan_id), settings)
 
 
 @router.get("/plans", response_model=list[PlanOut])

@@ -209,6 +209,7 @@ class Step(Strict):
         """Every string of the request that may hold references."""
         found = [self.path, *map(str, self.query.values()), *self.headers.values()]
         found += _strings_in(self.body)
+        found += [s for check in self.checks for s in _strings_in(check.equals)]
         return found
 
 

@@ -17,6 +17,7 @@ from app.models import Plan
 from app.plans import k6script
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec, effective_slos
+from app.runs.k6 import ScriptRejected, inspect_script
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -102,6 +103,13 @@ async def create_plan(
     check_plan(spec, settings)
     slos, _ = effective_slos(spec)
     script = k6script.render(spec, slos=slos, version=1)
+    try:
+        # k6 itself must accept the script before anything is stored.
+        await inspect_script(settings.k6_binary, script)
+    except ScriptRejected as exc:
+        raise InvalidInput(
+            f"k6 rejected the generated script: {exc}", code="plan.script_rejected"
+        ) from exc
     plan = Plan(
         id=uuid.uuid4(),
         name=spec.name,

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 from collections import deque
 from dataclasses import dataclass
 from functools import cache
@@ -59,14 +60,50 @@ class K6Outcome:
         return f"k6 exited with {self.exit_code} ({meaning})"
 
 
-def k6_env(workdir: Path, summary_path: Path) -> dict[str, str]:
-    # A fresh environment: the script can read __ENV, so the service's secrets stay out of it.
-    return {
+def k6_env(workdir: Path, summary_path: Path | None, secrets: dict[str, str]) -> dict[str, str]:
+    # A fresh environment: the script can read __ENV, so only the secrets its plan names go in.
+    env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
         "K6_NO_USAGE_REPORT": "true",
-        "PERF_AGENT_SUMMARY": str(summary_path),
+        **secrets,
     }
+    if summary_path is not None:
+        env["PERF_AGENT_SUMMARY"] = str(summary_path)
+    return env
+
+
+class ScriptRejected(ValueError):
+    """``k6 inspect`` refused a script; the message is k6's own."""
+
+
+async def inspect_script(binary: str, script: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Have k6 parse the script and return the options it would run with."""
+    with tempfile.TemporaryDirectory(prefix="perf-agent-inspect-") as tmp:
+        path = Path(tmp) / "script.js"
+        await asyncio.to_thread(path.write_text, script)
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "inspect",
+            str(path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp,
+            env=k6_env(Path(tmp), None, {}),
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.shield(proc.wait())
+    if proc.returncode != 0:
+        message = stderr.decode(errors="replace").strip() or stdout.decode(errors="replace")
+        raise ScriptRejected(message[-2000:])
+    options: dict[str, Any] = json.loads(stdout)
+    return options
 
 
 @cache
@@ -120,7 +157,14 @@ def _read_summary(path: Path) -> dict[str, Any] | None:
 
 
 async def run_k6(
-    *, binary: str, script: Path, workdir: Path, timeout_s: float, grace_s: float
+    *,
+    binary: str,
+    script: Path,
+    workdir: Path,
+    timeout_s: float,
+    grace_s: float,
+    secrets: dict[str, str] | None = None,
+    extra_args: list[str] | None = None,
 ) -> K6Outcome:
     summary_path = workdir / "summary.json"
     await asyncio.to_thread(_prepare, workdir, summary_path)
@@ -134,6 +178,7 @@ async def run_k6(
         "127.0.0.1:0",
         "--summary-trend-stats",
         ",".join(TREND_STATS),
+        *(extra_args or []),
         str(script),
     ]
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -145,7 +190,7 @@ async def run_k6(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=workdir,
-            env=k6_env(workdir, summary_path),
+            env=k6_env(workdir, summary_path, secrets or {}),
             start_new_session=True,  # a Ctrl-C aimed at the service does not hit k6 directly
         )
         log.info("k6 started (pid %s): %s", proc.pid, " ".join(argv))

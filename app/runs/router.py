@@ -11,8 +11,8 @@ from app.core.openapi import problems
 from app.models import Run, RunStatus
 from app.runs import service
 from app.runs.repository import RunRepository
-from app.runs.schemas import EndpointResult, ExecuteIn, RunOut
-from app.runs.summary import failed_thresholds
+from app.runs.schemas import CheckResult, EndpointResult, ExecuteIn, RunOut
+from app.runs.summary import check_results, failed_thresholds
 
 router = APIRouter(tags=["execute"])
 
@@ -36,6 +36,7 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
         test_duration_s=run.test_duration_s,
         thresholds_failed=failed_thresholds(run.summary),
         results=[EndpointResult.model_validate(r) for r in results],
+        checks=[CheckResult.model_validate(c) for c in check_results(run.summary)],
         links={
             "self": request.url_for("get_run", run_id=run.id).path,
             "plan": request.url_for("get_plan", plan_id=run.plan_id).path,

@@ -32,6 +32,13 @@ class EndpointResult(BaseModel):
     max_ms: float | None
 
 
+class CheckResult(BaseModel):
+    name: str
+    group: str | None
+    passes: int
+    fails: int
+
+
 class RunOut(BaseModel):
     id: uuid.UUID
     plan_id: uuid.UUID
@@ -51,4 +58,5 @@ class RunOut(BaseModel):
         default_factory=list, description="k6's own verdicts: thresholds it marked failed."
     )
     results: list[EndpointResult]
+    checks: list[CheckResult] = Field(default_factory=list, description="k6 checks, per name")
     links: dict[str, str]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,24 @@ async def list_runs(
     return await repo.list_runs(plan_id=plan_id, status=status, limit=limit)
 
 
+class MissingSecret(LookupError):
+    pass
+
+
+def plan_secrets(spec: PlanSpec) -> dict[str, str]:
+    """The secrets a plan references, read from this process's environment."""
+    auth = spec.target.auth
+    if auth is None:
+        return {}
+    value = os.environ.get(auth.env_var)
+    if not value:
+        raise MissingSecret(
+            f"the plan authenticates with secret {auth.secret!r}, but {auth.env_var} is not "
+            "set for the worker"
+        )
+    return {auth.env_var: value}
+
+
 def run_timeout_s(spec: PlanSpec, settings: Settings) -> float:
     return min(spec.load.total_duration_s, float(settings.max_duration_s)) + RUN_SLACK_S
 
@@ -91,7 +110,10 @@ async def execute_claimed_run(
             workdir=workdir,
             timeout_s=run_timeout_s(spec, settings),
             grace_s=settings.stop_grace_s,
+            secrets=plan_secrets(spec),
         )
+    except MissingSecret as exc:
+        error = str(exc)
     except OSError as exc:
         error = f"could not start k6 ({settings.k6_binary}): {exc}"
     return await _record_outcome(
