@@ -174,6 +174,10 @@ def run_demo_flow(api: str, target: str, *, out_dir: Path) -> dict[str, Any]:
         plan.raise_for_status()
         plan_id = plan.json()["id"]
         console.print(f"plan    {plan_id} stored; script: {api}{API}/plans/{plan_id}/script")
+        client.post(
+            f"/plans/{plan_id}/review",
+            json={"action": "approve", "reviewer": "perf-agent demo", "comment": "demo plan"},
+        ).raise_for_status()
         run = client.post("/execute", json={"plan_id": plan_id})
         run.raise_for_status()
         run_id = run.json()["id"]

@@ -6,9 +6,10 @@ import copy
 import uuid
 from typing import Any
 
+from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Plan, Run, RunResult, RunStatus
+from app.models import Plan, PlanStatus, Run, RunResult, RunStatus
 from app.plans import k6script
 from app.plans.schemas import PlanSpec, effective_slos
 
@@ -38,14 +39,19 @@ def plan_doc(**changes: Any) -> dict[str, Any]:
     return doc
 
 
-async def make_plan(session: AsyncSession, **changes: Any) -> Plan:
+async def make_plan(
+    session: AsyncSession, *, status: str = PlanStatus.approved, **changes: Any
+) -> Plan:
     spec = PlanSpec.model_validate(plan_doc(**changes))
     slos, _ = effective_slos(spec)
     script = k6script.render(spec, slos=slos)
+    plan_id = uuid.uuid4()
     plan = Plan(
-        id=uuid.uuid4(),
+        id=plan_id,
+        family_id=plan_id,
         name=spec.name,
         version=1,
+        status=status,
         spec=spec.model_dump(mode="json", by_alias=True),
         source="{}",
         source_format="json",
@@ -55,6 +61,13 @@ async def make_plan(session: AsyncSession, **changes: Any) -> Plan:
     session.add(plan)
     await session.flush()
     return plan
+
+
+async def approve(client: AsyncClient, plan: dict[str, Any]) -> None:
+    response = await client.post(
+        f"{API}/plans/{plan['id']}/review", json={"action": "approve", "reviewer": "test"}
+    )
+    assert response.status_code == 200, response.text
 
 
 def result(

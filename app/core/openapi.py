@@ -23,6 +23,7 @@ class Problem(BaseModel):
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "Malformed request body",
+        403: "Not allowed for this caller",
         404: "Unknown id",
         409: "Not possible in the resource's current state",
         413: "Body too large",

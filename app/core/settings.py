@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description="fnmatch patterns that always win over allowed_hosts.",
     )
 
+    ci_token: SecretStr | None = Field(
+        default=None,
+        description="Callers presenting it (X-Perf-Agent-CI-Token) may auto-approve plans.",
+    )
+
     openai_api_key: SecretStr | None = None
     anthropic_api_key: SecretStr | None = None
 

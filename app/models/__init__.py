@@ -3,7 +3,7 @@
 from app.models.analysis import Analysis
 from app.models.base import Base
 from app.models.baseline import Baseline
-from app.models.plan import Plan
+from app.models.plan import Plan, PlanStatus
 from app.models.run import Run, RunResult, RunStatus
 
-__all__ = ["Analysis", "Base", "Baseline", "Plan", "Run", "RunResult", "RunStatus"]
+__all__ = ["Analysis", "Base", "Baseline", "Plan", "PlanStatus", "Run", "RunResult", "RunStatus"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Plan
@@ -26,3 +26,11 @@ class PlanRepository:
         if name is not None:
             query = query.where(Plan.name == name)
         return (await self.session.scalars(query)).all()
+
+    async def versions(self, family_id: uuid.UUID) -> Sequence[Plan]:
+        query = select(Plan).where(Plan.family_id == family_id).order_by(Plan.version.desc())
+        return (await self.session.scalars(query)).all()
+
+    async def latest_version_number(self, family_id: uuid.UUID) -> int:
+        query = select(func.max(Plan.version)).where(Plan.family_id == family_id)
+        return int(await self.session.scalar(query) or 0)

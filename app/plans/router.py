@@ -13,7 +13,7 @@ from app.models import Plan
 from app.plans import dryrun, service
 from app.plans.dryrun import DryRunOut
 from app.plans.repository import PlanRepository
-from app.plans.schemas import PlanOut, PlanSpec
+from app.plans.schemas import PlanOut, PlanSpec, ReviewIn
 
 router = APIRouter(tags=["plan"])
 
@@ -30,8 +30,13 @@ _PLAN_SCHEMA = {"$ref": "#/components/schemas/PlanSpec"}
 def plan_out(request: Request, plan: Plan) -> PlanOut:
     return PlanOut(
         id=plan.id,
+        family_id=plan.family_id,
         name=plan.name,
         version=plan.version,
+        status=plan.status,
+        reviewed_by=plan.reviewed_by,
+        review_comment=plan.review_comment,
+        reviewed_at=plan.reviewed_at,
         created_at=plan.created_at,
         spec=PlanSpec.model_validate(plan.spec),
         script_sha256=plan.script_sha256,
@@ -40,6 +45,8 @@ def plan_out(request: Request, plan: Plan) -> PlanOut:
             "self": str(request.url_for("get_plan", plan_id=plan.id).path),
             "script": str(request.url_for("get_plan_script", plan_id=plan.id).path),
             "execute": str(request.url_for("execute").path),
+            "review": str(request.url_for("review_plan", plan_id=plan.id).path),
+            "versions": str(request.url_for("list_plan_versions", plan_id=plan.id).path),
         },
     )
 
@@ -74,6 +81,60 @@ async def create_plan(
     out = plan_out(request, plan)
     response.headers["Location"] = out.links["self"]
     return out
+
+
+@router.post(
+    "/plans/{plan_id}/versions",
+    status_code=201,
+    response_model=PlanOut,
+    responses=problems(400, 404, 413, 415, 422),
+    summary="Edit a plan: the document becomes its next version, as a draft",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _PLAN_SCHEMA},
+                "application/yaml": {"schema": _PLAN_SCHEMA},
+            },
+        }
+    },
+)
+async def create_plan_version(
+    plan_id: uuid.UUID, request: Request, response: Response, repo: RepoDep, settings: SettingsDep
+) -> PlanOut:
+    plan = await service.create_version(
+        repo,
+        plan_id,
+        body=await request.body(),
+        content_type=request.headers.get("content-type"),
+        settings=settings,
+    )
+    out = plan_out(request, plan)
+    response.headers["Location"] = out.links["self"]
+    return out
+
+
+@router.get("/plans/{plan_id}/versions", response_model=list[PlanOut], responses=problems(404))
+async def list_plan_versions(request: Request, plan_id: uuid.UUID, repo: RepoDep) -> list[PlanOut]:
+    """Every version of this plan's family, newest first."""
+    return [plan_out(request, p) for p in await service.versions(repo, plan_id)]
+
+
+@router.post(
+    "/plans/{plan_id}/review",
+    response_model=PlanOut,
+    responses=problems(404, 409, 422),
+    summary="Approve or archive a plan version",
+)
+async def review_plan(
+    request: Request, plan_id: uuid.UUID, body: ReviewIn, repo: RepoDep
+) -> PlanOut:
+    """draft → approved → archived (a draft can be archived too). Only approved versions run,
+    unless a CI caller auto-approves (see `POST /execute`)."""
+    plan = await service.review(
+        repo, plan_id, action=body.action, reviewer=body.reviewer, comment=body.comment
+    )
+    return plan_out(request, plan)
 
 
 @router.post(

@@ -450,10 +450,21 @@ def effective_slos(spec: PlanSpec) -> tuple[list[SLO], bool]:
     return [SLO.model_validate(parse_slo_text(text)) for text in PLATFORM_DEFAULT_SLOS], True
 
 
+class ReviewIn(Strict):
+    action: Literal["approve", "archive"]
+    reviewer: str = Field(min_length=1, max_length=200)
+    comment: str | None = Field(default=None, max_length=5000)
+
+
 class PlanOut(BaseModel):
     id: uuid.UUID
+    family_id: uuid.UUID = Field(description="Shared by every version of this plan")
     name: str
     version: int
+    status: Literal["draft", "approved", "archived"]
+    reviewed_by: str | None
+    review_comment: str | None
+    reviewed_at: datetime | None
     created_at: datetime
     spec: PlanSpec
     script_sha256: str

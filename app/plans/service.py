@@ -10,10 +10,17 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from app.core.errors import InvalidInput, NotFound, ProblemError, UnsupportedMediaType
+from app.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ProblemError,
+    UnsupportedMediaType,
+)
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
-from app.models import Plan
+from app.models import Plan, PlanStatus
+from app.models.base import utcnow
 from app.plans import k6script
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec, effective_slos
@@ -95,14 +102,14 @@ def validate_spec(document: Any) -> PlanSpec:
         raise InvalidInput(f"{where}: {first['msg']}", errors=errors) from exc
 
 
-async def create_plan(
-    repo: PlanRepository, *, body: bytes, content_type: str | None, settings: Settings
+async def _build(
+    *, body: bytes, content_type: str | None, settings: Settings, version: int
 ) -> Plan:
     document, fmt = parse_document(body, content_type)
     spec = validate_spec(document)
     check_plan(spec, settings)
     slos, _ = effective_slos(spec)
-    script = k6script.render(spec, slos=slos, version=1)
+    script = k6script.render(spec, slos=slos, version=version)
     try:
         # k6 itself must accept the script before anything is stored.
         await inspect_script(settings.k6_binary, script)
@@ -110,17 +117,72 @@ async def create_plan(
         raise InvalidInput(
             f"k6 rejected the generated script: {exc}", code="plan.script_rejected"
         ) from exc
-    plan = Plan(
-        id=uuid.uuid4(),
+    plan_id = uuid.uuid4()
+    return Plan(
+        id=plan_id,
+        family_id=plan_id,
         name=spec.name,
-        version=1,
+        version=version,
+        status=PlanStatus.draft,
         spec=spec.model_dump(mode="json", by_alias=True),
         source=body.decode("utf-8", errors="replace"),
         source_format=fmt,
         script=script,
         script_sha256=k6script.sha256(script),
     )
+
+
+async def create_plan(
+    repo: PlanRepository, *, body: bytes, content_type: str | None, settings: Settings
+) -> Plan:
+    plan = await _build(body=body, content_type=content_type, settings=settings, version=1)
     return await repo.add(plan)
+
+
+async def create_version(
+    repo: PlanRepository,
+    plan_id: uuid.UUID,
+    *,
+    body: bytes,
+    content_type: str | None,
+    settings: Settings,
+) -> Plan:
+    """An edit: the document becomes the next version (a draft) of the plan's family."""
+    base = await get_plan(repo, plan_id)
+    number = await repo.latest_version_number(base.family_id) + 1
+    plan = await _build(body=body, content_type=content_type, settings=settings, version=number)
+    plan.family_id = base.family_id
+    return await repo.add(plan)
+
+
+# action → (states it may start from, state it leads to)
+_TRANSITIONS = {
+    "approve": ({PlanStatus.draft}, PlanStatus.approved),
+    "archive": ({PlanStatus.draft, PlanStatus.approved}, PlanStatus.archived),
+}
+
+
+async def review(
+    repo: PlanRepository, plan_id: uuid.UUID, *, action: str, reviewer: str, comment: str | None
+) -> Plan:
+    plan = await get_plan(repo, plan_id)
+    allowed_from, to = _TRANSITIONS[action]
+    if plan.status not in allowed_from:
+        raise Conflict(
+            f"plan {plan_id} version {plan.version} is {plan.status}; it cannot be {to}",
+            code="review.invalid_transition",
+            plan_status=plan.status,
+        )
+    plan.status = to
+    plan.reviewed_by = reviewer
+    plan.review_comment = comment
+    plan.reviewed_at = utcnow()
+    await repo.session.flush()
+    return plan
+
+
+async def versions(repo: PlanRepository, plan_id: uuid.UUID) -> Sequence[Plan]:
+    return await repo.versions((await get_plan(repo, plan_id)).family_id)
 
 
 async def get_plan(repo: PlanRepository, plan_id: uuid.UUID) -> Plan:

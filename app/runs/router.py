@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
@@ -49,7 +49,7 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
     "/execute",
     status_code=202,
     response_model=RunOut,
-    responses=problems(404, 422),
+    responses=problems(403, 404, 409, 422),
     summary="Queue a run of a plan's k6 script",
 )
 async def execute(
@@ -58,9 +58,18 @@ async def execute(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
+    ci_token: Annotated[str | None, Header(alias="X-Perf-Agent-CI-Token")] = None,
 ) -> RunOut:
-    """A worker picks the run up; poll `Location` until `status` is `succeeded` or `failed`."""
-    run = await service.enqueue(session, plan_id=body.plan_id, settings=settings)
+    """Queue a run of an approved plan version. A worker picks it up; poll `Location` until
+    `status` is `succeeded` or `failed`. CI pipelines may run a draft with
+    `"auto_approve": true` and the configured CI token."""
+    run = await service.enqueue(
+        session,
+        plan_id=body.plan_id,
+        settings=settings,
+        auto_approve=body.auto_approve,
+        ci_token=ci_token,
+    )
     out = await run_out(request, RunRepository(session), run)
     response.headers["Location"] = out.links["self"]
     return out

@@ -9,7 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 class ExecuteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    plan_id: uuid.UUID
+    plan_id: uuid.UUID = Field(description="A plan version; it must be approved")
+    auto_approve: bool = Field(
+        default=False,
+        description="Approve a draft on the way (CI): needs the X-Perf-Agent-CI-Token header",
+    )
 
 
 class EndpointResult(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import uuid
@@ -11,10 +12,10 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import metrics
-from app.core.errors import NotFound
+from app.core.errors import Conflict, NotFound, ProblemError
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
-from app.models import Plan, Run, RunResult, RunStatus
+from app.models import Plan, PlanStatus, Run, RunResult, RunStatus
 from app.models.base import utcnow
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec
@@ -28,10 +29,38 @@ log = logging.getLogger(__name__)
 RUN_SLACK_S = 60.0
 
 
-async def enqueue(session: AsyncSession, *, plan_id: uuid.UUID, settings: Settings) -> Run:
+async def enqueue(
+    session: AsyncSession,
+    *,
+    plan_id: uuid.UUID,
+    settings: Settings,
+    auto_approve: bool = False,
+    ci_token: str | None = None,
+) -> Run:
     plan = await PlanRepository(session).get(plan_id)
     if plan is None:
         raise NotFound(f"no plan {plan_id}", code="plan.not_found")
+    if plan.status == PlanStatus.draft and auto_approve:
+        expected = settings.ci_token.get_secret_value() if settings.ci_token else None
+        if not expected or not ci_token or not hmac.compare_digest(ci_token, expected):
+            raise ProblemError(
+                "auto-approval needs the CI token (X-Perf-Agent-CI-Token)"
+                + ("" if expected else "; none is configured (PERF_AGENT_CI_TOKEN)"),
+                code="review.auto_approve_forbidden",
+                status=403,
+                title="Forbidden",
+            )
+        plan.status = PlanStatus.approved
+        plan.reviewed_by = "ci"
+        plan.review_comment = "auto-approved by a CI caller on execute"
+        plan.reviewed_at = utcnow()
+    if plan.status != PlanStatus.approved:
+        raise Conflict(
+            f"plan {plan_id} version {plan.version} is {plan.status}; only an approved version "
+            "runs (POST …/plans/{id}/review, or auto_approve from CI)",
+            code=f"plan.{plan.status}",
+            plan_status=plan.status,
+        )
     # Limits may have tightened since the plan was stored: check again at run time.
     check_plan(PlanSpec.model_validate(plan.spec), settings)
     run = Run(

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.cli import demo_plan
 from app.core.settings import Settings
 from app.runs.worker import Worker
-from tests.builders import API
+from tests.builders import API, approve
 
 pytestmark = pytest.mark.k6
 
@@ -43,6 +43,7 @@ async def test_plan_execute_analyse_flags_only_the_slow_endpoint(
         headers={"Content-Type": "application/yaml"},
     )
     assert plan.status_code == 201, plan.text
+    await approve(client, plan.json())
     queued = await client.post(f"{API}/execute", json={"plan_id": plan.json()["id"]})
     assert queued.status_code == 202
     run_id = queued.json()["id"]

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.settings import Settings
 from app.runs.worker import Worker
-from tests.builders import API
+from tests.builders import API, approve
 
 pytestmark = pytest.mark.k6
 WORKFLOW = Path(__file__).resolve().parents[2] / "app" / "demo" / "workflow.yaml"
@@ -31,6 +31,7 @@ async def post_yaml(client: AsyncClient, text: str) -> dict[str, object]:
     )
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()
+    await approve(client, body)
     return body
 
 

@@ -7,11 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.settings import Settings
 from app.models import RunStatus
-from tests.builders import API, make_plan, make_run, plan_doc, result
+from tests.builders import API, approve, make_plan, make_run, plan_doc, result
 
 
 async def test_execute_queues_a_run_and_points_at_it(client: AsyncClient) -> None:
     plan = (await client.post(f"{API}/plan", json=plan_doc())).json()
+    await approve(client, plan)
 
     response = await client.post(f"{API}/execute", json={"plan_id": plan["id"]})
 
