@@ -96,6 +96,16 @@ def db_check() -> None:
     console.print("models and migrations agree")
 
 
+@app.command("plan-schema")
+def plan_schema_cmd() -> None:
+    """Print the plan language's JSON Schema (docs/plan-schema.json is this output)."""
+    import json
+
+    from app.plans.schemas import plan_json_schema
+
+    print(json.dumps(plan_json_schema(), indent=2, sort_keys=True))
+
+
 @app.command("demo-target")
 def demo_target(port: int = 8001) -> None:
     """Serve the demo shop (the system under test of `perf-agent demo`) on 127.0.0.1."""

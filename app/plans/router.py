@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -13,7 +13,7 @@ from app.models import Plan
 from app.plans import dryrun, service
 from app.plans.dryrun import DryRunOut
 from app.plans.repository import PlanRepository
-from app.plans.schemas import PlanOut, PlanSpec, ReviewIn
+from app.plans.schemas import PlanOut, PlanSpec, ReviewIn, plan_json_schema
 
 router = APIRouter(tags=["plan"])
 
@@ -147,6 +147,12 @@ async def dry_run_plan(plan_id: uuid.UUID, repo: RepoDep, settings: SettingsDep)
     """Checks a plan against its target before a real run: every request's status and every
     check's result. It sends real requests, so the host guardrails apply."""
     return await dryrun.dry_run(await service.get_plan(repo, plan_id), settings)
+
+
+@router.get("/plans/schema", summary="JSON Schema of the plan language")
+async def plan_schema() -> dict[str, Any]:
+    """The same schema as `docs/plan-schema.json`; editors can validate YAML plans with it."""
+    return plan_json_schema()
 
 
 @router.get("/plans", response_model=list[PlanOut])

@@ -470,3 +470,10 @@ class PlanOut(BaseModel):
     script_sha256: str
     script: str
     links: dict[str, str]
+
+
+def plan_json_schema() -> dict[str, Any]:
+    schema = PlanSpec.model_json_schema(by_alias=True, mode="validation")
+    schema["$id"] = "urn:perf-agent:plan:v1"
+    schema["title"] = "perf-agent test plan (v1)"
+    return schema

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import yaml
 from httpx import AsyncClient
@@ -8,6 +10,7 @@ from httpx import AsyncClient
 from tests.builders import API, plan_doc
 
 PROBLEM = "application/problem+json"
+DOCS_SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "plan-schema.json"
 
 
 async def test_json_plan_is_stored_with_its_script(client: AsyncClient) -> None:
@@ -199,3 +202,12 @@ async def test_plans_are_listed_newest_first(client: AsyncClient) -> None:
 
     ids = [p["id"] for p in listed]
     assert ids.index(second["id"]) < ids.index(first["id"])
+
+
+async def test_the_plan_schema_is_served_and_matches_the_docs(client: AsyncClient) -> None:
+    served = (await client.get(f"{API}/plans/schema")).json()
+
+    assert served["$id"] == "urn:perf-agent:plan:v1"
+    assert {"target", "scenarios", "load", "slos", "data"} <= set(served["properties"])
+    # Regenerate with: .venv/bin/perf-agent plan-schema > docs/plan-schema.json
+    assert json.loads(DOCS_SCHEMA.read_text()) == served
