@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import date, datetime, time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,7 +21,21 @@ from pydantic import ValidationError
 
 from app.plans.schemas import PlanSpec
 
-__all__ = ["DEFAULT_LOAD", "MAX_STEPS", "ImportProblem"]
+__all__ = [
+    "DEFAULT_LOAD",
+    "MAX_STEPS",
+    "ImportProblem",
+    "as_dict",
+    "as_list",
+    "checked",
+    "describe",
+    "form_body",
+    "is_json_media",
+    "media_base",
+    "plain_json",
+    "sanitise_name",
+    "unique_name",
+]
 
 # A short, gentle first run: an import is a starting point that the user then tunes.
 DEFAULT_LOAD: dict[str, Any] = {"profile": "smoke", "vus": 1, "duration": "10s"}
@@ -31,6 +46,29 @@ _NAME_MAX = 64
 
 class ImportProblem(ValueError):
     """The input cannot become a plan; the message says precisely why."""
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else an empty one: malformed parts read as absent."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` with what JSON cannot hold made plain: YAML dates and timestamps become ISO
+    text, keys become strings. Example values reach the script as JSON literals."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [plain_json(v) for v in value]
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 def sanitise_name(text: str) -> str:
