@@ -24,9 +24,10 @@ from app.core import migrate
 from app.core.db import create_engine, normalise_url, start_embedded_postgres
 from app.core.settings import Settings
 from app.main import create_app
+from tests.llm.fake_llm import fake_llm as fake_llm
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
-TABLES = ("analyses", "baselines", "run_results", "runs", "plans")
+TABLES = ("llm_calls", "analyses", "baselines", "run_results", "runs", "plans")
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -6,6 +6,7 @@ import shutil
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,8 +59,17 @@ class Settings(BaseSettings):
         description="Callers presenting it (X-Perf-Agent-CI-Token) may auto-approve plans.",
     )
 
+    # Language models (design spec §3): OpenAI plans and structures, Claude explains.
     openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = Field(
+        default=None, description="Any OpenAI-compatible endpoint; unset: OpenAI's own"
+    )
+    openai_model: str = "gpt-5-mini"
     anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-5"
+    llm_planning_provider: Literal["openai", "anthropic"] = "openai"
+    llm_timeout_s: float = Field(default=20.0, gt=0, le=120)
 
     @field_validator("max_vus")
     @classmethod

@@ -3,7 +3,18 @@
 from app.models.analysis import Analysis
 from app.models.base import Base
 from app.models.baseline import Baseline
+from app.models.llm_call import LLMCall
 from app.models.plan import Plan, PlanStatus
 from app.models.run import Run, RunResult, RunStatus
 
-__all__ = ["Analysis", "Base", "Baseline", "Plan", "PlanStatus", "Run", "RunResult", "RunStatus"]
+__all__ = [
+    "Analysis",
+    "Base",
+    "Baseline",
+    "LLMCall",
+    "Plan",
+    "PlanStatus",
+    "Run",
+    "RunResult",
+    "RunStatus",
+]

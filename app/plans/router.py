@@ -71,12 +71,17 @@ async def create_plan(
     request: Request, response: Response, repo: RepoDep, settings: SettingsDep
 ) -> PlanOut:
     """Send the plan as JSON or YAML (`Content-Type: application/yaml`). The response carries
-    the stored plan and the generated script; `Location` points at the plan."""
+    the stored plan (a draft) and the generated script; `Location` points at the plan.
+
+    Or send `{"intent": "checkout flow, 100 users, 10 minutes", "target": {...}}`: a language
+    model drafts the plan in this same language, which is then validated like any other; if the
+    model is missing, slow or wrong, the problem says so and nothing is stored."""
     plan = await service.create_plan(
         repo,
         body=await request.body(),
         content_type=request.headers.get("content-type"),
         settings=settings,
+        sessionmaker=request.app.state.sessionmaker,
     )
     out = plan_out(request, plan)
     response.headers["Location"] = out.links["self"]

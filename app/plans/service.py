@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import (
     Conflict,
@@ -21,7 +22,7 @@ from app.core.settings import Settings
 from app.guardrails.service import check_plan
 from app.models import Plan, PlanStatus
 from app.models.base import utcnow
-from app.plans import k6script
+from app.plans import intent, k6script
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec, effective_slos
 from app.runs.k6 import ScriptRejected, inspect_script
@@ -103,9 +104,20 @@ def validate_spec(document: Any) -> PlanSpec:
 
 
 async def _build(
-    *, body: bytes, content_type: str | None, settings: Settings, version: int
+    *,
+    body: bytes,
+    content_type: str | None,
+    settings: Settings,
+    version: int,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> Plan:
+    plan_id = uuid.uuid4()
     document, fmt = parse_document(body, content_type)
+    if intent.is_intent(document):
+        document, _ = await intent.plan_document_from_intent(
+            document, settings=settings, sessionmaker=sessionmaker, plan_id=plan_id
+        )
+        fmt = "intent"
     spec = validate_spec(document)
     check_plan(spec, settings)
     slos, _ = effective_slos(spec)
@@ -117,7 +129,6 @@ async def _build(
         raise InvalidInput(
             f"k6 rejected the generated script: {exc}", code="plan.script_rejected"
         ) from exc
-    plan_id = uuid.uuid4()
     return Plan(
         id=plan_id,
         family_id=plan_id,
@@ -133,9 +144,20 @@ async def _build(
 
 
 async def create_plan(
-    repo: PlanRepository, *, body: bytes, content_type: str | None, settings: Settings
+    repo: PlanRepository,
+    *,
+    body: bytes,
+    content_type: str | None,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> Plan:
-    plan = await _build(body=body, content_type=content_type, settings=settings, version=1)
+    plan = await _build(
+        body=body,
+        content_type=content_type,
+        settings=settings,
+        version=1,
+        sessionmaker=sessionmaker,
+    )
     return await repo.add(plan)
 
 

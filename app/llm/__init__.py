@@ -1,0 +1,1 @@
+"""Language-model calls: typed structured output, an explicit timeout, usage recorded."""
