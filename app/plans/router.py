@@ -154,6 +154,88 @@ async def dry_run_plan(plan_id: uuid.UUID, repo: RepoDep, settings: SettingsDep)
     return await dryrun.dry_run(await service.get_plan(repo, plan_id), settings)
 
 
+_ANY_DOCUMENT = {"type": "object"}
+
+
+@router.post(
+    "/plans/import/openapi",
+    status_code=201,
+    response_model=PlanOut,
+    responses=problems(400, 413, 415, 422),
+    summary="Draft a plan from an OpenAPI 3 document",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _ANY_DOCUMENT},
+                "application/yaml": {"schema": _ANY_DOCUMENT},
+            },
+        }
+    },
+)
+async def import_openapi(
+    request: Request,
+    response: Response,
+    repo: RepoDep,
+    settings: SettingsDep,
+    base_url: Annotated[str, Query(description="The target; the document's servers are ignored")],
+    tag: Annotated[list[str] | None, Query(description="Keep operations with these tags")] = None,
+    operation_id: Annotated[list[str] | None, Query(description="Keep these operations")] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+) -> PlanOut:
+    """One step per chosen operation, parameters and bodies from examples or schemas, a smoke
+    load profile. The result is a draft: review, tune (a new version) and approve it."""
+    plan = await service.import_plan(
+        repo,
+        kind="openapi",
+        body=await request.body(),
+        content_type=request.headers.get("content-type"),
+        settings=settings,
+        options={"base_url": base_url, "tags": tag, "operation_ids": operation_id, "name": name},
+    )
+    out = plan_out(request, plan)
+    response.headers["Location"] = out.links["self"]
+    return out
+
+
+@router.post(
+    "/plans/import/har",
+    status_code=201,
+    response_model=PlanOut,
+    responses=problems(400, 413, 415, 422),
+    summary="Draft a workflow plan from a HAR 1.2 recording",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ANY_DOCUMENT}},
+        }
+    },
+)
+async def import_har(
+    request: Request,
+    response: Response,
+    repo: RepoDep,
+    settings: SettingsDep,
+    base_url: Annotated[
+        str | None, Query(description="The target; default: the recording's first host")
+    ] = None,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+) -> PlanOut:
+    """The recording's requests in order, with its think times; static assets dropped; tokens
+    a response returned and later requests reused are extracted and passed on."""
+    plan = await service.import_plan(
+        repo,
+        kind="har",
+        body=await request.body(),
+        content_type=request.headers.get("content-type"),
+        settings=settings,
+        options={"base_url": base_url, "name": name},
+    )
+    out = plan_out(request, plan)
+    response.headers["Location"] = out.links["self"]
+    return out
+
+
 @router.get("/plans/schema", summary="JSON Schema of the plan language")
 async def plan_schema() -> dict[str, Any]:
     """The same schema as `docs/plan-schema.json`; editors can validate YAML plans with it."""

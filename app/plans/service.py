@@ -23,6 +23,7 @@ from app.guardrails.service import check_plan
 from app.models import Plan, PlanStatus
 from app.models.base import utcnow
 from app.plans import intent, k6script
+from app.plans.importers import ImportProblem, har, openapi
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec, effective_slos
 from app.runs.k6 import ScriptRejected, inspect_script
@@ -118,6 +119,20 @@ async def _build(
             document, settings=settings, sessionmaker=sessionmaker, plan_id=plan_id
         )
         fmt = "intent"
+    return await _from_document(
+        document, plan_id=plan_id, source=body, fmt=fmt, settings=settings, version=version
+    )
+
+
+async def _from_document(
+    document: Any,
+    *,
+    plan_id: uuid.UUID,
+    source: bytes,
+    fmt: str,
+    settings: Settings,
+    version: int,
+) -> Plan:
     spec = validate_spec(document)
     check_plan(spec, settings)
     slos, _ = effective_slos(spec)
@@ -136,11 +151,38 @@ async def _build(
         version=version,
         status=PlanStatus.draft,
         spec=spec.model_dump(mode="json", by_alias=True),
-        source=body.decode("utf-8", errors="replace"),
+        source=source.decode("utf-8", errors="replace"),
         source_format=fmt,
         script=script,
         script_sha256=k6script.sha256(script),
     )
+
+
+async def import_plan(
+    repo: PlanRepository,
+    *,
+    kind: str,
+    body: bytes,
+    content_type: str | None,
+    settings: Settings,
+    options: dict[str, Any],
+) -> Plan:
+    """An OpenAPI document or a HAR recording becomes a draft plan (version 1)."""
+    document, _ = parse_document(body, content_type)
+    if not isinstance(document, dict):
+        raise InvalidInput(f"a {kind} document is a JSON/YAML object", code="import.invalid")
+    try:
+        if kind == "openapi":
+            generated = openapi.plan_from_openapi(document, **options)
+        else:
+            generated = har.plan_from_har(document, **options)
+    except ImportProblem as exc:
+        raise InvalidInput(str(exc), code="import.invalid") from exc
+    plan_id = uuid.uuid4()
+    plan = await _from_document(
+        generated, plan_id=plan_id, source=body, fmt=kind, settings=settings, version=1
+    )
+    return await repo.add(plan)
 
 
 async def create_plan(
