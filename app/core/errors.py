@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,16 @@ class InvalidInput(ProblemError):
     status = 422
     code = "validation_error"
     title = "Invalid input"
+
+
+def invalid_body(exc: ValidationError) -> InvalidInput:
+    """A pydantic error about a request body as a 422 problem listing every error."""
+    errors = [
+        {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    where = ".".join(str(part) for part in errors[0]["loc"][1:])
+    return InvalidInput(f"{where}: {errors[0]['msg']}", errors=errors)
 
 
 class GuardrailViolation(ProblemError):

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.errors import InvalidInput, ProblemError
+from app.core.errors import ProblemError, invalid_body
 from app.core.settings import Settings
 from app.guardrails.service import check_host
 from app.llm.service import LLMFailure, structured_call
@@ -57,12 +57,7 @@ def _request(document: dict[str, Any]) -> IntentIn:
     try:
         return IntentIn.model_validate(document)
     except ValidationError as exc:
-        errors = [
-            {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        where = ".".join(map(str, errors[0]["loc"][1:]))
-        raise InvalidInput(f"{where}: {errors[0]['msg']}", errors=errors) from exc
+        raise invalid_body(exc) from exc
 
 
 async def plan_document_from_intent(

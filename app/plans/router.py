@@ -8,12 +8,13 @@ from fastapi.responses import PlainTextResponse
 
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
+from app.core.errors import NotFound
 from app.core.openapi import problems
 from app.models import Plan
-from app.plans import dryrun, service
+from app.plans import dryrun, jmx, service
 from app.plans.dryrun import DryRunOut
 from app.plans.repository import PlanRepository
-from app.plans.schemas import PlanOut, PlanSpec, ReviewIn, plan_json_schema
+from app.plans.schemas import PlanOut, PlanSpec, ReviewIn, effective_slos, plan_json_schema
 
 router = APIRouter(tags=["plan"])
 
@@ -25,6 +26,19 @@ def get_repo(session: SessionDep) -> PlanRepository:
 RepoDep = Annotated[PlanRepository, Depends(get_repo)]
 
 _PLAN_SCHEMA = {"$ref": "#/components/schemas/PlanSpec"}
+_ANY_DOCUMENT = {"type": "object"}
+
+
+def document_body(schema: dict[str, Any], *media_types: str) -> dict[str, Any]:
+    """A request body read by hand (JSON or YAML), described for the OpenAPI document."""
+    types = media_types or ("application/json", "application/yaml")
+    return {"requestBody": {"required": True, "content": {t: {"schema": schema} for t in types}}}
+
+
+def created(request: Request, response: Response, plan: Plan) -> PlanOut:
+    out = plan_out(request, plan)
+    response.headers["Location"] = out.links["self"]
+    return out
 
 
 def plan_out(request: Request, plan: Plan) -> PlanOut:
@@ -57,15 +71,7 @@ def plan_out(request: Request, plan: Plan) -> PlanOut:
     response_model=PlanOut,
     responses=problems(400, 413, 415, 422),
     summary="Store a test plan and generate its k6 script",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _PLAN_SCHEMA},
-                "application/yaml": {"schema": _PLAN_SCHEMA},
-            },
-        }
-    },
+    openapi_extra=document_body(_PLAN_SCHEMA),
 )
 async def create_plan(
     request: Request, response: Response, repo: RepoDep, settings: SettingsDep
@@ -83,9 +89,7 @@ async def create_plan(
         settings=settings,
         sessionmaker=request.app.state.sessionmaker,
     )
-    out = plan_out(request, plan)
-    response.headers["Location"] = out.links["self"]
-    return out
+    return created(request, response, plan)
 
 
 @router.post(
@@ -94,15 +98,7 @@ async def create_plan(
     response_model=PlanOut,
     responses=problems(400, 404, 413, 415, 422),
     summary="Edit a plan: the document becomes its next version, as a draft",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _PLAN_SCHEMA},
-                "application/yaml": {"schema": _PLAN_SCHEMA},
-            },
-        }
-    },
+    openapi_extra=document_body(_PLAN_SCHEMA),
 )
 async def create_plan_version(
     plan_id: uuid.UUID, request: Request, response: Response, repo: RepoDep, settings: SettingsDep
@@ -114,9 +110,7 @@ async def create_plan_version(
         content_type=request.headers.get("content-type"),
         settings=settings,
     )
-    out = plan_out(request, plan)
-    response.headers["Location"] = out.links["self"]
-    return out
+    return created(request, response, plan)
 
 
 @router.get("/plans/{plan_id}/versions", response_model=list[PlanOut], responses=problems(404))
@@ -154,24 +148,13 @@ async def dry_run_plan(plan_id: uuid.UUID, repo: RepoDep, settings: SettingsDep)
     return await dryrun.dry_run(await service.get_plan(repo, plan_id), settings)
 
 
-_ANY_DOCUMENT = {"type": "object"}
-
-
 @router.post(
     "/plans/import/openapi",
     status_code=201,
     response_model=PlanOut,
     responses=problems(400, 413, 415, 422),
     summary="Draft a plan from an OpenAPI 3 document",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _ANY_DOCUMENT},
-                "application/yaml": {"schema": _ANY_DOCUMENT},
-            },
-        }
-    },
+    openapi_extra=document_body(_ANY_DOCUMENT),
 )
 async def import_openapi(
     request: Request,
@@ -193,9 +176,7 @@ async def import_openapi(
         settings=settings,
         options={"base_url": base_url, "tags": tag, "operation_ids": operation_id, "name": name},
     )
-    out = plan_out(request, plan)
-    response.headers["Location"] = out.links["self"]
-    return out
+    return created(request, response, plan)
 
 
 @router.post(
@@ -204,12 +185,7 @@ async def import_openapi(
     response_model=PlanOut,
     responses=problems(400, 413, 415, 422),
     summary="Draft a workflow plan from a HAR 1.2 recording",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _ANY_DOCUMENT}},
-        }
-    },
+    openapi_extra=document_body(_ANY_DOCUMENT, "application/json"),
 )
 async def import_har(
     request: Request,
@@ -231,9 +207,7 @@ async def import_har(
         settings=settings,
         options={"base_url": base_url, "name": name},
     )
-    out = plan_out(request, plan)
-    response.headers["Location"] = out.links["self"]
-    return out
+    return created(request, response, plan)
 
 
 @router.get("/plans/schema", summary="JSON Schema of the plan language")
@@ -270,3 +244,43 @@ async def get_plan_script(plan_id: uuid.UUID, repo: RepoDep) -> PlainTextRespons
             "ETag": f'"{plan.script_sha256}"',
         },
     )
+
+
+@router.get(
+    "/plans/{plan_id}/script.jmx",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"application/xml": {}}}, **problems(404)},
+    summary="The same plan as an Apache JMeter test plan",
+)
+async def get_plan_jmx(plan_id: uuid.UUID, repo: RepoDep) -> PlainTextResponse:
+    """What core JMeter cannot express exactly (ramping rates, iteration weights …) is
+    approximated and listed in the Test Plan's comments. Data sets are separate CSV files:
+    `…/plans/{id}/jmeter/{file}` for each `…csv` the plan names."""
+    plan = await service.get_plan(repo, plan_id)
+    spec = PlanSpec.model_validate(plan.spec)
+    document = jmx.render_jmx(spec, slos=effective_slos(spec)[0])
+    return PlainTextResponse(
+        document,
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="plan-{plan.id}.jmx"'},
+    )
+
+
+@router.get(
+    "/plans/{plan_id}/jmeter/{file_name}",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/csv": {}}}, **problems(404)},
+)
+async def get_plan_jmeter_file(
+    plan_id: uuid.UUID, file_name: str, repo: RepoDep
+) -> PlainTextResponse:
+    """A CSV data file the .jmx reads; save it next to the .jmx."""
+    plan = await service.get_plan(repo, plan_id)
+    files = jmx.jmx_data_files(PlanSpec.model_validate(plan.spec))
+    if file_name not in files:
+        raise NotFound(
+            f"plan {plan_id} has no JMeter file {file_name!r}; "
+            f"it has: {', '.join(files) or 'none'}",
+            code="plan.jmeter_file_not_found",
+        )
+    return PlainTextResponse(files[file_name], media_type="text/csv; charset=utf-8")

@@ -17,6 +17,7 @@ from app.core.errors import (
     NotFound,
     ProblemError,
     UnsupportedMediaType,
+    invalid_body,
 )
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
@@ -95,13 +96,7 @@ def validate_spec(document: Any) -> PlanSpec:
     try:
         return PlanSpec.model_validate(document)
     except ValidationError as exc:
-        errors = [
-            {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False)
-        ]
-        first = errors[0]
-        where = ".".join(str(p) for p in first["loc"][1:])
-        raise InvalidInput(f"{where}: {first['msg']}", errors=errors) from exc
+        raise invalid_body(exc) from exc
 
 
 async def _build(
