@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from xml.etree import ElementTree
 
 import yaml
 from httpx import AsyncClient
@@ -211,3 +212,31 @@ async def test_the_plan_schema_is_served_and_matches_the_docs(client: AsyncClien
     assert {"target", "scenarios", "load", "slos", "data"} <= set(served["properties"])
     # Regenerate with: .venv/bin/perf-agent plan-schema > docs/plan-schema.json
     assert json.loads(DOCS_SCHEMA.read_text()) == served
+
+
+async def test_a_plan_renders_as_jmeter_with_its_data_files(client: AsyncClient) -> None:
+    doc = plan_doc(
+        data={"users": {"format": "csv", "inline": "username\nalice\nbob\n"}},
+        endpoints=None,
+        scenarios=[
+            {
+                "name": "main",
+                "data": "users",
+                "steps": [{"name": "hello", "path": "/hello/{{data.username}}"}],
+            }
+        ],
+        slos=["p95 < 300ms"],
+    )
+    plan = (await client.post(f"{API}/plan", json=doc)).json()
+
+    jmx = await client.get(f"{API}/plans/{plan['id']}/script.jmx")
+    csv = await client.get(f"{API}/plans/{plan['id']}/jmeter/users.csv")
+    missing = await client.get(f"{API}/plans/{plan['id']}/jmeter/nope.csv")
+
+    assert jmx.status_code == 200
+    assert jmx.headers["content-type"].startswith("application/xml")
+    root = ElementTree.fromstring(jmx.text)
+    assert root.tag == "jmeterTestPlan"
+    assert [e.get("testname") for e in root.iter("HTTPSamplerProxy")] == ["hello"]
+    assert csv.text.splitlines()[1:] == ["alice", "bob"]
+    assert missing.status_code == 404
