@@ -81,6 +81,9 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         migrate_on_start=False,
         worker_poll_interval_s=0.2,
         stop_grace_s=10,
+        heartbeat_interval_s=0.2,
+        stale_after_s=2.0,
+        reaper_interval_s=0.5,
     )
 
 

@@ -40,11 +40,26 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     embedded_worker: bool = Field(default=True, description="`serve` also runs one worker.")
     worker_poll_interval_s: float = 1.0
+    worker_concurrency: int = Field(default=1, ge=1, le=16, description="Runs at once per worker")
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    stale_after_s: float = Field(
+        default=20.0, gt=0, description="A running run without a heartbeat this long is lost"
+    )
+    reaper_interval_s: float = Field(default=10.0, gt=0)
+    max_claims: int = Field(
+        default=2, ge=1, description="A run whose worker died is re-queued until claimed this often"
+    )
 
     # Guardrails. Requests can only stay below these; the validators cap them at the hard limits.
     max_vus: int = Field(default=HARD_VU_CEILING, ge=1)
     max_duration_s: int = Field(default=HARD_MAX_DURATION_S, ge=1)
     stop_grace_s: float = Field(default=30.0, ge=0, description="SIGINT → SIGKILL grace period.")
+    run_slack_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=300,
+        description="Time a run may take beyond its load profile (start-up, graceful stop)",
+    )
     allowed_hosts: list[str] = Field(
         default=["127.0.0.1", "localhost", "::1", "*.staging.*", "*.perf.*", "staging.*", "perf.*"],
         description="fnmatch patterns for target hosts.",

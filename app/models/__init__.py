@@ -5,9 +5,10 @@ from app.models.base import Base
 from app.models.baseline import Baseline
 from app.models.llm_call import LLMCall
 from app.models.plan import Plan, PlanStatus
-from app.models.run import Run, RunResult, RunStatus
+from app.models.run import FINISHED_STATUSES, Run, RunEvent, RunResult, RunStatus
 
 __all__ = [
+    "FINISHED_STATUSES",
     "Analysis",
     "Base",
     "Baseline",
@@ -15,6 +16,7 @@ __all__ = [
     "Plan",
     "PlanStatus",
     "Run",
+    "RunEvent",
     "RunResult",
     "RunStatus",
 ]

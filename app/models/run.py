@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -19,8 +21,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import func
 
-from app.models.base import Base, IdMixin
+from app.models.base import Base, IdMixin, utcnow
 
 
 class RunStatus(enum.StrEnum):
@@ -28,10 +31,16 @@ class RunStatus(enum.StrEnum):
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    aborted = "aborted"  # stopped on request; partial results kept
+    timed_out = "timed_out"  # stopped at the time limit; partial results kept
+    partial = "partial"  # stopped by the cost budget; partial results kept
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.succeeded, RunStatus.failed)
+        return self not in (RunStatus.queued, RunStatus.running)
+
+
+FINISHED_STATUSES = tuple(s.value for s in RunStatus if s.finished)
 
 
 class Run(IdMixin, Base):
@@ -40,8 +49,12 @@ class Run(IdMixin, Base):
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued', 'running', 'succeeded', 'failed')", name="status_known"
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'aborted', 'timed_out', "
+            "'partial')",
+            name="status_known",
         ),
+        # The reaper scans running runs by heartbeat.
+        Index("ix_runs_running", "heartbeat_at", postgresql_where="status = 'running'"),
         # The worker's claim query scans queued runs oldest first.
         Index("ix_runs_queued", "created_at", postgresql_where="status = 'queued'"),
     )
@@ -56,6 +69,14 @@ class Run(IdMixin, Base):
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    abort_requested: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
+    seed: Mapped[int | None] = mapped_column(Integer)
+    load_factor: Mapped[float] = mapped_column(
+        Float, nullable=False, default=1.0, server_default="1.0"
+    )
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     stderr_tail: Mapped[str | None] = mapped_column(Text)
@@ -89,3 +110,20 @@ class RunResult(Base):
     p95_ms: Mapped[float | None] = mapped_column(Float)
     p99_ms: Mapped[float | None] = mapped_column(Float)
     max_ms: Mapped[float | None] = mapped_column(Float)
+
+
+class RunEvent(Base):
+    """Something that happened to a run, in order: every transition, retry, fallback, alert."""
+
+    __tablename__ = "run_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -6,8 +6,9 @@ Every preset can be tuned by its fields; ``executor()`` is what lands in the scr
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -326,3 +327,32 @@ LoadProfile = Annotated[
 ]
 PROFILES = ("smoke", "load", "ramp", "spike", "stress", "soak", "constant-arrival",
             "ramping-arrival", "breakpoint")  # fmt: skip
+
+
+# Fields that measure load; scaling a profile multiplies each of them.
+_LOAD_FIELDS = (
+    "vus", "peak_vus", "start_vus", "step_vus", "rate", "start_rate", "max_rate",
+    "pre_allocated_vus", "max_vus",
+)  # fmt: skip
+
+
+P = TypeVar("P", bound=_Profile)
+
+
+def _scale(value: int, factor: float) -> int:
+    return 0 if value == 0 else max(1, math.ceil(value * factor))
+
+
+def scaled(profile: P, factor: float) -> P:
+    """The same shape at ``factor`` times the load (VUs, rates and stage targets)."""
+    update: dict[str, Any] = {
+        name: _scale(value, factor)
+        for name in _LOAD_FIELDS
+        if isinstance(value := getattr(profile, name, None), int)
+    }
+    stages = getattr(profile, "stages", None)
+    if stages:
+        update["stages"] = [
+            s.model_copy(update={"target": _scale(s.target, factor)}) for s in stages
+        ]
+    return profile.model_copy(update=update)

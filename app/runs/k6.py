@@ -11,9 +11,12 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
+import sys
 import tempfile
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -40,7 +43,31 @@ EXIT_MEANINGS = {
     110: "failed by the script (test.fail)",
     255: "k6 error",
 }
+# Exits that a second attempt would repeat (bad script or options, the script's own verdict).
+DETERMINISTIC_EXITS = frozenset({104, 107, 108, 110})
 STDERR_TAIL_LINES = 60
+
+# k6 is started through this few-line launcher: it asks the kernel to send it SIGTERM when the
+# worker dies (PR_SET_PDEATHSIG, kept across exec), then becomes k6. A worker killed with
+# SIGKILL thus still stops its k6 gracefully instead of leaving load running unwatched. Doing
+# this in the launcher rather than in a preexec_fn keeps the fork safe in a threaded server.
+_LAUNCHER = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(70)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def launcher_argv(argv: list[str]) -> list[str]:
+    binary = shutil.which(argv[0]) or argv[0]
+    if not os.access(binary, os.X_OK):
+        raise FileNotFoundError(f"no executable k6 at {argv[0]}")
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), binary, *argv[1:]]
 
 
 @dataclass(frozen=True)
@@ -49,11 +76,24 @@ class K6Outcome:
     timed_out: bool
     stderr_tail: str
     summary: dict[str, Any] | None
+    stopped: bool = False  # stopped early on request (abort, budget)
 
     @property
     def completed(self) -> bool:
         """k6 ran the test to its end (a failed threshold is a result, not an error)."""
-        return self.exit_code in (EXIT_OK, EXIT_THRESHOLDS_FAILED) and not self.timed_out
+        return (
+            self.exit_code in (EXIT_OK, EXIT_THRESHOLDS_FAILED)
+            and not self.timed_out
+            and not self.stopped
+        )
+
+    @property
+    def crashed(self) -> bool:
+        """k6 itself failed: worth a retry. Script and config errors fail the same way again,
+        and a stop we asked for is not a failure."""
+        if self.completed or self.timed_out or self.stopped:
+            return False
+        return self.exit_code not in DETERMINISTIC_EXITS
 
     def describe(self) -> str:
         meaning = EXIT_MEANINGS.get(self.exit_code, "unexpected exit")
@@ -144,6 +184,27 @@ async def _stop(proc: asyncio.subprocess.Process, grace_s: float) -> None:
         await proc.wait()
 
 
+async def _wait(
+    proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None
+) -> str:
+    """How k6's run ended: "exit" by itself, "timeout", or "stop" on request."""
+    waiters = {asyncio.ensure_future(proc.wait()): "exit"}
+    if stop is not None:
+        waiters[asyncio.ensure_future(stop.wait())] = "stop"
+    try:
+        done, _ = await asyncio.wait(
+            waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if not done:
+        return "timeout"
+    if proc.returncode is not None:
+        return "exit"
+    return waiters[done.pop()]
+
+
 def _prepare(workdir: Path, summary_path: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)
@@ -165,6 +226,8 @@ async def run_k6(
     grace_s: float,
     secrets: dict[str, str] | None = None,
     extra_args: list[str] | None = None,
+    stop: asyncio.Event | None = None,
+    on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> K6Outcome:
     summary_path = workdir / "summary.json"
     await asyncio.to_thread(_prepare, workdir, summary_path)
@@ -182,10 +245,10 @@ async def run_k6(
         str(script),
     ]
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    timed_out = False
+    timed_out = stopped = False
     with (workdir / "k6.log").open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *launcher_argv(argv),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -196,11 +259,16 @@ async def run_k6(
         log.info("k6 started (pid %s): %s", proc.pid, " ".join(argv))
         pumps = asyncio.gather(_pump(proc.stdout, sink, None), _pump(proc.stderr, sink, tail))
         try:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout_s)
-            except TimeoutError:
+            if on_start is not None:
+                await on_start(proc.pid)
+            ended = await _wait(proc, timeout_s, stop)
+            if ended == "timeout":
                 timed_out = True
                 log.warning("k6 (pid %s) passed its %ss limit; stopping it", proc.pid, timeout_s)
+                await _stop(proc, grace_s)
+            elif ended == "stop":
+                stopped = True
+                log.info("k6 (pid %s) stopped on request", proc.pid)
                 await _stop(proc, grace_s)
         finally:
             if proc.returncode is None:
@@ -220,4 +288,5 @@ async def run_k6(
         timed_out=timed_out,
         stderr_tail="\n".join(tail),
         summary=summary,
+        stopped=stopped,
     )

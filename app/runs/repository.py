@@ -3,11 +3,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Run, RunResult, RunStatus
+from app.models import Run, RunEvent, RunResult, RunStatus
 
 
 class RunRepository:
@@ -53,11 +54,43 @@ class RunRepository:
                 status=RunStatus.running,
                 worker_id=worker_id,
                 started_at=now,
+                heartbeat_at=now,
                 attempts=Run.attempts + 1,
             )
             .returning(Run.id)
         )
         return claimed
+
+    async def heartbeat(self, run_id: uuid.UUID, *, worker_id: str, now: datetime) -> Run | None:
+        """Refresh a running run's heartbeat; ``None`` if this worker no longer owns it."""
+        run: Run | None = await self.session.scalar(
+            update(Run)
+            .where(Run.id == run_id, Run.status == RunStatus.running, Run.worker_id == worker_id)
+            .values(heartbeat_at=now)
+            .returning(Run)
+        )
+        return run
+
+    async def take_stale(self, *, cutoff: datetime, limit: int = 20) -> Sequence[Run]:
+        """Running runs whose worker stopped heartbeating, locked for this transaction."""
+        query = (
+            select(Run)
+            .where(Run.status == RunStatus.running, Run.heartbeat_at < cutoff)
+            .order_by(Run.heartbeat_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def add_event(
+        self, run_id: uuid.UUID, kind: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        self.session.add(RunEvent(run_id=run_id, kind=kind, message=message, data=data))
+        await self.session.flush()
+
+    async def events(self, run_id: uuid.UUID) -> Sequence[RunEvent]:
+        query = select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.id)
+        return (await self.session.scalars(query)).all()
 
     async def results(self, run_id: uuid.UUID) -> Sequence[RunResult]:
         query = select(RunResult).where(RunResult.run_id == run_id).order_by(RunResult.id)

@@ -11,7 +11,7 @@ from app.core.openapi import problems
 from app.models import Run, RunStatus
 from app.runs import service
 from app.runs.repository import RunRepository
-from app.runs.schemas import CheckResult, EndpointResult, ExecuteIn, RunOut
+from app.runs.schemas import CheckResult, EndpointResult, ExecuteIn, RunEventOut, RunOut
 from app.runs.summary import check_results, failed_thresholds
 
 router = APIRouter(tags=["execute"])
@@ -19,6 +19,7 @@ router = APIRouter(tags=["execute"])
 
 async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
     results = await repo.results(run.id)
+    events = await repo.events(run.id)
     return RunOut(
         id=run.id,
         plan_id=run.plan_id,
@@ -37,6 +38,11 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
         thresholds_failed=failed_thresholds(run.summary),
         results=[EndpointResult.model_validate(r) for r in results],
         checks=[CheckResult.model_validate(c) for c in check_results(run.summary)],
+        events=[RunEventOut.model_validate(e) for e in events],
+        seed=run.seed,
+        load_factor=run.load_factor,
+        abort_requested=run.abort_requested,
+        heartbeat_at=run.heartbeat_at,
         links={
             "self": request.url_for("get_run", run_id=run.id).path,
             "plan": request.url_for("get_plan", plan_id=run.plan_id).path,
@@ -73,6 +79,21 @@ async def execute(
     out = await run_out(request, RunRepository(session), run)
     response.headers["Location"] = out.links["self"]
     return out
+
+
+@router.post(
+    "/runs/{run_id}/abort",
+    status_code=202,
+    response_model=RunOut,
+    responses=problems(404, 409),
+    summary="Stop a run gracefully",
+)
+async def abort_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> RunOut:
+    """A queued run is aborted at once. A running one is stopped by its worker within a
+    heartbeat (k6 gets SIGINT and still writes its summary): it ends `aborted` with the
+    results measured so far."""
+    run = await service.abort(session, run_id)
+    return await run_out(request, RunRepository(session), run)
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=problems(404))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +44,17 @@ class CheckResult(BaseModel):
     fails: int
 
 
+class RunEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    kind: str = Field(
+        description="queued, claimed, k6_started, retry, fallback, abort_requested, …"
+    )
+    message: str
+    data: dict[str, Any] | None
+
+
 class RunOut(BaseModel):
     id: uuid.UUID
     plan_id: uuid.UUID
@@ -63,4 +75,11 @@ class RunOut(BaseModel):
     )
     results: list[EndpointResult]
     checks: list[CheckResult] = Field(default_factory=list, description="k6 checks, per name")
+    events: list[RunEventOut] = Field(default_factory=list, description="Oldest first")
+    seed: int | None = Field(default=None, description="The seed every random choice used")
+    load_factor: float = Field(
+        default=1.0, description="Below 1 when the run fell back to a reduced load"
+    )
+    abort_requested: bool = False
+    heartbeat_at: datetime | None = None
     links: dict[str, str]

@@ -58,7 +58,7 @@ async def test_plan_execute_analyse_flags_only_the_slow_endpoint(
     assert set(results) == {"*", "list_products", "get_product", "create_order", SLOW}
 
     # Every stored figure is k6's: compare with the summary k6 wrote for this run.
-    summary = json.loads((settings.runs_dir / run_id / "summary.json").read_text())
+    summary = json.loads((settings.runs_dir / run_id / "attempt-1" / "summary.json").read_text())
     k6_slow = summary["metrics"][f"http_req_duration{{name:{SLOW},expected_response:true}}"]
     assert results[SLOW]["p95_ms"] == k6_slow["values"]["p(95)"]
     assert results[SLOW]["p99_ms"] == k6_slow["values"]["p(99)"]

@@ -1,0 +1,260 @@
+"""Executing a claimed run: guardrails again, attempts (retry once, then a reduced load), a
+heartbeat that also carries aborts, and the final state with k6's figures.
+
+Failure fallbacks follow the design spec (§8): a k6 execution failure is retried once; if it
+fails again the run falls back to half the load, and says so in its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core import metrics
+from app.core.errors import GuardrailViolation
+from app.core.settings import Settings
+from app.guardrails.service import check_plan
+from app.models import Plan, Run, RunResult, RunStatus
+from app.models.base import utcnow
+from app.plans import k6script
+from app.plans.load_profiles import scaled
+from app.plans.schemas import PlanSpec, effective_slos
+from app.runs import summary as k6summary
+from app.runs.k6 import K6Outcome, k6_version, run_k6
+from app.runs.repository import RunRepository
+from app.runs.service import MissingSecret, plan_secrets
+
+log = logging.getLogger(__name__)
+
+FALLBACK_FACTOR = 0.5
+
+
+def run_timeout_s(spec: PlanSpec, settings: Settings) -> float:
+    return min(spec.load.total_duration_s, float(settings.max_duration_s)) + settings.run_slack_s
+
+
+@dataclass
+class Control:
+    """Shared between the heartbeat and the k6 attempt: why (and whether) to stop early."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None  # "abort" | "lost"
+
+    def request_stop(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.stop.set()
+
+
+class Job:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        run_id: uuid.UUID,
+        settings: Settings,
+        worker_id: str,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.run_id = run_id
+        self.settings = settings
+        self.worker_id = worker_id
+        self.control = Control()
+
+    async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await RunRepository(session).add_event(self.run_id, kind, message, data)
+        except Exception:
+            log.exception("run %s: could not record event %s", self.run_id, kind)
+
+    async def heartbeat(self) -> None:
+        while True:
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    run = await RunRepository(session).heartbeat(
+                        self.run_id, worker_id=self.worker_id, now=utcnow()
+                    )
+                if run is None:
+                    # The reaper gave this run away (we looked dead): stop, record nothing.
+                    self.control.request_stop("lost")
+                    return
+                if run.abort_requested and self.control.reason is None:
+                    self.control.request_stop("abort")
+            except Exception:
+                log.exception("run %s: heartbeat failed", self.run_id)
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
+    async def attempt(self, spec: PlanSpec, script: str, number: int) -> K6Outcome:
+        workdir = (self.settings.runs_dir / str(self.run_id) / f"attempt-{number}").resolve()
+        await asyncio.to_thread(_write, workdir / "script.js", script)
+
+        async def started(pid: int) -> None:
+            await self.event("k6_started", f"attempt {number}: k6 started", {"pid": pid})
+
+        return await run_k6(
+            binary=self.settings.k6_binary,
+            script=workdir / "script.js",
+            workdir=workdir,
+            timeout_s=run_timeout_s(spec, self.settings),
+            grace_s=self.settings.stop_grace_s,
+            secrets=plan_secrets(spec),
+            stop=self.control.stop,
+            on_start=started,
+        )
+
+    async def attempts(self, spec: PlanSpec, script: str) -> tuple[K6Outcome, float]:
+        """Run k6; retry a crash once, then fall back to a reduced load."""
+        outcome = await self.attempt(spec, script, 1)
+        if not outcome.crashed or self.control.reason:
+            return outcome, 1.0
+        await self.event("retry", f"{outcome.describe()}; retrying once", _tail(outcome))
+        outcome = await self.attempt(spec, script, 2)
+        if not outcome.crashed or self.control.reason:
+            return outcome, 1.0
+        reduced = spec.model_copy(update={"load": scaled(spec.load, FALLBACK_FACTOR)})
+        reduced_script = k6script.render(reduced, slos=effective_slos(reduced)[0])
+        await self.event(
+            "fallback",
+            f"{outcome.describe()} again; falling back to {FALLBACK_FACTOR:.0%} of the load",
+            {
+                **_tail(outcome),
+                "load_factor": FALLBACK_FACTOR,
+                "peak_vus": reduced.load.vus_at_peak,
+                "script_sha256": k6script.sha256(reduced_script),
+            },
+        )
+        return await self.attempt(reduced, reduced_script, 3), FALLBACK_FACTOR
+
+    async def run(self) -> str:
+        async with self.sessionmaker() as session:
+            run = await session.get(Run, self.run_id)
+            plan = await session.get(Plan, run.plan_id) if run else None
+            if run is None or plan is None:
+                raise LookupError(f"run {self.run_id} or its plan vanished")
+            spec = PlanSpec.model_validate(plan.spec)
+            script = plan.script
+        await self.event("claimed", f"claimed by worker {self.worker_id}")
+        try:
+            # Settings may have tightened since the run was queued.
+            check_plan(spec, self.settings)
+            plan_secrets(spec)
+        except (GuardrailViolation, MissingSecret) as exc:
+            code = getattr(exc, "code", "secret.missing")
+            await self.event("refused", str(exc), {"code": code})
+            return await self.finish(spec, None, RunStatus.failed, str(exc), 1.0)
+        beating = asyncio.create_task(self.heartbeat())
+        try:
+            outcome, factor = await self.attempts(spec, script)
+        except OSError as exc:
+            message = f"could not start k6 ({self.settings.k6_binary}): {exc}"
+            return await self.finish(spec, None, RunStatus.failed, message, 1.0)
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        if self.control.reason == "lost":
+            log.warning("run %s was given to another worker; dropping this attempt", self.run_id)
+            return "lost"
+        status, error = self.verdict(outcome)
+        return await self.finish(spec, outcome, status, error, factor)
+
+    def verdict(self, outcome: K6Outcome) -> tuple[RunStatus, str | None]:
+        if self.control.reason == "abort":
+            return RunStatus.aborted, "aborted on request; partial results kept"
+        if outcome.timed_out:
+            return RunStatus.timed_out, (
+                f"stopped at the time limit; partial results kept ({outcome.describe()})"
+            )
+        if outcome.completed and outcome.summary is not None:
+            return RunStatus.succeeded, None
+        if outcome.completed:
+            return RunStatus.failed, f"{outcome.describe()} but wrote no summary"
+        return RunStatus.failed, outcome.describe()
+
+    async def finish(
+        self,
+        spec: PlanSpec,
+        outcome: K6Outcome | None,
+        status: RunStatus,
+        error: str | None,
+        factor: float,
+    ) -> str:
+        rows: list[RunResult] = []
+        if outcome is not None and outcome.summary is not None:
+            try:
+                parsed = k6summary.parse_results(outcome.summary, spec.step_names)
+                rows = [RunResult(run_id=self.run_id, **row) for row in parsed]
+            except k6summary.SummaryError as exc:
+                status, error = RunStatus.failed, str(exc)
+        if status == RunStatus.succeeded and not rows:
+            status, error = RunStatus.failed, "k6 reported no results"
+        async with self.sessionmaker() as session, session.begin():
+            repo = RunRepository(session)
+            run = await repo.get(self.run_id, for_update=True)
+            if run is None:
+                raise LookupError(f"run {self.run_id} vanished")
+            run.status = status
+            run.finished_at = utcnow()
+            run.error = error
+            run.load_factor = factor
+            run.k6_version = k6_version(self.settings.k6_binary)
+            if outcome is not None:
+                run.exit_code = outcome.exit_code
+                run.stderr_tail = outcome.stderr_tail or None
+                run.summary = outcome.summary
+                if outcome.summary is not None:
+                    run.test_duration_s = k6summary.test_duration_s(outcome.summary)
+            # Partial figures (a run stopped early) are kept: they are still k6's measurement.
+            await repo.replace_results(self.run_id, rows)
+            await repo.add_event(
+                self.run_id,
+                "finished",
+                f"{status}" + (f": {error}" if error else ""),
+                {"exit_code": outcome.exit_code if outcome else None, "load_factor": factor},
+            )
+        metrics.RUNS_FINISHED.labels(status=status).inc()
+        log.info("run %s finished: %s%s", self.run_id, status, f" ({error})" if error else "")
+        return str(status)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _tail(outcome: K6Outcome) -> dict[str, Any]:
+    return {"exit_code": outcome.exit_code, "stderr_tail": outcome.stderr_tail[-2000:]}
+
+
+async def execute_claimed_run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    run_id: uuid.UUID,
+    settings: Settings,
+    worker_id: str,
+) -> str:
+    """Run k6 for a run this worker has claimed and store what k6 measured.
+
+    No transaction is held while k6 runs; the job opens short sessions around it.
+    """
+    return await Job(sessionmaker, run_id, settings, worker_id).run()
+
+
+async def fail_run(
+    sessionmaker: async_sessionmaker[AsyncSession], run_id: uuid.UUID, error: str
+) -> None:
+    """Last resort for a job that crashed: a run is never left 'running' by a live worker."""
+    async with sessionmaker() as session, session.begin():
+        run = await session.get(Run, run_id, with_for_update=True)
+        if run is not None and run.status == RunStatus.running:
+            run.status = RunStatus.failed
+            run.finished_at = utcnow()
+            run.error = error
+            await RunRepository(session).add_event(run_id, "finished", f"failed: {error}")
+    metrics.RUNS_FINISHED.labels(status=RunStatus.failed).inc()
