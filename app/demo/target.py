@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 PRODUCTS = 500
 ORDERS = 2_000
 ITEMS_PER_ORDER = 50
-RECENT_ORDERS = 25
+RECENT_ORDERS = 40
 CATEGORIES = ("books", "games", "garden", "kitchen", "music", "tools")
 
 SCHEMA = """

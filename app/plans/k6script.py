@@ -38,7 +38,7 @@ def js(value: Any) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
-def js_object(value: Any, indent: int) -> str:
+def js_pretty(value: Any, indent: int) -> str:
     text = json.dumps(value, ensure_ascii=True, indent=2)
     return text.replace("\n", "\n" + " " * indent)
 
@@ -52,7 +52,7 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["js"] = js
-    env.filters["js_object"] = js_object
+    env.filters["js_object"] = js_pretty
     return env
 
 
@@ -126,15 +126,35 @@ def js_text(text: str, *, encode: bool = False) -> str:
     return " + ".join(pieces) if pieces else '""'
 
 
+def js_key(key: str) -> str:
+    # In an object literal `"__proto__": v` sets the prototype; a computed key adds a property.
+    return f"[{js(key)}]" if key == "__proto__" else js(key)
+
+
+def js_object(items: dict[str, str]) -> str:
+    """An object literal from keys and ready-made JS expressions."""
+    return "{" + ", ".join(f"{js_key(k)}: {v}" for k, v in items.items()) + "}"
+
+
 def js_value(value: Any) -> str:
     """A JSON value whose strings may hold references, as a JS expression."""
     if isinstance(value, str):
         return js_text(value)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{js(k)}: {js_value(v)}" for k, v in value.items()) + "}"
+        return js_object({k: js_value(v) for k, v in value.items()})
     if isinstance(value, list):
         return "[" + ", ".join(js_value(v) for v in value) + "]"
     return js(value)
+
+
+def js_json(value: Any) -> str:
+    """A constant JSON value, parsed at run time (keys such as ``__proto__`` stay data)."""
+    return f"JSON.parse({js(json.dumps(value, ensure_ascii=True))})"
+
+
+def label(text: str) -> str:
+    # k6 uses '::' to nest group names and rejects it in group and check names.
+    return text.replace("::", ": :")
 
 
 def _body(step: Step) -> str:
@@ -150,7 +170,7 @@ def _headers(step: Step) -> str:
     if step.body is not None and not isinstance(step.body, str):
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "application/json"
-    return "{" + ", ".join(f"{js(k)}: {js_text(v)}" for k, v in headers.items()) + "}"
+    return js_object({k: js_text(v) for k, v in headers.items()})
 
 
 def _checks(step: Step) -> list[str]:
@@ -160,18 +180,18 @@ def _checks(step: Step) -> list[str]:
                f"(r) => {statuses}.includes(r.status)"]  # fmt: skip
     for i, chk in enumerate(step.checks, start=1):
         if chk.status is not None:
-            label, test = f"status in {chk.status}", f"{js(chk.status)}.includes(r.status)"
+            what, test = f"status in {chk.status}", f"{js(chk.status)}.includes(r.status)"
         elif chk.body_contains is not None:
-            label = f"body contains {chk.body_contains!r}"
+            what = f"body contains {chk.body_contains!r}"
             test = f"(r.body || '').includes({js(chk.body_contains)})"
         elif chk.exists is False:
-            label, test = f"{chk.json_path} absent", f"jsonAt(r, {js(chk.json_path)}) === undefined"
-        elif chk.equals is not None:
-            label = f"{chk.json_path} == {json.dumps(chk.equals)}"
+            what, test = f"{chk.json_path} absent", f"jsonAt(r, {js(chk.json_path)}) === undefined"
+        elif chk.has_equals:
+            what = f"{chk.json_path} == {json.dumps(chk.equals)}"
             test = f"equal(jsonAt(r, {js(chk.json_path)}), {js_value(chk.equals)})"
         else:
-            label, test = f"{chk.json_path} exists", f"jsonAt(r, {js(chk.json_path)}) !== undefined"
-        entries.append(f"{js(f'{step.name}: #{i} {label}')}: (r) => {test}")
+            what, test = f"{chk.json_path} exists", f"jsonAt(r, {js(chk.json_path)}) !== undefined"
+        entries.append(f"{js(label(f'{step.name}: #{i} {what}'))}: (r) => {test}")
     return entries
 
 
@@ -184,18 +204,14 @@ def _think(step: Step) -> str | None:
     return f"sleep({tt:g});" if tt > 0 else None
 
 
-def _step_code(step: Step, number: int, total: int) -> list[str]:
+def _step_code(step: Step, number: int, total: int, regexes: list[str]) -> list[str]:
     url = f"BASE_URL + {js_text(step.path, encode=True)}"
     if step.query:
-        params = (
-            "{"
-            + ", ".join(
-                f"{js(k)}: {js_text(v) if isinstance(v, str) else js(v)}"
-                for k, v in step.query.items()
-            )
-            + "}"
+        params = js_object(
+            {k: js_text(v) if isinstance(v, str) else js(v) for k, v in step.query.items()}
         )
-        url += f" + query({params})"
+        # A path that already has a query string continues it.
+        url += f" + query({params}, {js('&' if '?' in step.path else '?')})"
     params_lines = [
         f"    headers: headers({_headers(step)}),",
         f"    tags: {{ name: {js(step.name)} }},",
@@ -213,13 +229,16 @@ def _step_code(step: Step, number: int, total: int) -> list[str]:
         "  });",
     ]
     for var, ex in step.extract.items():
-        source, where = (
-            ("json", ex.json_path) if ex.json_path is not None
-            else ("header", ex.header) if ex.header is not None
-            else ("regex", ex.regex)
-        )  # fmt: skip
+        if ex.json_path is not None:
+            source, where = "json", js(ex.json_path)
+        elif ex.header is not None:
+            source, where = "header", js(ex.header)
+        else:
+            assert ex.regex is not None
+            regexes.append(ex.regex)
+            source, where = "regex", f"REGEXES[{len(regexes) - 1}]"
         lines += [
-            f"  vars[{js(var)}] = extract(res, {js(source)}, {js(where)});",
+            f"  vars[{js(var)}] = extract(res, {js(source)}, {where});",
             f"  check(res, {{ {js(f'{step.name}: extracted {var}')}: () => "
             f"vars[{js(var)}] !== undefined }});",
         ]
@@ -229,20 +248,20 @@ def _step_code(step: Step, number: int, total: int) -> list[str]:
     return lines
 
 
-def _scenario_body(scenario: Scenario) -> str:
+def _scenario_body(scenario: Scenario, regexes: list[str]) -> str:
     lines: list[str] = []
     total = len(scenario.steps)
     i = 0
     while i < total:
         step = scenario.steps[i]
         if step.group is None:
-            lines += _step_code(step, i + 1, total)
+            lines += _step_code(step, i + 1, total, regexes)
             i += 1
             continue
         # Consecutive steps of one group run inside one k6 group().
-        lines.append(f"  group({js(step.group)}, function () {{")
+        lines.append(f"  group({js(label(step.group))}, function () {{")
         while i < total and scenario.steps[i].group == step.group:
-            lines += ["  " + line for line in _step_code(scenario.steps[i], i + 1, total)]
+            lines += ["  " + line for line in _step_code(scenario.steps[i], i + 1, total, regexes)]
             i += 1
         lines.append("  });")
     return "\n".join(lines)
@@ -268,19 +287,20 @@ def render(spec: PlanSpec, *, slos: list[SLO], version: int = 1) -> str:
     datasets = [
         {
             "name": name,
-            "rows": spec.data[name].rows,
+            "rows": js_json(spec.data[name].rows),
             "count": len(spec.data[name].rows),
             "selection": spec.data[name].selection,
         }
         for name in dataset_names
     ]
+    regexes: list[str] = []
     scenarios = [
         {
             "name": sc.name,
             "weight": sc.weight,
             "data_index": dataset_names.index(sc.data) if sc.data else None,
             "selection": spec.data[sc.data].selection if sc.data else None,
-            "body": _scenario_body(sc),
+            "body": _scenario_body(sc, regexes),
         }
         for sc in spec.scenarios
     ]
@@ -293,7 +313,8 @@ def render(spec: PlanSpec, *, slos: list[SLO], version: int = 1) -> str:
         executor=spec.load.executor(),
         thresholds=thresholds(spec, slos),
         trend_stats=TREND_STATS,
-        default_headers=spec.target.headers,
+        default_headers=js_object({k: js(v) for k, v in spec.target.headers.items()}),
+        regexes=regexes,
         auth=spec.target.auth,
         datasets=datasets,
         scenarios=scenarios,

@@ -19,7 +19,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -40,6 +42,42 @@ VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 SECRET_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MAX_DATA_ROWS = 50_000
+# RFC 9110 field names are tokens; values may not hold control characters (tab aside).
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+HEADER_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+PATH_FORBIDDEN = re.compile(r"[\x00-\x20\x7f#]")
+# JavaScript numbers are doubles: larger integers would be rounded on the way to the target.
+MAX_SAFE_INTEGER = 2**53
+# JavaScript regexes: Python-only syntax would pass re.compile yet fail (or never match) in k6.
+PYTHON_ONLY_REGEX = re.compile(r"\(\?P[<=]|\\A|\\Z|\(\?[aiLmsux]+[):]")
+
+
+def check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid HTTP header name")
+        if HEADER_VALUE_FORBIDDEN.search(value):
+            raise ValueError(
+                f"the value of header {name!r} holds a line break or control character"
+            )
+    return headers
+
+
+def check_json_numbers(value: Any, where: str) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
+        raise ValueError(
+            f"{where}: {value} is beyond what k6 (JavaScript) sends exactly (±2^53); "
+            "send it as a string"
+        )
+    if isinstance(value, dict):
+        for item in value.values():
+            check_json_numbers(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            check_json_numbers(item, where)
+    return value
 
 
 class Auth(Strict):
@@ -50,7 +88,9 @@ class Auth(Strict):
 
     type: Literal["bearer", "basic", "header"]
     secret: str = Field(pattern=SECRET_PATTERN, description="Name of the secret, e.g. API_TOKEN")
-    header: str = Field(default="Authorization", min_length=1, max_length=100)
+    header: str = Field(
+        default="Authorization", min_length=1, max_length=100, pattern=HEADER_NAME.pattern
+    )
 
     @property
     def env_var(self) -> str:
@@ -76,6 +116,11 @@ class Target(Strict):
     @property
     def hostname(self) -> str:
         return urlsplit(self.base_url).hostname or ""
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_headers(value)
 
 
 class ThinkRange(Strict):
@@ -113,6 +158,11 @@ class Check(Strict):
     def _status_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, int) else value
 
+    @property
+    def has_equals(self) -> bool:
+        """``equals: null`` is a real expectation; an absent ``equals`` is none."""
+        return "equals" in self.model_fields_set
+
     @model_validator(mode="after")
     def _one_kind(self) -> Check:
         kinds = [
@@ -122,9 +172,19 @@ class Check(Strict):
         ]
         if sum(kinds) != 1:
             raise ValueError("a check has exactly one of: status, json, body_contains")
-        if self.json_path is None and (self.equals is not None or self.exists is not None):
+        if self.json_path is None and (self.has_equals or self.exists is not None):
             raise ValueError("equals/exists go with a json check")
+        if self.has_equals and self.exists is False:
+            raise ValueError("a value cannot both equal something and be absent")
+        check_json_numbers(self.equals, "equals")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_equals(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.has_equals:
+            data.pop("equals", None)
+        return data
 
 
 class Extract(Strict):
@@ -143,11 +203,14 @@ class Extract(Strict):
         if sum(v is not None for v in (self.json_path, self.header, self.regex)) != 1:
             raise ValueError("an extraction has exactly one of: json, header, regex")
         if self.regex is not None:
-            try:
-                compiled = re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"invalid regex: {exc}") from exc
-            if compiled.groups < 1:
+            # k6 runs JavaScript regexes; the script also compiles each one when it loads, so
+            # `k6 inspect` rejects what JavaScript cannot parse before the plan is stored.
+            if PYTHON_ONLY_REGEX.search(self.regex):
+                raise ValueError(
+                    "this is Python regex syntax ((?P<…>), \\A, \\Z or inline flags); k6 uses "
+                    "JavaScript regexes, e.g. (?<name>…), ^ and $"
+                )
+            if "(" not in self.regex.replace("\\(", ""):
                 raise ValueError("the regex needs a capture group, e.g. 'id=(\\d+)'")
         return self
 
@@ -183,6 +246,28 @@ class Step(Strict):
     def _relative(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("path must start with '/' (it is appended to target.base_url)")
+        if PATH_FORBIDDEN.search(value):
+            raise ValueError(
+                "path is sent as URL text: no spaces, control characters or '#'; put values "
+                "with such characters in query or behind a {{data.…}} reference (encoded)"
+            )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_headers(value)
+
+    @field_validator("body", "query")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        return check_json_numbers(value, "body/query")
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "::" in value):
+            raise ValueError("a group name is non-empty and has no '::' (k6 uses it to nest)")
         return value
 
     @field_validator("expect_status")

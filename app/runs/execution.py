@@ -213,6 +213,18 @@ class Job:
                     run.test_duration_s = k6summary.test_duration_s(outcome.summary)
             # Partial figures (a run stopped early) are kept: they are still k6's measurement.
             await repo.replace_results(self.run_id, rows)
+            # A stop (abort, time limit) makes k6 log its in-flight requests as errors too.
+            if outcome is not None and outcome.completed and outcome.script_errors:
+                thrown = [
+                    line for line in outcome.stderr_tail.splitlines() if "level=error" in line
+                ]
+                await repo.add_event(
+                    self.run_id,
+                    "script_errors",
+                    f"k6 logged {outcome.script_errors} errors inside iterations; the steps "
+                    "after a failing one did not run in those iterations",
+                    {"count": outcome.script_errors, "last": thrown[-5:]},
+                )
             await repo.add_event(
                 self.run_id,
                 "finished",

@@ -77,6 +77,9 @@ class K6Outcome:
     stderr_tail: str
     summary: dict[str, Any] | None
     stopped: bool = False  # stopped early on request (abort, budget)
+    # Lines k6 logged at level=error: exceptions inside iterations. k6 still exits 0 for
+    # them, yet the steps after the failing one never ran.
+    script_errors: int = 0
 
     @property
     def completed(self) -> bool:
@@ -160,11 +163,23 @@ def k6_version(binary: str) -> str | None:
     return first[0][:100] if first else None
 
 
-async def _pump(stream: asyncio.StreamReader | None, sink: Any, tail: deque[str] | None) -> None:
+@dataclass
+class _Counts:
+    errors: int = 0
+
+
+async def _pump(
+    stream: asyncio.StreamReader | None,
+    sink: Any,
+    tail: deque[str] | None,
+    counts: _Counts | None = None,
+) -> None:
     if stream is None:
         return
     while line := await stream.readline():
         sink.write(line)
+        if counts is not None and b"level=error" in line:
+            counts.errors += 1
         if tail is not None:
             tail.append(line.decode("utf-8", errors="replace").rstrip())
 
@@ -245,6 +260,7 @@ async def run_k6(
         str(script),
     ]
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    counts = _Counts()
     timed_out = stopped = False
     with (workdir / "k6.log").open("wb") as sink:
         proc = await asyncio.create_subprocess_exec(
@@ -257,7 +273,9 @@ async def run_k6(
             start_new_session=True,  # a Ctrl-C aimed at the service does not hit k6 directly
         )
         log.info("k6 started (pid %s): %s", proc.pid, " ".join(argv))
-        pumps = asyncio.gather(_pump(proc.stdout, sink, None), _pump(proc.stderr, sink, tail))
+        pumps = asyncio.gather(
+            _pump(proc.stdout, sink, None), _pump(proc.stderr, sink, tail, counts)
+        )
         try:
             if on_start is not None:
                 await on_start(proc.pid)
@@ -289,4 +307,5 @@ async def run_k6(
         stderr_tail="\n".join(tail),
         summary=summary,
         stopped=stopped,
+        script_errors=counts.errors,
     )

@@ -348,11 +348,23 @@ def test_a_data_column_named_like_an_extracted_variable_keeps_its_own_value() ->
 # --- plan text stays literal ---
 
 
+# What the plan language lets into each place: header values hold no line breaks or control
+# characters, literal path text no spaces, control characters or '#'.
+HEADER_HOSTILE = re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "", HOSTILE)
+PATH_HOSTILE = re.sub(r"[\x00-\x20\x7f#]", "", HOSTILE)
+
+
+def _hostile(where: str) -> str:
+    if where.endswith("header"):
+        return HEADER_HOSTILE
+    return PATH_HOSTILE if where == "path" else HOSTILE
+
+
 def _hostile_doc(where: str) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "target header": {},
-        "step header": {"headers": {"X-Note": HOSTILE}},
-        "path": {"path": "/x" + HOSTILE},
+        "step header": {"headers": {"X-Note": HEADER_HOSTILE}},
+        "path": {"path": "/x" + PATH_HOSTILE},
         "query": {"query": {"q": HOSTILE}},
         "raw body": {"method": "POST", "body": HOSTILE},
         "json body": {"method": "POST", "body": {"k": HOSTILE}},
@@ -361,7 +373,7 @@ def _hostile_doc(where: str) -> dict[str, Any]:
         "json check": {"checks": [{"json": "k", "equals": HOSTILE}]},
     }
     doc = v1_doc(step(**fields.get(where, {})), name="plan " + HOSTILE, description=HOSTILE)
-    doc["target"]["headers"] = {"X-Hostile": HOSTILE}
+    doc["target"]["headers"] = {"X-Hostile": HEADER_HOSTILE}
     return doc
 
 
@@ -411,7 +423,7 @@ def test_hostile_text_reaches_jmeter_unchanged_and_inert(where: str) -> None:
     text = render_text(_hostile_doc(where))
     root = ET.fromstring(text.encode("utf-8"))
 
-    assert _hostile_value(root, where) == HOSTILE
+    assert _hostile_value(root, where) == _hostile(where)
     assert HOSTILE in comments(only(root, "TestPlan"))  # the description
     # No "${" of the plan survives as such: the only live calls are perf-agent's own.
     assert "${__javaScript" not in text
@@ -434,12 +446,11 @@ def test_a_dollar_or_backslash_just_before_a_reference_stays_literal() -> None:
 
 def test_characters_xml_cannot_hold_are_written_as_jmeter_calls() -> None:
     # (The schema already refuses lone surrogates.)
-    doc = v1_doc(step(headers={"X-Odd": "a\x00b\x1fc\ufffed"}))
+    doc = v1_doc(step(method="POST", body="a\x00b\x1fc\ufffed"))
     text = render_text(doc)
     root = ET.fromstring(text.encode("utf-8"))
 
-    value = headers(root, only(root, "HTTPSamplerProxy"))["X-Odd"]
-    assert jmeter_value(value) == "a\x00b\x1fc\ufffed"
+    assert jmeter_value(body(only(root, "HTTPSamplerProxy"))) == "a\x00b\x1fc\ufffed"
 
 
 def test_hostile_data_values_survive_the_csv_file() -> None:

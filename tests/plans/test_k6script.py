@@ -79,10 +79,10 @@ def test_hostile_strings_stay_inert_string_literals(
     endpoint = doc["endpoints"][1]
     if field == "name":
         doc["name"] = HOSTILE
-    elif field == "path":
-        endpoint["path"] = "/" + HOSTILE
-    elif field == "header":
-        endpoint["headers"] = {"X-Test": HOSTILE}
+    elif field == "path":  # as a query value: literal path text cannot hold spaces
+        endpoint["query"] = {"q": HOSTILE}
+    elif field == "header":  # header values cannot hold line breaks
+        endpoint["headers"] = {"X-Test": HOSTILE.replace("\n", " ")}
     elif field == "body":
         endpoint["body"] = {"note": HOSTILE, HOSTILE: [HOSTILE]}
     else:
@@ -92,3 +92,17 @@ def test_hostile_strings_stay_inert_string_literals(
     inspect(settings, tmp_path, script)  # still parses as JavaScript
     assert "\n new" not in script
     assert "\u2028" not in script
+
+
+def test_a_query_continues_a_query_string_already_in_the_path() -> None:
+    step = {"name": "a", "path": "/search?q=x", "query": {"page": 2}}
+    script = render_doc(plan_doc(endpoints=[step], slos=[]))
+
+    assert 'query({"page": 2}, "&")' in script
+
+
+def test_equals_null_renders_as_an_equality_check() -> None:
+    step = {"name": "a", "path": "/a", "checks": [{"json": "deleted_at", "equals": None}]}
+    script = render_doc(plan_doc(endpoints=[step], slos=[]))
+
+    assert 'equal(jsonAt(r, "deleted_at"), null)' in script

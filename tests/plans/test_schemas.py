@@ -94,3 +94,40 @@ def test_invalid_plans_are_refused(field: str, value: object) -> None:
 def test_unknown_fields_are_refused_rather_than_ignored() -> None:
     with pytest.raises(ValidationError, match="extra"):
         PlanSpec.model_validate(plan_doc(laod={"vus": 1}))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X Bad": "v"}, {"X-Ok": "line\nbreak"}, {"Ünï": "v"}, {"X-Ok": "nul\x00"}],
+)
+def test_headers_k6_could_not_send_are_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(ValidationError, match="header"):
+        PlanSpec.model_validate(
+            plan_doc(target={"base_url": "http://127.0.0.1", "headers": headers})
+        )
+
+
+@pytest.mark.parametrize("regex", ["(?P<id>\\d+)", "(?i)id=(\\d+)", "\\Aid=(\\d+)", "id=\\d+"])
+def test_regexes_must_be_javascript_with_a_capture_group(regex: str) -> None:
+    step = {"name": "a", "path": "/a", "extract": {"v": {"regex": regex}}}
+    with pytest.raises(ValidationError, match="regex"):
+        PlanSpec.model_validate(plan_doc(endpoints=[step], slos=[]))
+
+
+def test_equals_null_is_an_expectation_that_survives_storage() -> None:
+    step = {"name": "a", "path": "/a", "checks": [{"json": "deleted_at", "equals": None}]}
+    spec = PlanSpec.model_validate(plan_doc(endpoints=[step], slos=[]))
+    stored = PlanSpec.model_validate(spec.model_dump(mode="json", by_alias=True))
+
+    assert stored.steps[0].checks[0].has_equals
+    absent = PlanSpec.model_validate(
+        plan_doc(endpoints=[{**step, "checks": [{"json": "x"}]}], slos=[])
+    )
+    again = PlanSpec.model_validate(absent.model_dump(mode="json", by_alias=True))
+    assert not again.steps[0].checks[0].has_equals
+
+
+def test_integers_javascript_would_round_are_refused() -> None:
+    step = {"name": "a", "method": "POST", "path": "/a", "body": {"id": 2**53 + 1}}
+    with pytest.raises(ValidationError, match="2\\^53"):
+        PlanSpec.model_validate(plan_doc(endpoints=[step], slos=[]))

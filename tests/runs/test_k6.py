@@ -105,3 +105,21 @@ async def test_a_script_error_fails_the_run_and_keeps_k6s_stderr(
     assert "script exception" in stored.error
     assert stored.stderr_tail is not None
     assert "broken on purpose" in stored.stderr_tail
+
+
+async def test_exceptions_inside_iterations_are_counted_though_k6_exits_0(
+    tmp_path: Path, settings: Settings
+) -> None:
+    script = write_script(
+        tmp_path,
+        "export const options = { vus: 1, iterations: 3 };\n"
+        "export default function () { throw new Error('boom'); }",
+    )
+
+    outcome = await run_k6(
+        binary=settings.k6_binary, script=script, workdir=tmp_path / "w", timeout_s=30, grace_s=5
+    )
+
+    assert outcome.exit_code == 0
+    assert outcome.script_errors == 3
+    assert "boom" in outcome.stderr_tail
