@@ -15,6 +15,7 @@ from app.core import migrate
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
 from app.core.settings import Settings, get_settings
+from app.datasets.router import router as datasets_router
 from app.health.router import router as health_router
 from app.plans.router import router as plans_router
 from app.runs.router import router as runs_router
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.sessionmaker = None
     install_error_handlers(app)
-    for router in (plans_router, runs_router, analysis_router, baselines_router):
+    for router in (plans_router, datasets_router, runs_router, analysis_router, baselines_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health_router)
     return app

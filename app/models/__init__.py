@@ -3,6 +3,7 @@
 from app.models.analysis import Analysis
 from app.models.base import Base
 from app.models.baseline import Baseline
+from app.models.dataset import Dataset
 from app.models.llm_call import LLMCall
 from app.models.plan import Plan, PlanStatus
 from app.models.run import FINISHED_STATUSES, Run, RunEvent, RunResult, RunStatus
@@ -12,6 +13,7 @@ __all__ = [
     "Analysis",
     "Base",
     "Baseline",
+    "Dataset",
     "LLMCall",
     "Plan",
     "PlanStatus",

@@ -321,7 +321,13 @@ class DataSet(Strict):
     """Test data: CSV text or a list of JSON objects; one row per iteration."""
 
     format: Literal["csv", "json"] = "json"
-    inline: str | list[dict[str, Any]]
+    inline: str | list[dict[str, Any]] = Field(
+        description="CSV text with a header line, or a list of JSON objects; filled in from "
+        "`dataset` when that is given"
+    )
+    dataset: uuid.UUID | None = Field(
+        default=None, description="An uploaded data set (POST …/datasets) to use instead"
+    )
     selection: Literal["sequential", "random", "unique"] = Field(
         default="sequential",
         description="sequential: row i for iteration i (cycling); random: seeded; "

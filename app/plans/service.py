@@ -20,6 +20,7 @@ from app.core.errors import (
     invalid_body,
 )
 from app.core.settings import Settings
+from app.datasets import service as datasets
 from app.guardrails.service import check_plan
 from app.models import Plan, PlanStatus
 from app.models.base import utcnow
@@ -106,9 +107,12 @@ async def _build(
     settings: Settings,
     version: int,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    session: AsyncSession | None = None,
 ) -> Plan:
     plan_id = uuid.uuid4()
     document, fmt = parse_document(body, content_type)
+    if session is not None:
+        await datasets.resolve_references(session, document)
     if intent.is_intent(document):
         document, _ = await intent.plan_document_from_intent(
             document, settings=settings, sessionmaker=sessionmaker, plan_id=plan_id
@@ -194,6 +198,7 @@ async def create_plan(
         settings=settings,
         version=1,
         sessionmaker=sessionmaker,
+        session=repo.session,
     )
     return await repo.add(plan)
 
@@ -209,7 +214,13 @@ async def create_version(
     """An edit: the document becomes the next version (a draft) of the plan's family."""
     base = await get_plan(repo, plan_id)
     number = await repo.latest_version_number(base.family_id) + 1
-    plan = await _build(body=body, content_type=content_type, settings=settings, version=number)
+    plan = await _build(
+        body=body,
+        content_type=content_type,
+        settings=settings,
+        version=number,
+        session=repo.session,
+    )
     plan.family_id = base.family_id
     return await repo.add(plan)
 
