@@ -28,7 +28,12 @@ def _code(text: str) -> str:
 
 
 def load_text(spec: PlanSpec) -> str:
-    load = spec.load
+    load = spec.load_profile
+    if spec.is_raw:
+        return (
+            f"A hand-written k6 script (its own options: at most {load.vus_at_peak} VUs, "
+            f"{format_duration(load.total_duration_s)} with graceful stops)"
+        )
     executor = load.executor()
     if "stages" in executor:
         unit = "iterations/s" if "arrival" in executor["executor"] else "VUs"
@@ -149,7 +154,7 @@ def render_markdown(
     lines += ["", "**Recommendations:**"]
     recommendations = [f.recommendation for f in findings if f.recommendation]
     if not recommendations:
-        peak = spec.load.vus_at_peak
+        peak = spec.load_profile.vus_at_peak
         recommendations.append(
             f"Run a ramp from {peak} to {peak * 2} virtual users to find the load at which "
             "p95 or the error rate breaks away."

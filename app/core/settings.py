@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         default=["127.0.0.1", "localhost", "::1", "*.staging.*", "*.perf.*", "staging.*", "perf.*"],
         description="fnmatch patterns for target hosts.",
     )
+    denied_networks: list[str] = Field(
+        default=[],
+        description="CIDRs (production ranges) a target may never resolve into",
+    )
     denied_hosts: list[str] = Field(
         default=["*.prod.*", "prod.*", "*.production.*", "production.*"],
         description="fnmatch patterns that always win over allowed_hosts.",
@@ -90,6 +94,15 @@ class Settings(BaseSettings):
     @classmethod
     def _cap_vus(cls, value: int) -> int:
         return min(value, HARD_VU_CEILING)
+
+    @field_validator("denied_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # raises on a typo: fail at start-up
+        return value
 
     @field_validator("max_duration_s")
     @classmethod

@@ -31,7 +31,7 @@ def check_host(hostname: str, settings: Settings) -> None:
 
 def check_plan(spec: PlanSpec, settings: Settings) -> None:
     check_host(spec.target.hostname, settings)
-    peak = spec.load.vus_at_peak
+    peak = spec.load_profile.vus_at_peak
     if peak > settings.max_vus:
         raise GuardrailViolation(
             f"the load profile asks for {peak} VUs; the ceiling is {settings.max_vus}",
@@ -39,7 +39,7 @@ def check_plan(spec: PlanSpec, settings: Settings) -> None:
             requested=peak,
             ceiling=settings.max_vus,
         )
-    duration = spec.load.total_duration_s
+    duration = spec.load_profile.total_duration_s
     if duration > settings.max_duration_s:
         raise GuardrailViolation(
             f"the load profile lasts {duration:g}s; the limit is {settings.max_duration_s}s",

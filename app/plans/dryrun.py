@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.core.settings import Settings
+from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
 from app.models import Plan
 from app.plans.schemas import PlanSpec
@@ -71,6 +72,7 @@ def _calls(lines: list[str]) -> list[StepCall]:
 async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
     spec = PlanSpec.model_validate(plan.spec)
     check_plan(spec, settings)
+    network_args = await k6_network_args(spec.target.hostname, settings)
     with tempfile.TemporaryDirectory(prefix="perf-agent-dry-run-") as tmp:
         workdir = Path(tmp)
         script = workdir / "script.js"
@@ -88,7 +90,10 @@ async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
             grace_s=5.0,
             secrets=secrets,
             # CLI execution options replace the plan's scenarios: one VU, one iteration.
-            extra_args=["--vus", "1", "--iterations", "1", "--out", f"json={points}"],
+            extra_args=[
+                *network_args,
+                *("--vus", "1", "--iterations", "1", "--out", f"json={points}"),
+            ],
         )
         lines = (await asyncio.to_thread(points.read_text)).splitlines() if points.exists() else []
     steps = _calls(lines)

@@ -500,10 +500,10 @@ def _time_to_peak(stages: list[tuple[float, int]], start: int) -> int:
 
 
 def _load(spec: PlanSpec) -> _Load:
-    executor = spec.load.executor()
+    executor = spec.load_profile.executor()
     kind = executor["executor"]
-    duration = math.ceil(spec.load.total_duration_s)
-    vus = spec.load.vus_at_peak
+    duration = math.ceil(spec.load_profile.total_duration_s)
+    vus = spec.load_profile.vus_at_peak
     if kind == "constant-vus":
         return _Load(0, duration, None, f"k6 constant-vus: {vus} VUs for {duration}s.", None)
     if kind == "ramping-vus":
@@ -868,22 +868,22 @@ class _Renderer:
     def _thread_groups(self) -> list[_Node]:
         load = _load(self.spec)
         weights = [s.weight for s in self.spec.scenarios]
-        threads = split_threads(self.spec.load.vus_at_peak, weights)
+        threads = split_threads(self.spec.load_profile.vus_at_peak, weights)
         if load.approximation:
             self.note(load.approximation)
-        if self.spec.load.abort_on_fail:
+        if self.spec.load_profile.abort_on_fail:
             self.note("k6 stops a breakpoint test at the first broken SLO; JMeter runs to the end.")
         if len(self.spec.scenarios) > 1:
             self.note(
                 "Scenario weights: k6 shares iterations among scenarios by weight, every VU "
                 "running each in turn; here each scenario is a Thread Group and the "
-                f"{self.spec.load.vus_at_peak} VUs are split by weight into threads "
+                f"{self.spec.load_profile.vus_at_peak} VUs are split by weight into threads "
                 f"({', '.join(map(str, threads))})."
             )
-        if sum(threads) > self.spec.load.vus_at_peak:
+        if sum(threads) > self.spec.load_profile.vus_at_peak:
             self.note(
-                f"{sum(threads)} threads for {self.spec.load.vus_at_peak} VUs: every scenario "
-                "gets at least one thread."
+                f"{sum(threads)} threads for {self.spec.load_profile.vus_at_peak} VUs: every "
+                "scenario gets at least one thread."
             )
         return [
             self._scenario(scenario, count, load, sum(weights))
@@ -907,7 +907,7 @@ class _Renderer:
                 "Scoped to the scenario's first step, so it paces iterations, not requests.",
             )
         children += self._steps(scenario, typed, pacing)
-        think = self.spec.load.think_time
+        think = self.spec.load_profile.think_time
         if think:
             children.append(_pause("pause after each iteration", _constant_timer(_ms(think))))
         return _Node(_thread_group(scenario.name, comment, threads, load), children)

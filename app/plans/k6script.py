@@ -82,7 +82,7 @@ def slo_threshold(slo: SLO) -> tuple[str, str]:
 
 def thresholds(spec: PlanSpec, slos: list[SLO]) -> dict[str, list[Any]]:
     result: dict[str, list[Any]] = {}
-    abort = spec.load.abort_on_fail
+    abort = spec.load_profile.abort_on_fail
     for slo in slos:
         metric, expression = slo_threshold(slo)
         entry: Any = expression
@@ -283,6 +283,8 @@ def weighted_cycle(scenarios: list[Scenario]) -> list[int]:
 
 
 def render(spec: PlanSpec, *, slos: list[SLO], version: int = 1) -> str:
+    if spec.script is not None:
+        return spec.script  # hand-written: run exactly what the engineer wrote
     dataset_names = sorted({s.data for s in spec.scenarios if s.data is not None})
     datasets = [
         {
@@ -310,7 +312,7 @@ def render(spec: PlanSpec, *, slos: list[SLO], version: int = 1) -> str:
         version=version,
         base_url=spec.target.base_url,
         seed=spec.seed,
-        executor=spec.load.executor(),
+        executor=spec.load_profile.executor(),
         thresholds=thresholds(spec, slos),
         trend_stats=TREND_STATS,
         default_headers=js_object({k: js(v) for k, v in spec.target.headers.items()}),
@@ -319,7 +321,7 @@ def render(spec: PlanSpec, *, slos: list[SLO], version: int = 1) -> str:
         datasets=datasets,
         scenarios=scenarios,
         cycle=weighted_cycle(spec.scenarios),
-        think_time=spec.load.think_time,
+        think_time=spec.load_profile.think_time,
         step_names=spec.step_names,
     )
 

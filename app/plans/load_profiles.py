@@ -313,6 +313,27 @@ class Breakpoint(_Arrival):
         }
 
 
+class Raw(_Profile):
+    """The load a hand-written script sets in its own options, as ``k6 inspect`` reports it.
+
+    The service fills it in; a plan never writes it."""
+
+    profile: Literal["raw"]
+    max_vus: int = Field(ge=0)
+    duration: float = Field(ge=0, description="k6's totalDuration, graceful stops included")
+
+    @property
+    def vus_at_peak(self) -> int:
+        return self.max_vus
+
+    @property
+    def total_duration_s(self) -> float:
+        return self.duration
+
+    def executor(self) -> dict[str, Any]:
+        return {"executor": "as the script's options say"}
+
+
 def _infer_profile(value: Any) -> Any:
     # v0 plans gave vus + duration or stages without naming a preset.
     if isinstance(value, dict) and "profile" not in value:
@@ -321,7 +342,16 @@ def _infer_profile(value: Any) -> Any:
 
 
 LoadProfile = Annotated[
-    Smoke | Load | Ramp | Spike | Stress | Soak | ConstantArrival | RampingArrival | Breakpoint,
+    Smoke
+    | Load
+    | Ramp
+    | Spike
+    | Stress
+    | Soak
+    | ConstantArrival
+    | RampingArrival
+    | Breakpoint
+    | Raw,
     Field(discriminator="profile"),
     BeforeValidator(_infer_profile),
 ]

@@ -8,7 +8,7 @@ from fastapi.responses import PlainTextResponse
 
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
-from app.core.errors import NotFound
+from app.core.errors import Conflict, NotFound
 from app.core.openapi import problems
 from app.models import Plan
 from app.plans import dryrun, jmx, service
@@ -258,6 +258,11 @@ async def get_plan_jmx(plan_id: uuid.UUID, repo: RepoDep) -> PlainTextResponse:
     `…/plans/{id}/jmeter/{file}` for each `…csv` the plan names."""
     plan = await service.get_plan(repo, plan_id)
     spec = PlanSpec.model_validate(plan.spec)
+    if spec.is_raw:
+        raise Conflict(
+            "this plan is a hand-written k6 script; it has no JMeter form",
+            code="plan.no_jmeter_form",
+        )
     document = jmx.render_jmx(spec, slos=effective_slos(spec)[0])
     return PlainTextResponse(
         document,

@@ -466,7 +466,14 @@ class PlanSpec(Strict):
     endpoints: list[Step] | None = Field(
         default=None, description="v0 shorthand: one scenario 'main' with these steps"
     )
-    load: LoadProfile
+    load: LoadProfile | None = Field(
+        default=None, description="Required, except with `script` (its options set the load)"
+    )
+    script: str | None = Field(
+        default=None,
+        max_length=1_000_000,
+        description="A hand-written k6 script to run as it is, instead of scenarios",
+    )
     slos: list[SLOInput] = Field(
         default_factory=list,
         description="'p95 < 300ms' or {objective, endpoint}; none given: platform defaults.",
@@ -475,6 +482,10 @@ class PlanSpec(Strict):
 
     @model_validator(mode="after")
     def _normalise_and_check(self) -> PlanSpec:
+        if self.script is not None:
+            return self._check_raw()
+        if self.load is None:
+            raise ValueError("a plan needs a load profile (load)")
         if self.endpoints is not None:
             if self.scenarios:
                 raise ValueError("give scenarios or endpoints, not both")
@@ -495,6 +506,29 @@ class PlanSpec(Strict):
             if slo.endpoint is not None and slo.endpoint not in self.step_names:
                 raise ValueError(f"SLO {slo.text!r} names unknown step {slo.endpoint!r}")
         return self
+
+    def _check_raw(self) -> PlanSpec:
+        if self.scenarios or self.endpoints:
+            raise ValueError("give scenarios (or endpoints) or a script, not both")
+        if self.load is not None and self.load.profile != "raw":
+            raise ValueError("a script sets its own load in its options; leave out load")
+        for slo in self.slos:
+            if slo.endpoint is not None:
+                raise ValueError(
+                    f"SLO {slo.text!r}: a hand-written script's results are judged as a whole"
+                )
+        return self
+
+    @property
+    def is_raw(self) -> bool:
+        return self.script is not None
+
+    @property
+    def load_profile(self) -> LoadProfile:
+        """The load (set for every stored plan: the service fills in a script's)."""
+        if self.load is None:
+            raise ValueError("this plan's load is not known yet")
+        return self.load
 
     def _check_references(self, scenario: Scenario) -> None:
         columns: set[str] = set()

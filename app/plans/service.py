@@ -26,6 +26,7 @@ from app.models import Plan, PlanStatus
 from app.models.base import utcnow
 from app.plans import intent, k6script
 from app.plans.importers import ImportProblem, har, openapi
+from app.plans.load_profiles import Raw, parse_duration
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec, effective_slos
 from app.runs.k6 import ScriptRejected, inspect_script
@@ -133,6 +134,8 @@ async def _from_document(
     version: int,
 ) -> Plan:
     spec = validate_spec(document)
+    if spec.script is not None:
+        spec = await _with_script_load(spec, settings)
     check_plan(spec, settings)
     slos, _ = effective_slos(spec)
     script = k6script.render(spec, slos=slos, version=version)
@@ -140,9 +143,7 @@ async def _from_document(
         # k6 itself must accept the script before anything is stored.
         await inspect_script(settings.k6_binary, script)
     except ScriptRejected as exc:
-        raise InvalidInput(
-            f"k6 rejected the generated script: {exc}", code="plan.script_rejected"
-        ) from exc
+        raise InvalidInput(f"k6 rejected the script: {exc}", code="plan.script_rejected") from exc
     return Plan(
         id=plan_id,
         family_id=plan_id,
@@ -182,6 +183,21 @@ async def import_plan(
         generated, plan_id=plan_id, source=body, fmt=kind, settings=settings, version=1
     )
     return await repo.add(plan)
+
+
+async def _with_script_load(spec: PlanSpec, settings: Settings) -> PlanSpec:
+    """A hand-written script's load, read by k6 from its options, so guardrails apply."""
+    assert spec.script is not None
+    try:
+        needs = await inspect_script(settings.k6_binary, spec.script, requirements=True)
+    except ScriptRejected as exc:
+        raise InvalidInput(f"k6 rejected the script: {exc}", code="plan.script_rejected") from exc
+    load = Raw(
+        profile="raw",
+        max_vus=int(needs.get("maxVUs") or 0),
+        duration=parse_duration(needs.get("totalDuration") or 1),
+    )
+    return spec.model_copy(update={"load": load})
 
 
 async def create_plan(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core import metrics
 from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
+from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
 from app.models import Plan, Run, RunResult, RunStatus
 from app.models.base import utcnow
@@ -37,7 +38,10 @@ FALLBACK_FACTOR = 0.5
 
 
 def run_timeout_s(spec: PlanSpec, settings: Settings) -> float:
-    return min(spec.load.total_duration_s, float(settings.max_duration_s)) + settings.run_slack_s
+    return (
+        min(spec.load_profile.total_duration_s, float(settings.max_duration_s))
+        + settings.run_slack_s
+    )
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Job:
         self.settings = settings
         self.worker_id = worker_id
         self.control = Control()
+        self.network_args: list[str] = []
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         try:
@@ -105,6 +110,7 @@ class Job:
             timeout_s=run_timeout_s(spec, self.settings),
             grace_s=self.settings.stop_grace_s,
             secrets=plan_secrets(spec),
+            extra_args=self.network_args,
             stop=self.control.stop,
             on_start=started,
         )
@@ -116,9 +122,10 @@ class Job:
             return outcome, 1.0
         await self.event("retry", f"{outcome.describe()}; retrying once", _tail(outcome))
         outcome = await self.attempt(spec, script, 2)
-        if not outcome.crashed or self.control.reason:
+        if not outcome.crashed or self.control.reason or spec.is_raw:
+            # (A hand-written script's load cannot be scaled: no fallback for it.)
             return outcome, 1.0
-        reduced = spec.model_copy(update={"load": scaled(spec.load, FALLBACK_FACTOR)})
+        reduced = spec.model_copy(update={"load": scaled(spec.load_profile, FALLBACK_FACTOR)})
         reduced_script = k6script.render(reduced, slos=effective_slos(reduced)[0])
         await self.event(
             "fallback",
@@ -126,7 +133,7 @@ class Job:
             {
                 **_tail(outcome),
                 "load_factor": FALLBACK_FACTOR,
-                "peak_vus": reduced.load.vus_at_peak,
+                "peak_vus": reduced.load_profile.vus_at_peak,
                 "script_sha256": k6script.sha256(reduced_script),
             },
         )
@@ -145,6 +152,7 @@ class Job:
             # Settings may have tightened since the run was queued.
             check_plan(spec, self.settings)
             plan_secrets(spec)
+            self.network_args = await k6_network_args(spec.target.hostname, self.settings)
         except (GuardrailViolation, MissingSecret) as exc:
             code = getattr(exc, "code", "secret.missing")
             await self.event("refused", str(exc), {"code": code})

@@ -120,14 +120,18 @@ class ScriptRejected(ValueError):
     """``k6 inspect`` refused a script; the message is k6's own."""
 
 
-async def inspect_script(binary: str, script: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
-    """Have k6 parse the script and return the options it would run with."""
+async def inspect_script(
+    binary: str, script: str, *, timeout_s: float = 30.0, requirements: bool = False
+) -> dict[str, Any]:
+    """Have k6 parse the script and return the options it would run with (with
+    ``requirements``: also ``maxVUs`` and ``totalDuration`` over all its scenarios)."""
     with tempfile.TemporaryDirectory(prefix="perf-agent-inspect-") as tmp:
         path = Path(tmp) / "script.js"
         await asyncio.to_thread(path.write_text, script)
         proc = await asyncio.create_subprocess_exec(
             binary,
             "inspect",
+            *(["--execution-requirements"] if requirements else []),
             str(path),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -220,9 +224,29 @@ async def _wait(
     return waiters[done.pop()]
 
 
+def from_summary_export(export: dict[str, Any]) -> dict[str, Any]:
+    """k6's ``--summary-export`` in the shape of ``handleSummary`` data.
+
+    Two traps of that (deprecated) format: a threshold's value ``true`` means it FAILED, and
+    a Rate's value is called ``value``.
+    """
+    metrics: dict[str, Any] = {}
+    for name, metric in export.get("metrics", {}).items():
+        values = {k: v for k, v in metric.items() if k != "thresholds"}
+        if "passes" in values and "value" in values:
+            values["rate"] = values.pop("value")
+        thresholds = {
+            expression: {"ok": not failed}
+            for expression, failed in (metric.get("thresholds") or {}).items()
+        }
+        metrics[name] = {"values": values, "thresholds": thresholds}
+    return {"metrics": metrics, "root_group": export.get("root_group", {}), "state": {}}
+
+
 def _prepare(workdir: Path, summary_path: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)
+    (workdir / "summary-export.json").unlink(missing_ok=True)
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
@@ -245,6 +269,7 @@ async def run_k6(
     on_start: Callable[[int], Awaitable[None]] | None = None,
 ) -> K6Outcome:
     summary_path = workdir / "summary.json"
+    export_path = workdir / "summary-export.json"
     await asyncio.to_thread(_prepare, workdir, summary_path)
     argv = [
         binary,
@@ -256,6 +281,9 @@ async def run_k6(
         "127.0.0.1:0",
         "--summary-trend-stats",
         ",".join(TREND_STATS),
+        # Hand-written scripts have no handleSummary of ours: k6's export is the fallback.
+        "--summary-export",
+        str(export_path),
         *(extra_args or []),
         str(script),
     ]
@@ -298,6 +326,9 @@ async def run_k6(
     summary = None
     try:
         summary = await asyncio.to_thread(_read_summary, summary_path)
+        if summary is None:
+            export = await asyncio.to_thread(_read_summary, export_path)
+            summary = from_summary_export(export) if export is not None else None
     except (OSError, json.JSONDecodeError) as exc:
         tail.append(f"perf-agent: unreadable summary: {exc}")
     assert proc.returncode is not None

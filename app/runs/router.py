@@ -33,6 +33,7 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
         attempts=run.attempts,
         exit_code=run.exit_code,
         error=run.error,
+        stderr_tail=run.stderr_tail,
         k6_version=run.k6_version,
         test_duration_s=run.test_duration_s,
         thresholds_failed=failed_thresholds(run.summary),

@@ -68,6 +68,7 @@ class RunOut(BaseModel):
     attempts: int
     exit_code: int | None
     error: str | None
+    stderr_tail: str | None = Field(default=None, description="The last lines k6 logged")
     k6_version: str | None
     test_duration_s: float | None
     thresholds_failed: list[str] = Field(

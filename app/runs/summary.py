@@ -37,6 +37,9 @@ def endpoint_result(metrics: dict[str, Any], endpoint: str | None) -> dict[str, 
     reqs = _values(metrics, reqs_metric(endpoint))
     failed = _values(metrics, failed_metric(endpoint))
     duration = _values(metrics, duration_metric(endpoint))
+    if duration is None and endpoint is None:
+        # A hand-written script may not declare the expected_response sub-metric.
+        duration = _values(metrics, "http_req_duration")
     if reqs is None and failed is None:
         # k6 omits a sub-metric with no samples at all: the endpoint was never called.
         reqs, failed = {"count": 0, "rate": 0.0}, {"passes": 0, "rate": 0.0}
