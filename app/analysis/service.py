@@ -29,18 +29,29 @@ async def analyse(session: AsyncSession, *, run_id: uuid.UUID) -> Analysis:
             code="run.not_finished",
             run_status=run.status,
         )
-    if run.status != RunStatus.succeeded:
+    results = {row.endpoint: row for row in await runs.results(run.id)}
+    if run.status == RunStatus.failed or not results:
         raise Conflict(
-            f"run {run_id} failed ({run.error}); there are no complete results to analyse",
+            f"run {run_id} is {run.status} ({run.error}); it has no results to analyse",
             code="run.not_analysable",
             run_status=run.status,
         )
     plan = await session.get(Plan, run.plan_id)
     assert plan is not None  # runs.plan_id is a RESTRICT foreign key
     spec = PlanSpec.model_validate(plan.spec)
-    results = {row.endpoint: row for row in await runs.results(run.id)}
 
     warnings: list[str] = []
+    if run.status != RunStatus.succeeded:
+        # Design spec §8: a run stopped early still reports what it measured, as partial.
+        duration = f" after {run.test_duration_s:.0f}s" if run.test_duration_s else ""
+        warnings.append(
+            f"The run was {run.status.replace('_', ' ')}{duration}: these are partial results "
+            "and the verdict is at most 'fail'."
+        )
+    if run.load_factor < 1:
+        warnings.append(
+            f"k6 crashed twice at full load; the run fell back to {run.load_factor:.0%} of it."
+        )
     slos, defaulted = effective_slos(spec)
     if defaulted:
         warnings.append(
@@ -67,7 +78,8 @@ async def analyse(session: AsyncSession, *, run_id: uuid.UUID) -> Analysis:
         baseline_results = {row.endpoint: row for row in await runs.results(baseline.run_id)}
 
     found = findings_mod.all_findings(slo_results, results, baseline_results)
-    verdict = "pass" if all(r.status == "pass" for r in slo_results) else "fail"
+    complete = run.status == RunStatus.succeeded and run.load_factor == 1
+    verdict = "pass" if complete and all(r.status == "pass" for r in slo_results) else "fail"
     report = render_markdown(
         plan=plan,
         spec=spec,

@@ -153,3 +153,16 @@ async def test_analysis_compares_with_the_current_baseline(
     regressions = [f for f in body["findings"] if f["kind"] == "regression"]
     assert [f["endpoint"] for f in regressions] == ["list_orders"]
     assert regressions[0]["evidence"] == {"p95_ms": 210.0, "baseline_p95_ms": 100.0}
+
+
+async def test_a_run_stopped_early_is_analysed_as_partial_and_cannot_pass(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    run = await make_run(session, await make_plan(session), status=RunStatus.timed_out,
+                         results=healthy())  # fmt: skip
+
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+
+    assert body["verdict"] == "fail"
+    assert all(r["status"] == "pass" for r in body["slo_results"])
+    assert "partial results" in body["warnings"][0]
