@@ -149,7 +149,7 @@ def js_value(value: Any) -> str:
 
 def js_json(value: Any) -> str:
     """A constant JSON value, parsed at run time (keys such as ``__proto__`` stay data)."""
-    return f"JSON.parse({js(json.dumps(value, ensure_ascii=True))})"
+    return f"JSON.parse({js(json.dumps(value, ensure_ascii=True, allow_nan=False))})"
 
 
 def label(text: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import uuid
 from datetime import datetime
@@ -66,6 +67,8 @@ def check_headers(headers: dict[str, str]) -> dict[str, str]:
 def check_json_numbers(value: Any, where: str) -> Any:
     if isinstance(value, bool):
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a JSON number")
     if isinstance(value, int) and abs(value) > MAX_SAFE_INTEGER:
         raise ValueError(
             f"{where}: {value} is beyond what k6 (JavaScript) sends exactly (±2^53); "
@@ -337,6 +340,7 @@ class DataSet(Strict):
     @model_validator(mode="after")
     def _parse(self) -> DataSet:
         rows = self.rows
+        check_json_numbers(rows, "data")
         if not rows:
             raise ValueError("a data set needs at least one row")
         if len(rows) > MAX_DATA_ROWS:

@@ -131,3 +131,9 @@ def test_integers_javascript_would_round_are_refused() -> None:
     step = {"name": "a", "method": "POST", "path": "/a", "body": {"id": 2**53 + 1}}
     with pytest.raises(ValidationError, match="2\\^53"):
         PlanSpec.model_validate(plan_doc(endpoints=[step], slos=[]))
+
+
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+def test_numbers_json_cannot_hold_are_refused(number: float) -> None:
+    with pytest.raises(ValidationError, match="not a JSON number"):
+        PlanSpec.model_validate(plan_doc(data={"rows": {"inline": [{"col": number}]}}))
