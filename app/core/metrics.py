@@ -9,3 +9,9 @@ RUNS_FINISHED = Counter(
     "perf_agent_runs_finished_total", "Runs finished by this process's workers", ["status"]
 )
 ANALYSES = Counter("perf_agent_analyses_total", "Analyses produced", ["verdict"])
+BUDGET_ALERTS = Counter(
+    "perf_agent_budget_alerts_total", "Runs that reached 80 % of their cost budget", ["resource"]
+)
+BUDGET_STOPS = Counter(
+    "perf_agent_budget_stops_total", "Runs stopped at 100 % of their cost budget", ["resource"]
+)

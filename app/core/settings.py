@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     max_vus: int = Field(default=HARD_VU_CEILING, ge=1)
     max_duration_s: int = Field(default=HARD_MAX_DURATION_S, ge=1)
     stop_grace_s: float = Field(default=30.0, ge=0, description="SIGINT → SIGKILL grace period.")
+    cost_max_vu_seconds: float = Field(
+        default=HARD_VU_CEILING * HARD_MAX_DURATION_S,
+        gt=0,
+        description="Most VU-seconds one run may spend (a plan's budget can only lower it)",
+    )
+    cost_max_requests: int = Field(default=50_000_000, gt=0)
+    cost_alert_webhook: str | None = Field(
+        default=None, description="POSTed a JSON event when a run reaches 80 % of its budget"
+    )
     run_slack_s: float = Field(
         default=60.0,
         ge=0,

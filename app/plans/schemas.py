@@ -459,6 +459,13 @@ def _slo_input(value: Any) -> Any:
 SLOInput = Annotated[SLO, BeforeValidator(_slo_input)]
 
 
+class Budget(Strict):
+    """What one run may spend; the server's own limits (PERF_AGENT_COST_MAX_*) cap it."""
+
+    vu_seconds: float | None = Field(default=None, gt=0, description="VUs × seconds")
+    requests: int | None = Field(default=None, gt=0)
+
+
 class PlanSpec(Strict):
     """A test plan: what to call, how hard, and what counts as good enough."""
 
@@ -483,6 +490,9 @@ class PlanSpec(Strict):
         description="'p95 < 300ms' or {objective, endpoint}; none given: platform defaults.",
     )
     seed: int = Field(default=1, ge=0, le=2**31 - 1, description="Seed for everything random")
+    budget: Budget | None = Field(
+        default=None, description="Alert at 80 %, graceful stop at 100 % (state: partial)"
+    )
 
     @model_validator(mode="after")
     def _normalise_and_check(self) -> PlanSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from app.plans import k6script
 from app.plans.load_profiles import scaled
 from app.plans.schemas import PlanSpec, effective_slos
 from app.runs import summary as k6summary
+from app.runs.budget import BudgetWatch, Limits
 from app.runs.k6 import K6Outcome, k6_version, run_k6
 from app.runs.repository import RunRepository
 from app.runs.service import MissingSecret, plan_secrets
@@ -49,7 +51,7 @@ class Control:
     """Shared between the heartbeat and the k6 attempt: why (and whether) to stop early."""
 
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    reason: str | None = None  # "abort" | "lost"
+    reason: str | None = None  # "abort" | "lost" | "budget"
 
     def request_stop(self, reason: str) -> None:
         if self.reason is None:
@@ -99,21 +101,44 @@ class Job:
     async def attempt(self, spec: PlanSpec, script: str, number: int) -> K6Outcome:
         workdir = (self.settings.runs_dir / str(self.run_id) / f"attempt-{number}").resolve()
         await asyncio.to_thread(_write, workdir / "script.js", script)
+        address = f"127.0.0.1:{free_port()}"  # a clash exits 106: a crash, retried
+        watch = BudgetWatch(
+            address=address,
+            limits=Limits.of(spec.budget, self.settings),
+            settings=self.settings,
+            event=self.event,
+            run_id=str(self.run_id),
+        )
+        watching: list[asyncio.Task[None]] = []
+
+        def exhausted() -> None:
+            self.control.reason = self.control.reason or "budget"
+            # The REST stop is graceful; should k6 not be gone after the grace period, signal.
+            asyncio.get_running_loop().call_later(self.settings.stop_grace_s, self.control.stop.set)
 
         async def started(pid: int) -> None:
-            await self.event("k6_started", f"attempt {number}: k6 started", {"pid": pid})
+            await self.event(
+                "k6_started", f"attempt {number}: k6 started", {"pid": pid, "address": address}
+            )
+            watching.append(asyncio.create_task(watch.watch(exhausted)))
 
-        return await run_k6(
-            binary=self.settings.k6_binary,
-            script=workdir / "script.js",
-            workdir=workdir,
-            timeout_s=run_timeout_s(spec, self.settings),
-            grace_s=self.settings.stop_grace_s,
-            secrets=plan_secrets(spec),
-            extra_args=self.network_args,
-            stop=self.control.stop,
-            on_start=started,
-        )
+        try:
+            return await run_k6(
+                binary=self.settings.k6_binary,
+                script=workdir / "script.js",
+                workdir=workdir,
+                timeout_s=run_timeout_s(spec, self.settings),
+                grace_s=self.settings.stop_grace_s,
+                secrets=plan_secrets(spec),
+                extra_args=self.network_args,
+                stop=self.control.stop,
+                on_start=started,
+                address=address,
+            )
+        finally:
+            for task in watching:
+                task.cancel()
+            await asyncio.gather(*watching, return_exceptions=True)
 
     async def attempts(self, spec: PlanSpec, script: str) -> tuple[K6Outcome, float]:
         """Run k6; retry a crash once, then fall back to a reduced load."""
@@ -176,6 +201,8 @@ class Job:
     def verdict(self, outcome: K6Outcome) -> tuple[RunStatus, str | None]:
         if self.control.reason == "abort":
             return RunStatus.aborted, "aborted on request; partial results kept"
+        if self.control.reason == "budget":
+            return RunStatus.partial, "stopped at its cost budget; partial results kept"
         if outcome.timed_out:
             return RunStatus.timed_out, (
                 f"stopped at the time limit; partial results kept ({outcome.describe()})"
@@ -242,6 +269,13 @@ class Job:
         metrics.RUNS_FINISHED.labels(status=status).inc()
         log.info("run %s finished: %s%s", self.run_id, status, f" ({error})" if error else "")
         return str(status)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _write(path: Path, text: str) -> None:

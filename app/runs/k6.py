@@ -45,6 +45,8 @@ EXIT_MEANINGS = {
 }
 # Exits that a second attempt would repeat (bad script or options, the script's own verdict).
 DETERMINISTIC_EXITS = frozenset({104, 107, 108, 110})
+# Exits after a stop someone asked for (REST API, signal): not failures of k6.
+STOPPED_EXITS = frozenset({103, 105})
 STDERR_TAIL_LINES = 60
 
 # k6 is started through this few-line launcher: it asks the kernel to send it SIGTERM when the
@@ -96,7 +98,7 @@ class K6Outcome:
         and a stop we asked for is not a failure."""
         if self.completed or self.timed_out or self.stopped:
             return False
-        return self.exit_code not in DETERMINISTIC_EXITS
+        return self.exit_code not in DETERMINISTIC_EXITS | STOPPED_EXITS
 
     def describe(self) -> str:
         meaning = EXIT_MEANINGS.get(self.exit_code, "unexpected exit")
@@ -267,6 +269,7 @@ async def run_k6(
     extra_args: list[str] | None = None,
     stop: asyncio.Event | None = None,
     on_start: Callable[[int], Awaitable[None]] | None = None,
+    address: str = "127.0.0.1:0",
 ) -> K6Outcome:
     summary_path = workdir / "summary.json"
     export_path = workdir / "summary-export.json"
@@ -276,9 +279,9 @@ async def run_k6(
         "run",
         "--no-color",
         "--quiet",
-        # Each k6 needs its own REST API address; port 0 lets the kernel choose.
+        # Each k6 needs its own REST API address (port 0: the kernel chooses, unreachable to us).
         "--address",
-        "127.0.0.1:0",
+        address,
         "--summary-trend-stats",
         ",".join(TREND_STATS),
         # Hand-written scripts have no handleSummary of ours: k6's export is the fallback.
