@@ -88,52 +88,41 @@ class _Profile(Strict):
         return False
 
 
-class Smoke(_Profile):
+class _ConstantVUs(_Profile):
+    vus: int
+    duration: float
+
+    @property
+    def vus_at_peak(self) -> int:
+        return self.vus
+
+    @property
+    def total_duration_s(self) -> float:
+        return self.duration
+
+    def executor(self) -> dict[str, Any]:
+        return {
+            "executor": "constant-vus",
+            "vus": self.vus,
+            "duration": format_duration(self.duration),
+            "gracefulStop": "10s",
+        }
+
+
+class Smoke(_ConstantVUs):
     """A minimal check that the script and target work: 1 VU (at most 5) for 30s."""
 
     profile: Literal["smoke"]
     vus: int = Field(default=1, ge=1, le=5)
     duration: Duration = 30.0
 
-    @property
-    def vus_at_peak(self) -> int:
-        return self.vus
 
-    @property
-    def total_duration_s(self) -> float:
-        return self.duration
-
-    def executor(self) -> dict[str, Any]:
-        return {
-            "executor": "constant-vus",
-            "vus": self.vus,
-            "duration": format_duration(self.duration),
-            "gracefulStop": "10s",
-        }
-
-
-class Load(_Profile):
+class Load(_ConstantVUs):
     """Constant virtual users for a duration."""
 
     profile: Literal["load"]
     vus: int = Field(ge=1)
     duration: Duration
-
-    @property
-    def vus_at_peak(self) -> int:
-        return self.vus
-
-    @property
-    def total_duration_s(self) -> float:
-        return self.duration
-
-    def executor(self) -> dict[str, Any]:
-        return {
-            "executor": "constant-vus",
-            "vus": self.vus,
-            "duration": format_duration(self.duration),
-            "gracefulStop": "10s",
-        }
 
 
 class _Staged(_Profile):
