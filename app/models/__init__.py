@@ -6,7 +6,14 @@ from app.models.baseline import Baseline
 from app.models.dataset import Dataset
 from app.models.llm_call import LLMCall
 from app.models.plan import Plan, PlanStatus
-from app.models.run import FINISHED_STATUSES, Run, RunEvent, RunResult, RunStatus
+from app.models.run import (
+    FINISHED_STATUSES,
+    Run,
+    RunEvent,
+    RunResult,
+    RunSample,
+    RunStatus,
+)
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -20,5 +27,6 @@ __all__ = [
     "Run",
     "RunEvent",
     "RunResult",
+    "RunSample",
     "RunStatus",
 ]

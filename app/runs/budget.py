@@ -1,7 +1,8 @@
-"""The cost budget of a running test, watched through k6's REST API.
+"""A running test watched through k6's REST API: live samples and the cost budget.
 
-Once a second the watcher reads k6's cumulative ``http_reqs`` and its current ``vus`` (the
-integral of which is VU-seconds). At 80 % of either budget it raises an alert (run event,
+Once a second the watcher reads k6's cumulative ``http_reqs``, failure rate and latency
+aggregates and its current ``vus`` (the integral of which is VU-seconds), and hands them on
+as a sample (stored, streamed to the UI). At 80 % of either budget it raises an alert (run event,
 Prometheus counter, optional webhook); at 100 % it stops the test gracefully through
 ``PATCH /v1/status`` — k6 still writes its summary, and the run ends ``partial``.
 """
@@ -28,6 +29,9 @@ POLL_INTERVAL_S = 1.0
 STOP_BODY = {"data": {"type": "status", "id": "default", "attributes": {"stopped": True}}}
 
 EventSink = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+SampleSink = Callable[[dict[str, Any]], Awaitable[None]]
+# k6's REST API reports cumulative latency aggregates with these statistics only.
+REST_TREND_STATS = ("avg", "min", "med", "max", "p(90)", "p(95)")
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,15 @@ class BudgetWatch:
         settings: Settings,
         event: EventSink,
         run_id: str,
+        on_sample: SampleSink | None = None,
     ) -> None:
         self.base = f"http://{address}/v1"
         self.limits = limits
         self.settings = settings
         self.event = event
         self.run_id = run_id
+        self.on_sample = on_sample
+        self.started = time.monotonic()
         self.spend = Spend()
         self.alerted: set[str] = set()
         self.exhausted: str | None = None
@@ -93,10 +100,29 @@ class BudgetWatch:
                 except (httpx.HTTPError, ValueError):
                     continue  # k6 not listening yet, or already gone
                 now = time.monotonic()
-                self.spend.vu_seconds += _sample(payload, "vus", "value") * (now - last)
+                vus = _sample(payload, "vus", "value")
+                self.spend.vu_seconds += vus * (now - last)
                 self.spend.requests = int(_sample(payload, "http_reqs", "count"))
                 last = now
+                if self.on_sample is not None:
+                    await self.on_sample(self.sample(payload, vus, now))
                 await self._judge(client, on_exhausted)
+
+    def sample(self, payload: dict[str, Any], vus: float, now: float) -> dict[str, Any]:
+        requests = self.spend.requests
+        latency = {
+            stat: round(_sample(payload, "http_req_duration", stat), 3) for stat in REST_TREND_STATS
+        }
+        return {
+            "elapsed_s": round(now - self.started, 2),
+            "vus": int(vus),
+            "requests": requests,
+            "failures": round(_sample(payload, "http_req_failed", "rate") * requests),
+            "rps": round(_sample(payload, "http_reqs", "rate"), 2),
+            "iterations": int(_sample(payload, "iterations", "count")),
+            "latency_ms": latency,
+            "vu_seconds": round(self.spend.vu_seconds, 1),
+        }
 
     async def _judge(self, client: httpx.AsyncClient, on_exhausted: Callable[[], None]) -> None:
         for resource, share in self.shares().items():

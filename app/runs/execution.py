@@ -23,7 +23,7 @@ from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
 from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
-from app.models import Plan, Run, RunResult, RunStatus
+from app.models import Plan, Run, RunResult, RunSample, RunStatus
 from app.models.base import utcnow
 from app.plans import k6script
 from app.plans.load_profiles import scaled
@@ -81,6 +81,21 @@ class Job:
         except Exception:
             log.exception("run %s: could not record event %s", self.run_id, kind)
 
+    async def record_sample(self, sample: dict[str, Any]) -> None:
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                session.add(
+                    RunSample(
+                        run_id=self.run_id,
+                        vus=sample["vus"],
+                        requests=sample["requests"],
+                        failures=sample["failures"],
+                        data=sample,
+                    )
+                )
+        except Exception:
+            log.exception("run %s: could not store a live sample", self.run_id)
+
     async def heartbeat(self) -> None:
         while True:
             try:
@@ -108,6 +123,7 @@ class Job:
             settings=self.settings,
             event=self.event,
             run_id=str(self.run_id),
+            on_sample=self.record_sample,
         )
         watching: list[asyncio.Task[None]] = []
 

@@ -4,12 +4,13 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.openapi import problems
 from app.models import Run, RunStatus
-from app.runs import service
+from app.runs import service, stream
 from app.runs.repository import RunRepository
 from app.runs.schemas import CheckResult, EndpointResult, ExecuteIn, RunEventOut, RunOut
 from app.runs.summary import check_results, failed_thresholds
@@ -95,6 +96,24 @@ async def abort_run(request: Request, run_id: uuid.UUID, session: SessionDep) ->
     results measured so far."""
     run = await service.abort(session, run_id)
     return await run_out(request, RunRepository(session), run)
+
+
+@router.get(
+    "/runs/{run_id}/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **problems(404)},
+    summary="Live samples, events and state of a run (server-sent events)",
+)
+async def stream_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> StreamingResponse:
+    """`event: sample` about once a second while k6 runs (VUs, requests, failures, RPS and
+    k6's cumulative latency aggregates), `event: event` for each run event, `event: status`
+    on each change and `event: end` when the run finishes. `curl -N` shows them as they come."""
+    await service.get_run(RunRepository(session), run_id)  # a 404 before the stream starts
+    return StreamingResponse(
+        stream.run_events(request.app.state.sessionmaker, run_id, request.is_disconnected),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/runs/{run_id}", response_model=RunOut, responses=problems(404))

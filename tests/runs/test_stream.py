@@ -1,0 +1,73 @@
+"""Live samples of a running test, stored by the worker and streamed as server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.settings import Settings
+from app.runs.worker import Worker
+from tests.builders import API, make_plan, make_run
+
+pytestmark = pytest.mark.k6
+
+
+def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if not line.startswith(":")
+        )
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+async def test_a_running_test_streams_about_one_sample_a_second(
+    committed_client: AsyncClient,
+    committed: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    demo_target: str,
+) -> None:
+    plan = {
+        "target": {"base_url": demo_target, "environment": "local"},
+        "endpoints": [{"name": "product", "path": "/api/products/1", "think_time": 0.05}],
+        "load": {"profile": "load", "vus": 2, "duration": "5s"},
+        "slos": ["p95 < 1000ms"],
+    }
+    async with committed() as session, session.begin():
+        run = await make_run(session, await make_plan(session, **plan), status="queued")
+    worker = asyncio.create_task(Worker(committed, settings).run_once())
+
+    response = await committed_client.get(f"{API}/runs/{run.id}/stream")
+    await worker
+
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(response.text)
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "end"
+    assert events[-1][1]["status"] == "succeeded"
+    samples = [data for kind, data in events if kind == "sample"]
+    assert 4 <= len(samples) <= 7  # a 5 s test, one sample a second
+    times = [datetime.fromisoformat(s["at"]) for s in samples]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert all(0.7 <= gap <= 1.5 for gap in gaps), gaps
+    requests = [s["requests"] for s in samples]
+    assert requests == sorted(requests)
+    assert requests[-1] > 0
+    assert samples[-1]["vus"] in (0, 1, 2)
+    assert {"p(95)", "avg"} <= set(samples[-1]["latency_ms"])
+    assert "k6_started" in [data["kind"] for kind, data in events if kind == "event"]
+
+
+async def test_streaming_an_unknown_run_is_a_404(committed_client: AsyncClient) -> None:
+    response = await committed_client.get(f"{API}/runs/00000000-0000-0000-0000-000000000000/stream")
+
+    assert response.status_code == 404
