@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     cost_alert_webhook: str | None = Field(
         default=None, description="POSTed a JSON event when a run reaches 80 % of its budget"
     )
+    db_outage_tolerance_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a finished run waits for an unreachable database to return",
+    )
     run_slack_s: float = Field(
         default=60.0,
         ge=0,

@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import metrics
@@ -23,7 +25,7 @@ from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
 from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
-from app.models import Plan, Run, RunResult, RunSample, RunStatus
+from app.models import Plan, Run, RunResult, RunStatus
 from app.models.base import utcnow
 from app.plans import k6script
 from app.plans.load_profiles import scaled
@@ -33,6 +35,7 @@ from app.runs.budget import BudgetWatch, Limits
 from app.runs.k6 import K6Outcome, k6_version, run_k6
 from app.runs.repository import RunRepository
 from app.runs.service import MissingSecret, plan_secrets
+from app.runs.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -73,28 +76,16 @@ class Job:
         self.worker_id = worker_id
         self.control = Control()
         self.network_args: list[str] = []
+        self.spool = Spool(settings.data_dir.resolve() / "spool" / f"{run_id}.jsonl", run_id)
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                await RunRepository(session).add_event(self.run_id, kind, message, data)
-        except Exception:
-            log.exception("run %s: could not record event %s", self.run_id, kind)
+        record = {"type": "event", "at": utcnow().isoformat(), "kind": kind,
+                  "message": message, "data": data}  # fmt: skip
+        await self.spool.write(self.sessionmaker, record)
 
     async def record_sample(self, sample: dict[str, Any]) -> None:
-        try:
-            async with self.sessionmaker() as session, session.begin():
-                session.add(
-                    RunSample(
-                        run_id=self.run_id,
-                        vus=sample["vus"],
-                        requests=sample["requests"],
-                        failures=sample["failures"],
-                        data=sample,
-                    )
-                )
-        except Exception:
-            log.exception("run %s: could not store a live sample", self.run_id)
+        record = {"type": "sample", "at": utcnow().isoformat(), "sample": sample}
+        await self.spool.write(self.sessionmaker, record)
 
     async def heartbeat(self) -> None:
         while True:
@@ -109,8 +100,9 @@ class Job:
                     return
                 if run.abort_requested and self.control.reason is None:
                     self.control.request_stop("abort")
-            except Exception:
-                log.exception("run %s: heartbeat failed", self.run_id)
+            except (OSError, SQLAlchemyError) as exc:
+                # The database may be away for a while; samples wait in the spool meanwhile.
+                log.warning("run %s: heartbeat failed (%s)", self.run_id, type(exc).__name__)
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
     async def attempt(self, spec: PlanSpec, script: str, number: int) -> K6Outcome:
@@ -246,6 +238,30 @@ class Job:
                 status, error = RunStatus.failed, str(exc)
         if status == RunStatus.succeeded and not rows:
             status, error = RunStatus.failed, "k6 reported no results"
+        deadline = time.monotonic() + self.settings.db_outage_tolerance_s
+        while True:
+            try:
+                await self._store_outcome(outcome, status, error, factor, rows)
+                break
+            except (OSError, SQLAlchemyError) as exc:
+                # The database may be down for a while: the results wait here, not lost.
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("run %s: cannot store its outcome yet (%s)", self.run_id, exc)
+                await asyncio.sleep(1.0)
+                rows = [RunResult(**_columns(row)) for row in rows]
+        metrics.RUNS_FINISHED.labels(status=status).inc()
+        log.info("run %s finished: %s%s", self.run_id, status, f" ({error})" if error else "")
+        return str(status)
+
+    async def _store_outcome(
+        self,
+        outcome: K6Outcome | None,
+        status: RunStatus,
+        error: str | None,
+        factor: float,
+        rows: list[RunResult],
+    ) -> None:
         async with self.sessionmaker() as session, session.begin():
             repo = RunRepository(session)
             run = await repo.get(self.run_id, for_update=True)
@@ -264,6 +280,7 @@ class Job:
                     run.test_duration_s = k6summary.test_duration_s(outcome.summary)
             # Partial figures (a run stopped early) are kept: they are still k6's measurement.
             await repo.replace_results(self.run_id, rows)
+            replayed = await self.spool.replay(session)
             # A stop (abort, time limit) makes k6 log its in-flight requests as errors too.
             if outcome is not None and outcome.completed and outcome.script_errors:
                 thrown = [
@@ -282,9 +299,13 @@ class Job:
                 f"{status}" + (f": {error}" if error else ""),
                 {"exit_code": outcome.exit_code if outcome else None, "load_factor": factor},
             )
-        metrics.RUNS_FINISHED.labels(status=status).inc()
-        log.info("run %s finished: %s%s", self.run_id, status, f" ({error})" if error else "")
-        return str(status)
+        if replayed:
+            await self.spool.committed()
+
+
+def _columns(row: RunResult) -> dict[str, Any]:
+    """A fresh copy of a result row (a failed transaction leaves the old one unusable)."""
+    return {c.key: getattr(row, c.key) for c in RunResult.__table__.columns if c.key != "id"}
 
 
 def free_port() -> int:
