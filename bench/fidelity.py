@@ -1,0 +1,146 @@
+"""The service's cost on k6: the same plan run bare (`k6 run`) and through perf-agent, alternating.
+
+Closed loop at saturation against nginx on 127.0.0.1: k6's throughput through the service
+(launcher, address blacklist, summary export, live samples and budget polling over k6's REST
+API) divided by the bare run's. Open loop at half that rate: achieved rate and p95 of both.
+Every figure is k6's own measurement of its run.
+
+    .venv/bin/python bench/fidelity.py [--pairs 5] [--seconds 10] [--vus 20]
+
+Needs nginx (apt-get install -y nginx-light); PERF_AGENT_DATABASE_URL / DATABASE_URL or the
+embedded PostgreSQL. What it measures today is the live path of k6's REST API (cumulative
+aggregates); the per-second histogram path of issue 4 is not built yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from targets import local_target
+
+from app.cli import API, free_port, running_service
+from app.core.settings import get_settings
+from app.runs.k6 import k6_env
+
+
+def plan(target: str, load: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "fidelity",
+        "target": {"base_url": target, "environment": "local"},
+        "endpoints": [{"name": "root", "path": "/"}],
+        "load": load,
+        "slos": ["p95 < 1000ms"],
+    }
+
+
+def through_service(client: httpx.Client, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    created = client.post("/plan", json=document).raise_for_status().json()
+    client.post(
+        f"/plans/{created['id']}/review", json={"action": "approve", "reviewer": "bench"}
+    ).raise_for_status()
+    run = client.post("/execute", json={"plan_id": created["id"]}).raise_for_status().json()
+    while run["status"] in ("queued", "running"):
+        time.sleep(0.5)
+        run = client.get(f"/runs/{run['id']}").raise_for_status().json()
+    if run["status"] != "succeeded":
+        raise SystemExit(f"run {run['id']} {run['status']}: {run['error']}")
+    total = next(r for r in run["results"] if r["endpoint"] == "*")
+    return total, created["script"]
+
+
+def bare(binary: str, script: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
+        work = Path(tmp)
+        (work / "script.js").write_text(script)
+        summary = work / "summary.json"
+        subprocess.run(
+            [
+                binary,
+                "run",
+                "--quiet",
+                "--no-color",
+                "--address",
+                "127.0.0.1:0",
+                "--summary-trend-stats",
+                "avg,min,med,max,p(50),p(90),p(95),p(99),count",
+                "script.js",
+            ],
+            cwd=work,
+            env=k6_env(work, summary, {}),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+            timeout=600,
+        )
+        metrics = json.loads(summary.read_text())["metrics"]
+    reqs = metrics["http_reqs"]["values"]
+    duration = metrics["http_req_duration{expected_response:true}"]["values"]
+    return {"requests": reqs["count"], "rps": reqs["rate"], "p95_ms": duration["p(95)"]}
+
+
+def pairs(client: httpx.Client, binary: str, document: dict[str, Any], count: int) -> list[Any]:
+    results = []
+    for i in range(count):
+        service, script = through_service(client, document)
+        alone = bare(binary, script)
+        results.append((alone, service))
+        print(
+            f"  pair {i + 1}: bare {alone['rps']:>9,.0f} req/s p95 {alone['p95_ms']:.3f} ms | "
+            f"service {service['rps']:>9,.0f} req/s p95 {service['p95_ms']:.3f} ms"
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--vus", type=int, default=20)
+    args = parser.parse_args()
+    settings = get_settings()
+    with (
+        local_target(allow_python=False) as target,
+        running_service(settings, free_port()) as service,
+        httpx.Client(base_url=service + API, timeout=60) as client,
+    ):
+        print(f"closed loop: {args.vus} VUs x {args.seconds}s against {target.kind}")
+        closed = pairs(
+            client,
+            settings.k6_binary,
+            plan(target.base_url, {"vus": args.vus, "duration": f"{args.seconds}s"}),
+            args.pairs,
+        )
+        ratios = [s["rps"] / b["rps"] for b, s in closed]
+        saturation = statistics.median(b["rps"] for b, _ in closed)
+        rate = int(saturation / 2)
+        print(f"open loop: {rate:,} iterations/s (half of the bare median)")
+        load = {
+            "profile": "constant-arrival",
+            "rate": rate,
+            "duration": f"{args.seconds}s",
+            "pre_allocated_vus": 50,
+            "max_vus": 200,
+        }
+        opened = pairs(client, settings.k6_binary, plan(target.base_url, load), args.pairs)
+    print(
+        f"\nclosed-loop throughput ratio service/bare: median {statistics.median(ratios):.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f}; goal >= 0.97)"
+    )
+    rate_ratio = statistics.median(s["rps"] / b["rps"] for b, s in opened)
+    p95_ratio = statistics.median(s["p95_ms"] / b["p95_ms"] for b, s in opened)
+    print(
+        f"open loop at {rate:,}/s: achieved rate ratio {rate_ratio:.4f}, p95 ratio {p95_ratio:.3f}"
+        " (goal: both within 1 %)"
+    )
+
+
+if __name__ == "__main__":
+    main()
