@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from app.client import API, PerfAgentClient
 from app.core import migrate
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.logging import configure_logging
@@ -32,7 +33,6 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 app.add_typer(db_app, name="db")
 console = Console()
 
-API = "/api/agents/performance-agent"
 DEMO_PLAN = Path(__file__).parent / "demo" / "plan.yaml"
 
 
@@ -177,31 +177,17 @@ def demo_plan(base_url: str) -> str:
 
 def run_demo_flow(api: str, target: str, *, out_dir: Path) -> dict[str, Any]:
     """Plan → execute → analyse through the service's HTTP API, as any client would."""
-    with httpx.Client(base_url=api + API, timeout=30) as client:
-        plan = client.post(
-            "/plan", content=demo_plan(target), headers={"Content-Type": "application/yaml"}
-        )
-        plan.raise_for_status()
-        plan_id = plan.json()["id"]
-        console.print(f"plan    {plan_id} stored; script: {api}{API}/plans/{plan_id}/script")
-        client.post(
-            f"/plans/{plan_id}/review",
-            json={"action": "approve", "reviewer": "perf-agent demo", "comment": "demo plan"},
-        ).raise_for_status()
-        run = client.post("/execute", json={"plan_id": plan_id})
-        run.raise_for_status()
-        run_id = run.json()["id"]
-        console.print(f"run     {run_id} queued; k6 is running the plan …")
-        status = run.json()["status"]
-        while status in ("queued", "running"):
-            time.sleep(1)
-            status = client.get(f"/runs/{run_id}").json()["status"]
-        if status != "succeeded":
-            raise RuntimeError(f"run {run_id} {status}: {client.get(f'/runs/{run_id}').text}")
-        analysis = client.post("/analyse", json={"run_id": run_id})
-        analysis.raise_for_status()
-        body = analysis.json()
-        report = client.get(f"/analyses/{body['id']}/report.md").text
+    with PerfAgentClient(api) as client:
+        plan = client.create_plan(demo_plan(target))
+        console.print(f"plan    {plan['id']} stored; script: {api}{API}/plans/{plan['id']}/script")
+        client.approve(plan["id"], reviewer="perf-agent demo", comment="demo plan")
+        run = client.execute(plan["id"])
+        console.print(f"run     {run['id']} queued; k6 is running the plan …")
+        run = client.wait(run["id"])
+        if run["status"] != "succeeded":
+            raise RuntimeError(f"run {run['id']} {run['status']}: {run['error']}")
+        body = client.analyse(run["id"])
+        report = client.report(body["id"])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"report-{body['id']}.md"
     path.write_text(report)

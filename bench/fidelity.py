@@ -19,14 +19,13 @@ import json
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from targets import local_target
 
-from app.cli import API, free_port, running_service
+from app.cli import free_port, running_service
+from app.client import PerfAgentClient
 from app.core.settings import get_settings
 from app.runs.k6 import k6_env
 
@@ -41,19 +40,14 @@ def plan(target: str, load: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def through_service(client: httpx.Client, document: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    created = client.post("/plan", json=document).raise_for_status().json()
-    client.post(
-        f"/plans/{created['id']}/review", json={"action": "approve", "reviewer": "bench"}
-    ).raise_for_status()
-    run = client.post("/execute", json={"plan_id": created["id"]}).raise_for_status().json()
-    while run["status"] in ("queued", "running"):
-        time.sleep(0.5)
-        run = client.get(f"/runs/{run['id']}").raise_for_status().json()
+def through_service(
+    client: PerfAgentClient, document: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    plan, run = client.run_approved(document, reviewer="bench")
     if run["status"] != "succeeded":
         raise SystemExit(f"run {run['id']} {run['status']}: {run['error']}")
     total = next(r for r in run["results"] if r["endpoint"] == "*")
-    return total, created["script"]
+    return total, plan["script"]
 
 
 def bare(binary: str, script: str) -> dict[str, Any]:
@@ -86,7 +80,7 @@ def bare(binary: str, script: str) -> dict[str, Any]:
     return {"requests": reqs["count"], "rps": reqs["rate"], "p95_ms": duration["p(95)"]}
 
 
-def pairs(client: httpx.Client, binary: str, document: dict[str, Any], count: int) -> list[Any]:
+def pairs(client: PerfAgentClient, binary: str, document: dict[str, Any], count: int) -> list[Any]:
     results = []
     for i in range(count):
         service, script = through_service(client, document)
@@ -109,7 +103,7 @@ def main() -> None:
     with (
         local_target(allow_python=False) as target,
         running_service(settings, free_port()) as service,
-        httpx.Client(base_url=service + API, timeout=60) as client,
+        PerfAgentClient(service) as client,
     ):
         print(f"closed loop: {args.vus} VUs x {args.seconds}s against {target.kind}")
         closed = pairs(

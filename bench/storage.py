@@ -12,13 +12,12 @@ Uses PERF_AGENT_DATABASE_URL / DATABASE_URL when set, else the embedded PostgreS
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
-import httpx
 import psycopg
 
-from app.cli import API, free_port, running_demo_target, running_service
+from app.cli import free_port, running_demo_target, running_service
+from app.client import PerfAgentClient
 from app.core.db import resolve_database_url
 from app.core.settings import get_settings
 
@@ -44,20 +43,6 @@ def plan(target: str, rate: int, seconds: int) -> dict[str, Any]:
         },
         "slos": ["p95 < 1000ms"],
     }
-
-
-def run_plan(client: httpx.Client, document: dict[str, Any]) -> dict[str, Any]:
-    created = client.post("/plan", json=document).raise_for_status().json()
-    client.post(
-        f"/plans/{created['id']}/review", json={"action": "approve", "reviewer": "bench"}
-    ).raise_for_status()
-    run = client.post("/execute", json={"plan_id": created["id"]}).raise_for_status().json()
-    while run["status"] in ("queued", "running"):
-        time.sleep(1)
-        run = client.get(f"/runs/{run['id']}").raise_for_status().json()
-    if run["status"] != "succeeded":
-        raise SystemExit(f"run {run['id']} {run['status']}: {run['error']}")
-    return run
 
 
 def stored_bytes(url: str, run_id: str) -> dict[str, int]:
@@ -86,10 +71,12 @@ def main() -> None:
     with (
         running_demo_target(free_port()) as target,
         running_service(settings, free_port()) as service,
-        httpx.Client(base_url=service + API, timeout=30) as client,
+        PerfAgentClient(service) as client,
     ):
         for rate in (args.rate, args.rate * 10):
-            run = run_plan(client, plan(target, rate, args.seconds))
+            _, run = client.run_approved(plan(target, rate, args.seconds), reviewer="bench")
+            if run["status"] != "succeeded":
+                raise SystemExit(f"run {run['id']} {run['status']}: {run['error']}")
             total = next(r for r in run["results"] if r["endpoint"] == "*")
             sizes = stored_bytes(url, run["id"])
             results.append((rate, total["requests"], sizes))
