@@ -5,7 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from app.core.db import resolve_database_url, sync_url
+from app.core.db import normalise_url, resolve_database_url
 from app.core.settings import get_settings
 from app.models import Base
 
@@ -21,7 +21,8 @@ MIGRATION_LOCK_KEY = 0x7065_7266  # "perf"
 
 def _url() -> str:
     url = config.attributes.get("url")
-    return sync_url(url) if url else resolve_database_url(get_settings())
+    # psycopg 3 serves synchronous callers such as Alembic with the same URL.
+    return normalise_url(url) if url else resolve_database_url(get_settings())
 
 
 def run_migrations_offline() -> None:

@@ -52,11 +52,6 @@ def resolve_database_url(settings: Settings) -> str:
     return normalise_url(raw)
 
 
-def sync_url(url: str) -> str:
-    """The same database for synchronous callers (Alembic); psycopg 3 serves both modes."""
-    return normalise_url(url)
-
-
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInput, NotFound, ProblemError, UnsupportedMediaType
+from app.core.media import media_type
 from app.datasets.repository import DatasetRepository
 from app.models import Dataset
 from app.plans.schemas import DataSet
@@ -24,7 +25,7 @@ MEDIA_TYPES = {"text/csv": "csv", "application/json": "json"}
 
 
 def _decode(body: bytes, content_type: str | None) -> tuple[str, str]:
-    kind = MEDIA_TYPES.get((content_type or "").split(";", 1)[0].strip().lower())
+    kind = MEDIA_TYPES.get(media_type(content_type))
     if kind is None:
         raise UnsupportedMediaType(
             "upload test data as text/csv (with a header line) or application/json (a list of "

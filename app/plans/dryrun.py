@@ -108,7 +108,6 @@ async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
             + outcome.stderr_tail[-1000:]
         )
     elif outcome.script_errors:
-        thrown = [line for line in outcome.stderr_tail.splitlines() if "level=error" in line]
-        error = "the script threw during the iteration: " + (thrown[-1] if thrown else "")
+        error = "the script threw during the iteration: " + (outcome.thrown or [""])[-1]
     ok = error is None and all(s.expected for s in steps) and all(c.passed for c in checks)
     return DryRunOut(ok=ok, exit_code=outcome.exit_code, error=error, steps=steps, checks=checks)

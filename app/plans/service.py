@@ -19,6 +19,7 @@ from app.core.errors import (
     UnsupportedMediaType,
     invalid_body,
 )
+from app.core.media import media_type
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.guardrails.service import check_plan
@@ -46,10 +47,6 @@ class _NoAliasLoader(yaml.SafeLoader):
                 None, None, "YAML aliases are not accepted in plans", event.start_mark
             )
         return super().compose_node(parent, index)
-
-
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:

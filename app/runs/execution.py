@@ -238,10 +238,12 @@ class Job:
                 status, error = RunStatus.failed, str(exc)
         if status == RunStatus.succeeded and not rows:
             status, error = RunStatus.failed, "k6 reported no results"
+        # Asked outside the transaction: the first call starts `k6 version` (then cached).
+        version = await asyncio.to_thread(k6_version, self.settings.k6_binary)
         deadline = time.monotonic() + self.settings.db_outage_tolerance_s
         while True:
             try:
-                await self._store_outcome(outcome, status, error, factor, rows)
+                await self._store_outcome(outcome, status, error, factor, rows, version)
                 break
             except (OSError, SQLAlchemyError) as exc:
                 # The database may be down for a while: the results wait here, not lost.
@@ -261,6 +263,7 @@ class Job:
         error: str | None,
         factor: float,
         rows: list[RunResult],
+        version: str | None,
     ) -> None:
         async with self.sessionmaker() as session, session.begin():
             repo = RunRepository(session)
@@ -271,7 +274,7 @@ class Job:
             run.finished_at = utcnow()
             run.error = error
             run.load_factor = factor
-            run.k6_version = k6_version(self.settings.k6_binary)
+            run.k6_version = version
             if outcome is not None:
                 run.exit_code = outcome.exit_code
                 run.stderr_tail = outcome.stderr_tail or None
@@ -283,15 +286,12 @@ class Job:
             replayed = await self.spool.replay(session)
             # A stop (abort, time limit) makes k6 log its in-flight requests as errors too.
             if outcome is not None and outcome.completed and outcome.script_errors:
-                thrown = [
-                    line for line in outcome.stderr_tail.splitlines() if "level=error" in line
-                ]
                 await repo.add_event(
                     self.run_id,
                     "script_errors",
                     f"k6 logged {outcome.script_errors} errors inside iterations; the steps "
                     "after a failing one did not run in those iterations",
-                    {"count": outcome.script_errors, "last": thrown[-5:]},
+                    {"count": outcome.script_errors, "last": outcome.thrown[-5:]},
                 )
             await repo.add_event(
                 self.run_id,

@@ -100,6 +100,11 @@ class K6Outcome:
             return False
         return self.exit_code not in DETERMINISTIC_EXITS | STOPPED_EXITS
 
+    @property
+    def thrown(self) -> list[str]:
+        """The stderr tail's level=error lines: exceptions k6 logged inside iterations."""
+        return [line for line in self.stderr_tail.splitlines() if "level=error" in line]
+
     def describe(self) -> str:
         meaning = EXIT_MEANINGS.get(self.exit_code, "unexpected exit")
         return f"k6 exited with {self.exit_code} ({meaning})"

@@ -7,7 +7,6 @@ import logging
 import os
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,7 +130,3 @@ async def abort(session: AsyncSession, run_id: uuid.UUID) -> Run:
         await repo.add_event(run.id, "abort_requested", "abort requested; k6 will stop gracefully")
     await session.flush()
     return run
-
-
-def run_dir(settings: Settings, run_id: uuid.UUID) -> Path:
-    return settings.runs_dir / str(run_id)
