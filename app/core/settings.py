@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     worker_poll_interval_s: float = 1.0
     worker_concurrency: int = Field(default=1, ge=1, le=16, description="Runs at once per worker")
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    histogram_window_s: int = Field(
+        default=10, ge=1, le=300, description="Seconds per stored latency histogram window."
+    )
     stale_after_s: float = Field(
         default=20.0, gt=0, description="A running run without a heartbeat this long is lost"
     )

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -110,6 +111,11 @@ class RunResult(Base):
     p95_ms: Mapped[float | None] = mapped_column(Float)
     p99_ms: Mapped[float | None] = mapped_column(Float)
     max_ms: Mapped[float | None] = mapped_column(Float)
+    # "histograms": read from the live histograms (app/runs/live.py); "summary": from k6's
+    # end-of-test summary, when k6's metric stream gave nothing.
+    source: Mapped[str] = mapped_column(
+        String(16), nullable=False, default="summary", server_default="summary"
+    )
 
 
 class RunEvent(Base):
@@ -130,7 +136,8 @@ class RunEvent(Base):
 
 
 class RunSample(Base):
-    """One second of a running test as k6's REST API reports it (cumulative since start)."""
+    """One second of a running test: that second's requests, failures and VUs, and in ``data``
+    its latency percentiles over all requests and per endpoint (app/runs/live.py)."""
 
     __tablename__ = "run_samples"
 
@@ -143,3 +150,31 @@ class RunSample(Base):
     requests: Mapped[int] = mapped_column(Integer, nullable=False)
     failures: Mapped[int] = mapped_column(Integer, nullable=False)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+
+
+class RunHistogram(Base):
+    """One endpoint's latency histogram over a window of seconds (``endpoint='*'``: all).
+
+    ``counts`` is app/runs/histogram.py's fixed layout (about 2 KB whatever the traffic);
+    ``count``/``sum_ms``/``min_ms``/``max_ms`` are exact, over expected responses only, while
+    ``requests``/``failures`` count every response. Windows of one attempt add up to its totals.
+    """
+
+    __tablename__ = "run_histograms"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(200), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    start_s: Mapped[int] = mapped_column(Integer, nullable=False)
+    seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    requests: Mapped[int] = mapped_column(Integer, nullable=False)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    sum_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    min_ms: Mapped[float | None] = mapped_column(Float)
+    max_ms: Mapped[float | None] = mapped_column(Float)
+    counts: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -1,17 +1,15 @@
-"""A running test watched through k6's REST API: live samples and the cost budget.
+"""The cost budget of a running test: VU-seconds and requests, judged every second.
 
-Once a second the watcher reads k6's cumulative ``http_reqs``, failure rate and latency
-aggregates and its current ``vus`` (the integral of which is VU-seconds), and hands them on
-as a sample (stored, streamed to the UI). At 80 % of either budget it raises an alert (run event,
-Prometheus counter, optional webhook); at 100 % it stops the test gracefully through
-``PATCH /v1/status`` — k6 still writes its summary, and the run ends ``partial``.
+Each second of live metrics (app/runs/live.py) brings the run's requests so far and its
+VU-seconds (the sum of each second's VUs). At 80 % of either budget the watch raises an alert
+(run event, Prometheus counter, optional webhook); at 100 % it stops the test gracefully
+through k6's REST API (``PATCH /v1/status``) — k6 still writes its summary, and the run ends
+``partial``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +23,9 @@ from app.plans.schemas import Budget
 log = logging.getLogger(__name__)
 
 ALERT_SHARE = 0.8
-POLL_INTERVAL_S = 1.0
 STOP_BODY = {"data": {"type": "status", "id": "default", "attributes": {"stopped": True}}}
 
 EventSink = Callable[[str, str, dict[str, Any]], Awaitable[None]]
-SampleSink = Callable[[dict[str, Any]], Awaitable[None]]
-# k6's REST API reports cumulative latency aggregates with these statistics only.
-REST_TREND_STATS = ("avg", "min", "med", "max", "p(90)", "p(95)")
 
 
 @dataclass(frozen=True)
@@ -54,14 +48,9 @@ class Spend:
     requests: int = 0
 
 
-def _sample(payload: dict[str, Any], metric: str, key: str) -> float:
-    for item in payload.get("data", []):
-        if item.get("id") == metric:
-            return float(item["attributes"]["sample"].get(key, 0))
-    return 0.0
-
-
 class BudgetWatch:
+    """Judges each second of live metrics against the run's budget."""
+
     def __init__(
         self,
         *,
@@ -70,15 +59,14 @@ class BudgetWatch:
         settings: Settings,
         event: EventSink,
         run_id: str,
-        on_sample: SampleSink | None = None,
+        on_exhausted: Callable[[], None],
     ) -> None:
         self.base = f"http://{address}/v1"
         self.limits = limits
         self.settings = settings
         self.event = event
         self.run_id = run_id
-        self.on_sample = on_sample
-        self.started = time.monotonic()
+        self.on_exhausted = on_exhausted
         self.spend = Spend()
         self.alerted: set[str] = set()
         self.exhausted: str | None = None
@@ -89,40 +77,21 @@ class BudgetWatch:
             "requests": self.spend.requests / self.limits.requests,
         }
 
-    async def watch(self, on_exhausted: Callable[[], None]) -> None:
-        """Poll until cancelled (k6 exits) or the budget is spent."""
+    async def observe(self, sample: dict[str, Any]) -> None:
+        """Account one second (a sample of app/runs/live.py): VU-seconds and requests so far."""
+        if self.exhausted is not None:
+            return
+        self.spend.vu_seconds = float(sample["vu_seconds"])
+        self.spend.requests = int(sample["total_requests"])
+        due = [
+            resource
+            for resource, share in self.shares().items()
+            if share >= 1 or (share >= ALERT_SHARE and resource not in self.alerted)
+        ]
+        if not due:
+            return
         async with httpx.AsyncClient(timeout=2.0) as client:
-            last = time.monotonic()
-            while self.exhausted is None:
-                await asyncio.sleep(POLL_INTERVAL_S)
-                try:
-                    payload = (await client.get(f"{self.base}/metrics")).json()
-                except (httpx.HTTPError, ValueError):
-                    continue  # k6 not listening yet, or already gone
-                now = time.monotonic()
-                vus = _sample(payload, "vus", "value")
-                self.spend.vu_seconds += vus * (now - last)
-                self.spend.requests = int(_sample(payload, "http_reqs", "count"))
-                last = now
-                if self.on_sample is not None:
-                    await self.on_sample(self.sample(payload, vus, now))
-                await self._judge(client, on_exhausted)
-
-    def sample(self, payload: dict[str, Any], vus: float, now: float) -> dict[str, Any]:
-        requests = self.spend.requests
-        latency = {
-            stat: round(_sample(payload, "http_req_duration", stat), 3) for stat in REST_TREND_STATS
-        }
-        return {
-            "elapsed_s": round(now - self.started, 2),
-            "vus": int(vus),
-            "requests": requests,
-            "failures": round(_sample(payload, "http_req_failed", "rate") * requests),
-            "rps": round(_sample(payload, "http_reqs", "rate"), 2),
-            "iterations": int(_sample(payload, "iterations", "count")),
-            "latency_ms": latency,
-            "vu_seconds": round(self.spend.vu_seconds, 1),
-        }
+            await self._judge(client, self.on_exhausted)
 
     async def _judge(self, client: httpx.AsyncClient, on_exhausted: Callable[[], None]) -> None:
         for resource, share in self.shares().items():

@@ -33,6 +33,7 @@ from app.plans.schemas import PlanSpec, effective_slos
 from app.runs import summary as k6summary
 from app.runs.budget import BudgetWatch, Limits
 from app.runs.k6 import K6Outcome, k6_version, run_k6
+from app.runs.live import LiveMetrics
 from app.runs.repository import RunRepository
 from app.runs.service import MissingSecret, plan_secrets
 from app.runs.spool import Spool
@@ -40,6 +41,7 @@ from app.runs.spool import Spool
 log = logging.getLogger(__name__)
 
 FALLBACK_FACTOR = 0.5
+TICK_S = 0.5
 
 
 def run_timeout_s(spec: PlanSpec, settings: Settings) -> float:
@@ -77,14 +79,12 @@ class Job:
         self.control = Control()
         self.network_args: list[str] = []
         self.spool = Spool(settings.data_dir.resolve() / "spool" / f"{run_id}.jsonl", run_id)
+        self.live: LiveMetrics | None = None  # the latest attempt's
+        self.notes: list[tuple[str, str, dict[str, Any]]] = []  # events for the final write
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         record = {"type": "event", "at": utcnow().isoformat(), "kind": kind,
                   "message": message, "data": data}  # fmt: skip
-        await self.spool.write(self.sessionmaker, record)
-
-    async def record_sample(self, sample: dict[str, Any]) -> None:
-        record = {"type": "sample", "at": utcnow().isoformat(), "sample": sample}
         await self.spool.write(self.sessionmaker, record)
 
     async def heartbeat(self) -> None:
@@ -109,29 +109,56 @@ class Job:
         workdir = (self.settings.runs_dir / str(self.run_id) / f"attempt-{number}").resolve()
         await asyncio.to_thread(_write, workdir / "script.js", script)
         address = f"127.0.0.1:{free_port()}"  # a clash exits 106: a crash, retried
-        watch = BudgetWatch(
-            address=address,
-            limits=Limits.of(spec.budget, self.settings),
-            settings=self.settings,
-            event=self.event,
-            run_id=str(self.run_id),
-            on_sample=self.record_sample,
-        )
-        watching: list[asyncio.Task[None]] = []
 
         def exhausted() -> None:
             self.control.reason = self.control.reason or "budget"
             # The REST stop is graceful; should k6 not be gone after the grace period, signal.
             asyncio.get_running_loop().call_later(self.settings.stop_grace_s, self.control.stop.set)
 
+        watch = BudgetWatch(
+            address=address,
+            limits=Limits.of(spec.budget, self.settings),
+            settings=self.settings,
+            event=self.event,
+            run_id=str(self.run_id),
+            on_exhausted=exhausted,
+        )
+        live = self.live = LiveMetrics(spec.step_names, window_s=self.settings.histogram_window_s)
+        # Reading k6's stream never waits for the database: what it yields queues here.
+        outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        def post() -> None:
+            for item in live.drain():
+                outbox.put_nowait(item)
+
+        def on_metrics(chunk: bytes) -> None:
+            live.feed(chunk)
+            post()
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(TICK_S)
+                live.tick()
+                post()
+
+        async def store() -> None:
+            while True:
+                item = await outbox.get()
+                try:
+                    await self.store_live(item, number, watch)
+                except Exception:
+                    log.exception("run %s: a live record was not stored", self.run_id)
+                finally:
+                    outbox.task_done()
+
         async def started(pid: int) -> None:
             await self.event(
                 "k6_started", f"attempt {number}: k6 started", {"pid": pid, "address": address}
             )
-            watching.append(asyncio.create_task(watch.watch(exhausted)))
 
+        helpers = [asyncio.create_task(tick()), asyncio.create_task(store())]
         try:
-            return await run_k6(
+            outcome = await run_k6(
                 binary=self.settings.k6_binary,
                 script=workdir / "script.js",
                 workdir=workdir,
@@ -142,11 +169,24 @@ class Job:
                 stop=self.control.stop,
                 on_start=started,
                 address=address,
+                on_metrics=on_metrics,
             )
+            live.finish()
+            post()
+            await outbox.join()
+            return outcome
         finally:
-            for task in watching:
+            for task in helpers:
                 task.cancel()
-            await asyncio.gather(*watching, return_exceptions=True)
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def store_live(self, item: dict[str, Any], attempt: int, watch: BudgetWatch) -> None:
+        if item["type"] == "sample":
+            item["sample"]["attempt"] = attempt
+            await watch.observe(item["sample"])
+        else:
+            item["attempt"] = attempt
+        await self.spool.write(self.sessionmaker, item)
 
     async def attempts(self, spec: PlanSpec, script: str) -> tuple[K6Outcome, float]:
         """Run k6; retry a crash once, then fall back to a reduced load."""
@@ -230,9 +270,9 @@ class Job:
         factor: float,
     ) -> str:
         rows: list[RunResult] = []
-        if outcome is not None and outcome.summary is not None:
+        if outcome is not None:
             try:
-                parsed = k6summary.parse_results(outcome.summary, spec.step_names)
+                parsed = self.results(spec, outcome)
                 rows = [RunResult(run_id=self.run_id, **row) for row in parsed]
             except k6summary.SummaryError as exc:
                 status, error = RunStatus.failed, str(exc)
@@ -255,6 +295,32 @@ class Job:
         metrics.RUNS_FINISHED.labels(status=status).inc()
         log.info("run %s finished: %s%s", self.run_id, status, f" ({error})" if error else "")
         return str(status)
+
+    def results(self, spec: PlanSpec, outcome: K6Outcome) -> list[dict[str, Any]]:
+        """Per-endpoint results from the live histograms; from k6's summary only when k6's
+        metric stream gave nothing (a k6 killed before it flushed a single point)."""
+        summary = outcome.summary
+        duration = k6summary.test_duration_s(summary) if summary else None
+        if self.live is not None and self.live.points:
+            rows = self.live.results(spec.step_names, duration)
+            if summary is not None:
+                counted = k6summary.endpoint_result(summary.get("metrics", {}), None)["requests"]
+                if counted != rows[0]["requests"]:
+                    self.notes.append(
+                        (
+                            "live_mismatch",
+                            f"the live stream counted {rows[0]['requests']} requests, "
+                            f"k6's summary {counted}",
+                            {"live": rows[0]["requests"], "summary": counted},
+                        )
+                    )
+            return [{**row, "source": "histograms"} for row in rows]
+        if summary is None:
+            return []
+        return [
+            {**row, "source": "summary"}
+            for row in k6summary.parse_results(summary, spec.step_names)
+        ]
 
     async def _store_outcome(
         self,
@@ -293,6 +359,8 @@ class Job:
                     "after a failing one did not run in those iterations",
                     {"count": outcome.script_errors, "last": outcome.thrown[-5:]},
                 )
+            for kind, message, data in self.notes:
+                await repo.add_event(self.run_id, kind, message, data)
             await repo.add_event(
                 self.run_id,
                 "finished",

@@ -195,6 +195,23 @@ async def _pump(
             tail.append(line.decode("utf-8", errors="replace").rstrip())
 
 
+async def _read_metrics(
+    stream: asyncio.StreamReader | None, on_metrics: Callable[[bytes], None]
+) -> None:
+    """k6's stdout carries its JSON metric stream: hand it on in chunks as it comes."""
+    if stream is None:
+        return
+    broken = False
+    while chunk := await stream.read(1 << 20):
+        if broken:
+            continue  # keep draining: a full pipe would stall k6 itself
+        try:
+            on_metrics(chunk)
+        except Exception:
+            broken = True
+            log.exception("live metrics failed; the rest of k6's stream is dropped")
+
+
 async def _stop(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     """SIGINT (graceful: k6 still writes its summary), then SIGKILL after the grace period."""
     if proc.returncode is not None:
@@ -275,7 +292,10 @@ async def run_k6(
     stop: asyncio.Event | None = None,
     on_start: Callable[[int], Awaitable[None]] | None = None,
     address: str = "127.0.0.1:0",
+    on_metrics: Callable[[bytes], None] | None = None,
 ) -> K6Outcome:
+    """Run k6 until it exits, times out or is asked to stop. With ``on_metrics``, k6 writes
+    its metric samples as JSON lines to stdout and each chunk of them is passed on."""
     summary_path = workdir / "summary.json"
     export_path = workdir / "summary-export.json"
     await asyncio.to_thread(_prepare, workdir, summary_path)
@@ -292,6 +312,7 @@ async def run_k6(
         # Hand-written scripts have no handleSummary of ours: k6's export is the fallback.
         "--summary-export",
         str(export_path),
+        *(["--out", "json=-"] if on_metrics is not None else []),
         *(extra_args or []),
         str(script),
     ]
@@ -309,9 +330,12 @@ async def run_k6(
             start_new_session=True,  # a Ctrl-C aimed at the service does not hit k6 directly
         )
         log.info("k6 started (pid %s): %s", proc.pid, " ".join(argv))
-        pumps = asyncio.gather(
-            _pump(proc.stdout, sink, None), _pump(proc.stderr, sink, tail, counts)
+        stdout = (
+            _read_metrics(proc.stdout, on_metrics)
+            if on_metrics is not None
+            else _pump(proc.stdout, sink, None)
         )
+        pumps = asyncio.gather(stdout, _pump(proc.stderr, sink, tail, counts))
         try:
             if on_start is not None:
                 await on_start(proc.pid)

@@ -1,14 +1,15 @@
 """Rows a run could not write while the database was unreachable, kept in a local file.
 
 Design spec §8 ("metrics pipeline down: buffer locally; replay when restored"): every live
-sample and event goes through the spool. When a write fails the record is appended to a JSON
-lines file; the next write that succeeds first replays the file, in order, in the same
-transaction. Nothing is lost as long as the worker lives.
+sample, window of histograms and event goes through the spool. When a write fails the record
+is appended to a JSON lines file; the next write that succeeds first replays the file, in
+order, in the same transaction. Nothing is lost as long as the worker lives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import uuid
@@ -18,26 +19,59 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.models import RunEvent, RunSample
+from app.models import RunEvent, RunHistogram, RunSample
 
 log = logging.getLogger(__name__)
 
 
-def _row(run_id: uuid.UUID, record: dict[str, Any]) -> RunSample | RunEvent:
+def _rows(run_id: uuid.UUID, record: dict[str, Any]) -> list[RunSample | RunEvent | RunHistogram]:
     at = datetime.fromisoformat(record["at"])
     if record["type"] == "sample":
         sample = record["sample"]
-        return RunSample(
+        return [
+            RunSample(
+                run_id=run_id,
+                at=at,
+                vus=sample["vus"],
+                requests=sample["requests"],
+                failures=sample["failures"],
+                data=sample,
+            )
+        ]
+    if record["type"] == "histograms":
+        return [
+            RunHistogram(
+                run_id=run_id,
+                attempt=record["attempt"],
+                at=at,
+                start_s=record["start_s"],
+                seconds=record["seconds"],
+                endpoint=series["endpoint"],
+                requests=series["requests"],
+                failures=series["failures"],
+                count=series["count"],
+                sum_ms=series["sum_ms"],
+                min_ms=series["min_ms"],
+                max_ms=series["max_ms"],
+                counts=base64.b64decode(series["counts"]),
+            )
+            for series in record["series"]
+        ]
+    return [
+        RunEvent(
             run_id=run_id,
             at=at,
-            vus=sample["vus"],
-            requests=sample["requests"],
-            failures=sample["failures"],
-            data=sample,
+            kind=record["kind"],
+            message=record["message"],
+            data=record["data"],
         )
-    return RunEvent(
-        run_id=run_id, at=at, kind=record["kind"], message=record["message"], data=record["data"]
-    )
+    ]
+
+
+def _all_rows(
+    run_id: uuid.UUID, records: list[dict[str, Any]]
+) -> list[RunSample | RunEvent | RunHistogram]:
+    return [row for record in records for row in _rows(run_id, record)]
 
 
 class Spool:
@@ -64,7 +98,7 @@ class Spool:
             pending = await asyncio.to_thread(self._pending)
             try:
                 async with sessionmaker() as session, session.begin():
-                    session.add_all([_row(self.run_id, r) for r in [*pending, record]])
+                    session.add_all(_all_rows(self.run_id, [*pending, record]))
             except Exception as exc:
                 await asyncio.to_thread(self._append, record)
                 log.warning(
@@ -84,7 +118,7 @@ class Spool:
         """Add what is spooled to ``session`` (the caller's transaction); the file goes once it
         commits — call ``committed()`` then."""
         pending = await asyncio.to_thread(self._pending)
-        session.add_all([_row(self.run_id, r) for r in pending])
+        session.add_all(_all_rows(self.run_id, pending))
         return len(pending)
 
     async def committed(self) -> None:

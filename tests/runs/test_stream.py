@@ -59,11 +59,15 @@ async def test_a_running_test_streams_about_one_sample_a_second(
     times = [datetime.fromisoformat(s["at"]) for s in samples]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert all(0.7 <= gap <= 1.5 for gap in gaps), gaps
-    requests = [s["requests"] for s in samples]
-    assert requests == sorted(requests)
-    assert requests[-1] > 0
+    totals = [s["total_requests"] for s in samples]
+    assert totals == sorted(totals)
+    assert totals[-1] == sum(s["requests"] for s in samples) > 0
     assert samples[-1]["vus"] in (0, 1, 2)
-    assert {"p(95)", "avg"} <= set(samples[-1]["latency_ms"])
+    busy = samples[len(samples) // 2]
+    assert busy["requests"] > 0
+    assert {"p50", "p90", "p95", "p99", "max"} <= set(busy["latency_ms"])
+    assert busy["endpoints"]["product"]["requests"] == busy["requests"]
+    assert busy["endpoints"]["product"]["latency_ms"]["p95"] > 0
     assert "k6_started" in [data["kind"] for kind, data in events if kind == "event"]
 
 

@@ -1,0 +1,329 @@
+"""Live metrics of a running k6: its JSON stream binned into per-second, per-endpoint figures.
+
+k6 writes one JSON line per metric sample to stdout (``--out json=-``). Only three kinds of
+line are decoded — ``http_req_duration`` (one per request; its ``name`` and
+``expected_response`` tags give the endpoint and whether it failed), ``vus`` (once a second)
+and ``iterations`` — the rest are skipped on a byte-prefix test. ``bench/datapath.py``
+compared this path with k6's other outputs (bench/README.md): it is the one that gives
+per-second, per-endpoint percentiles, and it reproduces k6's summary sample for sample.
+
+Each second yields a sample (requests, failures, VUs, latency percentiles per endpoint and
+over all); every ``window_s`` seconds each endpoint's latency histogram is handed on to be
+stored. Latency histograms hold the responses k6 counts as expected (``expected_response``),
+as do the ``http_req_duration{expected_response:true}`` figures of k6's summary. The run's
+final per-endpoint results are read from the sum of the same histograms.
+
+A second is closed once k6 has written a point half a second past its end (k6 stamps a
+request with its end time), or by the clock when nothing arrives. A point for a second already
+closed is counted in the window still open, so the stored windows always add up to the totals.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from app.runs.histogram import Histogram
+
+ALL = "*"
+MAX_SERIES = 50  # endpoints tracked apart; a raw script naming more folds the rest into ALL
+DATA_GRACE_S = 0.5
+CLOCK_GRACE_S = 2.0
+
+
+class _Tags(msgspec.Struct):
+    name: str = ""
+    expected_response: str = ""
+
+
+class _Data(msgspec.Struct):
+    time: str
+    value: float
+    tags: _Tags | None = None
+
+
+class _Point(msgspec.Struct):
+    metric: str
+    data: _Data
+
+
+_DECODE = msgspec.json.Decoder(list[_Point])
+_DURATION = b'{"metric":"http_req_duration","type":"Point"'
+_VUS = b'{"metric":"vus","type":"Point"'
+_ITERATIONS = b'{"metric":"iterations","type":"Point"'
+WANTED = (_DURATION, _VUS, _ITERATIONS)
+
+
+_SECONDS: dict[str, int] = {}
+
+
+def _second_of(stamp: str) -> int:
+    """k6's RFC 3339 UTC stamp (``2026-11-25T19:22:35.401027Z``) to its epoch second."""
+    key = stamp[:19]
+    second = _SECONDS.get(key)
+    if second is None:
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        second = _SECONDS[key] = calendar.timegm(time.strptime(key, "%Y-%m-%dT%H:%M:%S"))
+    return second
+
+
+@dataclass
+class _Series:
+    """One endpoint over some span: request and failure counts, latency of expected responses."""
+
+    requests: int = 0
+    failures: int = 0
+    latency: Histogram = field(default_factory=Histogram)
+
+    def add(self, other: _Series) -> None:
+        self.requests += other.requests
+        self.failures += other.failures
+        self.latency.add(other.latency)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "latency_ms": {k: _round(v) for k, v in self.latency.stats().items()},
+        }
+
+
+@dataclass
+class _Second:
+    start: int
+    ok: dict[str, list[float]] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    vus: float | None = None
+    iterations: int = 0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class LiveMetrics:
+    """Feed it k6's stdout; drain samples and window histograms from ``outbox``."""
+
+    def __init__(self, endpoints: list[str], *, window_s: int = 10) -> None:
+        self.known = set(endpoints)
+        self.window_s = window_s
+        self.rest = b""
+        self.seconds: dict[int, _Second] = {}
+        self.closed_through: int | None = None  # the newest closed second
+        self.first: int | None = None
+        self.newest = 0.0
+        self.window_start: int | None = None
+        self.window_last: int | None = None
+        self.window: dict[str, _Series] = {}
+        self.totals: dict[str, _Series] = {}
+        self.vus = 0.0
+        self.vu_seconds = 0.0
+        self.points = 0
+        self.late = 0
+        self.outbox: list[dict[str, Any]] = []
+
+    # -- input ---------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        lines = (self.rest + chunk).split(b"\n")
+        self.rest = lines.pop()
+        self._take([line for line in lines if line.startswith(WANTED)])
+
+    def tick(self, now: float | None = None) -> None:
+        """Close the seconds the clock says are over, even when k6 writes nothing."""
+        self._close_until((now if now is not None else time.time()) - 1 - CLOCK_GRACE_S)
+
+    def finish(self) -> None:
+        if self.rest.startswith(WANTED):
+            self._take([self.rest])
+        self.rest = b""
+        self._close_until(float("inf"))
+        self._flush_window()
+
+    def _take(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        try:
+            points = _DECODE.decode(b"[" + b",".join(lines) + b"]")
+        except msgspec.DecodeError:
+            # A line k6 cut short (killed mid-write): decode the rest one by one.
+            points = []
+            for line in lines:
+                try:
+                    points.append(_DECODE.decode(b"[" + line + b"]")[0])
+                except msgspec.DecodeError:
+                    continue
+        newest = self.newest
+        for point in points:
+            data = point.data
+            second = _second_of(data.time)
+            if self.first is None:
+                self.first = second
+            newest = max(newest, second + float("0" + data.time[19:].rstrip("Z")))
+            if self.closed_through is not None and second <= self.closed_through:
+                self._late(point)
+                continue
+            bin_ = self.seconds.get(second)
+            if bin_ is None:
+                bin_ = self.seconds[second] = _Second(second)
+            if point.metric == "http_req_duration":
+                self.points += 1
+                name = self._series_name(data.tags)
+                bin_.requests[name] = bin_.requests.get(name, 0) + 1
+                if data.tags is not None and data.tags.expected_response == "false":
+                    bin_.failures[name] = bin_.failures.get(name, 0) + 1
+                else:
+                    bin_.ok.setdefault(name, []).append(data.value)
+            elif point.metric == "vus":
+                bin_.vus = data.value
+            else:
+                bin_.iterations += int(data.value)
+        self.newest = newest
+        self._close_until(newest - 1 - DATA_GRACE_S)
+
+    def _series_name(self, tags: _Tags | None) -> str:
+        name = tags.name if tags is not None else ""
+        if name in self.known:
+            return name
+        if name and len(self.known) < MAX_SERIES:
+            self.known.add(name)
+            return name
+        return ALL
+
+    def _late(self, point: _Point) -> None:
+        if point.metric != "http_req_duration":
+            return
+        self.late += 1
+        self.points += 1
+        one = _Series(requests=1)
+        if point.data.tags is not None and point.data.tags.expected_response == "false":
+            one.failures = 1
+        else:
+            one.latency.record(np.array([point.data.value]))
+        name = self._series_name(point.data.tags)
+        for key in {name, ALL}:
+            self._window_series(key).add(one)
+            self.totals.setdefault(key, _Series()).add(one)
+
+    # -- seconds and windows --------------------------------------------------------------
+
+    def _close_until(self, before: float) -> None:
+        """Close every open second that ended at or before ``before`` (epoch seconds)."""
+        for start in sorted(s for s in self.seconds if s + 1 <= before):
+            self._close(self.seconds.pop(start))
+
+    def _close(self, second: _Second) -> None:
+        assert self.first is not None
+        self.closed_through = second.start
+        if second.vus is not None:
+            self.vus = second.vus
+        self.vu_seconds += self.vus
+        if self.window_start is None:
+            self.window_start = second.start
+        elif second.start - self.window_start >= self.window_s:
+            self._flush_window()
+            self.window_start = second.start
+        self.window_last = second.start
+        per_name: dict[str, _Series] = {}
+        for name in sorted(set(second.requests) | set(second.ok)):
+            series = _Series(second.requests.get(name, 0), second.failures.get(name, 0))
+            series.latency.record(np.array(second.ok.get(name, ()), dtype=np.float64))
+            per_name[name] = series
+        overall = _Series()
+        for series in per_name.values():
+            overall.add(series)
+        for name, series in [*per_name.items(), (ALL, overall)]:
+            self._window_series(name).add(series)
+            self.totals.setdefault(name, _Series()).add(series)
+        everything = self.totals.get(ALL, _Series())
+        self.outbox.append(
+            {
+                "type": "sample",
+                "at": datetime.fromtimestamp(second.start, UTC).isoformat(),
+                "sample": {
+                    "elapsed_s": second.start - self.first,
+                    "vus": int(self.vus),
+                    "iterations": second.iterations,
+                    **overall.figures(),
+                    "total_requests": everything.requests,
+                    "total_failures": everything.failures,
+                    "vu_seconds": round(self.vu_seconds, 1),
+                    "endpoints": {name: s.figures() for name, s in per_name.items() if name != ALL},
+                },
+            }
+        )
+
+    def _window_series(self, name: str) -> _Series:
+        series = self.window.get(name)
+        if series is None:
+            series = self.window[name] = _Series()
+        return series
+
+    def _flush_window(self) -> None:
+        if not self.window or self.window_start is None or self.first is None:
+            return
+        start = self.window_start
+        self.outbox.append(
+            {
+                "type": "histograms",
+                "at": datetime.fromtimestamp(start, UTC).isoformat(),
+                "start_s": start - self.first,
+                "seconds": (self.window_last or start) - start + 1,
+                "series": [
+                    {
+                        "endpoint": name,
+                        "requests": series.requests,
+                        "failures": series.failures,
+                        **series.latency.to_record(),
+                        "counts": base64.b64encode(series.latency.encode()).decode(),
+                    }
+                    for name, series in sorted(self.window.items())
+                ],
+            }
+        )
+        self.window = {}
+
+    def drain(self) -> list[dict[str, Any]]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    # -- results ------------------------------------------------------------------------
+
+    def results(self, endpoints: list[str], duration_s: float | None) -> list[dict[str, Any]]:
+        """Run results per endpoint (``*`` first) from the whole run's histograms."""
+        rows = []
+        seconds = duration_s or self._span()
+        for name in [ALL, *endpoints]:
+            series = self.totals.get(name, _Series())
+            stats = series.latency.stats()
+            rows.append(
+                {
+                    "endpoint": name,
+                    "requests": series.requests,
+                    "failures": series.failures,
+                    "rps": series.requests / seconds if seconds else 0.0,
+                    "error_rate": series.failures / series.requests if series.requests else 0.0,
+                    "avg_ms": stats["avg"],
+                    "min_ms": stats["min"],
+                    "p50_ms": stats["p50"],
+                    "p90_ms": stats["p90"],
+                    "p95_ms": stats["p95"],
+                    "p99_ms": stats["p99"],
+                    "max_ms": stats["max"],
+                }
+            )
+        return rows
+
+    def _span(self) -> float:
+        if self.first is None or self.closed_through is None:
+            return 1.0
+        return float(self.closed_through - self.first + 1)
