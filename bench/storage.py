@@ -2,7 +2,7 @@
 
 Runs the same one-endpoint plan through the service twice, at an arrival rate of R and of
 10 R requests per second for the same duration, then sums PostgreSQL's own size of every row
-stored for each run (runs, run_results, run_samples, run_events).
+stored for each run (runs, run_results, run_samples, run_events, run_histograms).
 
     .venv/bin/python bench/storage.py [--rate 30] [--seconds 10]
 
@@ -26,6 +26,7 @@ TABLES = {
     "run_results": "run_id = %(run)s",
     "run_samples": "run_id = %(run)s",
     "run_events": "run_id = %(run)s",
+    "run_histograms": "run_id = %(run)s",
 }
 
 

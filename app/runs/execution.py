@@ -365,7 +365,13 @@ class Job:
                 self.run_id,
                 "finished",
                 f"{status}" + (f": {error}" if error else ""),
-                {"exit_code": outcome.exit_code if outcome else None, "load_factor": factor},
+                {
+                    "exit_code": outcome.exit_code if outcome else None,
+                    "load_factor": factor,
+                    # Requests k6 reported after their second was closed: in the windows and
+                    # results, not in that second's sample.
+                    "late_points": self.live.late if self.live else 0,
+                },
             )
         if replayed:
             await self.spool.committed()

@@ -140,7 +140,7 @@ class LiveMetrics:
 
     def tick(self, now: float | None = None) -> None:
         """Close the seconds the clock says are over, even when k6 writes nothing."""
-        self._close_until((now if now is not None else time.time()) - 1 - CLOCK_GRACE_S)
+        self._close_until((now if now is not None else time.time()) - CLOCK_GRACE_S)
 
     def finish(self) -> None:
         if self.rest.startswith(WANTED):
@@ -188,7 +188,7 @@ class LiveMetrics:
             else:
                 bin_.iterations += int(data.value)
         self.newest = newest
-        self._close_until(newest - 1 - DATA_GRACE_S)
+        self._close_until(newest - DATA_GRACE_S)
 
     def _series_name(self, tags: _Tags | None) -> str:
         name = tags.name if tags is not None else ""

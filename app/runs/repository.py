@@ -5,10 +5,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Run, RunEvent, RunResult, RunStatus
+from app.models import Run, RunEvent, RunHistogram, RunResult, RunStatus
 
 
 class RunRepository:
@@ -100,3 +100,21 @@ class RunRepository:
         await self.session.execute(delete(RunResult).where(RunResult.run_id == run_id))
         self.session.add_all(rows)
         await self.session.flush()
+
+    async def histograms(self, run_id: uuid.UUID, endpoint: str) -> Sequence[RunHistogram]:
+        """One endpoint's stored windows, of the run's latest attempt that stored any."""
+        latest = (
+            select(func.max(RunHistogram.attempt))
+            .where(RunHistogram.run_id == run_id)
+            .scalar_subquery()
+        )
+        query = (
+            select(RunHistogram)
+            .where(
+                RunHistogram.run_id == run_id,
+                RunHistogram.endpoint == endpoint,
+                RunHistogram.attempt == latest,
+            )
+            .order_by(RunHistogram.start_s, RunHistogram.id)
+        )
+        return (await self.session.scalars(query)).all()

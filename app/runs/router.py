@@ -12,7 +12,14 @@ from app.core.openapi import problems
 from app.models import Run, RunStatus
 from app.runs import service, stream
 from app.runs.repository import RunRepository
-from app.runs.schemas import CheckResult, EndpointResult, ExecuteIn, RunEventOut, RunOut
+from app.runs.schemas import (
+    CheckResult,
+    EndpointResult,
+    ExecuteIn,
+    LatencyOut,
+    RunEventOut,
+    RunOut,
+)
 from app.runs.summary import check_results, failed_thresholds
 
 router = APIRouter(tags=["execute"])
@@ -105,14 +112,36 @@ async def abort_run(request: Request, run_id: uuid.UUID, session: SessionDep) ->
     summary="Live samples, events and state of a run (server-sent events)",
 )
 async def stream_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> StreamingResponse:
-    """`event: sample` about once a second while k6 runs (VUs, requests, failures, RPS and
-    k6's cumulative latency aggregates), `event: event` for each run event, `event: status`
-    on each change and `event: end` when the run finishes. `curl -N` shows them as they come."""
+    """`event: sample` once a second while k6 runs (that second's VUs, iterations, requests,
+    failures and latency p50/p90/p95/p99/max, over all requests and per endpoint, with running
+    totals), `event: event` for each run event, `event: status` on each change and
+    `event: end` when the run finishes. `curl -N` shows them as they come."""
     await service.get_run(RunRepository(session), run_id)  # a 404 before the stream starts
     return StreamingResponse(
         stream.run_events(request.app.state.sessionmaker, run_id, request.is_disconnected),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/runs/{run_id}/latency",
+    response_model=LatencyOut,
+    responses=problems(404, 422),
+    summary="An endpoint's latency over a span of a run, from its stored histograms",
+)
+async def run_latency(
+    run_id: uuid.UUID,
+    session: SessionDep,
+    endpoint: str = "*",
+    from_s: Annotated[int, Query(ge=0, description="Seconds into the test")] = 0,
+    to_s: Annotated[int | None, Query(ge=1, description="Exclusive; unset: the end")] = None,
+) -> LatencyOut:
+    """Percentiles over any span of whole windows (`PERF_AGENT_HISTOGRAM_WINDOW_S`, 10 s by
+    default), e.g. the steady state without the ramp-up: the windows' histograms are merged,
+    not their percentiles averaged."""
+    return await service.latency(
+        RunRepository(session), run_id, endpoint=endpoint, from_s=from_s, to_s=to_s
     )
 
 

@@ -35,6 +35,11 @@ class EndpointResult(BaseModel):
     p95_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    source: str = Field(
+        default="histograms",
+        description="histograms: read from the run's live latency histograms; summary: from "
+        "k6's end-of-test summary (when k6's metric stream gave nothing)",
+    )
 
 
 class CheckResult(BaseModel):
@@ -84,3 +89,18 @@ class RunOut(BaseModel):
     abort_requested: bool = False
     heartbeat_at: datetime | None = None
     links: dict[str, str]
+
+
+class LatencyOut(BaseModel):
+    """One endpoint's figures over whole stored windows of a run, from its merged histograms."""
+
+    endpoint: str
+    attempt: int
+    from_s: int = Field(description="Seconds from the test's first second, window-aligned")
+    to_s: int
+    windows: int
+    requests: int
+    failures: int
+    latency_ms: dict[str, float | None] = Field(
+        description="avg, min, p50, p90, p95, p99, max over expected responses (k6's rule)"
+    )

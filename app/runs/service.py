@@ -18,7 +18,9 @@ from app.models import PlanStatus, Run, RunStatus
 from app.models.base import utcnow
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec
+from app.runs.histogram import Histogram
 from app.runs.repository import RunRepository
+from app.runs.schemas import LatencyOut
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,49 @@ async def list_runs(
     repo: RunRepository, *, plan_id: uuid.UUID | None, status: str | None, limit: int
 ) -> Sequence[Run]:
     return await repo.list_runs(plan_id=plan_id, status=status, limit=limit)
+
+
+async def latency(
+    repo: RunRepository,
+    run_id: uuid.UUID,
+    *,
+    endpoint: str,
+    from_s: int,
+    to_s: int | None,
+) -> LatencyOut:
+    """Merge the stored windows lying wholly within [from_s, to_s) seconds of the test."""
+    await get_run(repo, run_id)
+    windows = [
+        w
+        for w in await repo.histograms(run_id, endpoint)
+        if w.start_s >= from_s and (to_s is None or w.start_s + w.seconds <= to_s)
+    ]
+    if not windows:
+        raise NotFound(
+            f"run {run_id} has no stored latency for {endpoint!r} in that span",
+            code="run.no_histograms",
+        )
+    merged = Histogram()
+    for window in windows:
+        merged.add(
+            Histogram.decode(
+                window.counts,
+                count=window.count,
+                sum_ms=window.sum_ms,
+                min_ms=window.min_ms,
+                max_ms=window.max_ms,
+            )
+        )
+    return LatencyOut(
+        endpoint=endpoint,
+        attempt=windows[0].attempt,
+        from_s=windows[0].start_s,
+        to_s=max(w.start_s + w.seconds for w in windows),
+        windows=len(windows),
+        requests=sum(w.requests for w in windows),
+        failures=sum(w.failures for w in windows),
+        latency_ms=merged.stats(),
+    )
 
 
 class MissingSecret(LookupError):

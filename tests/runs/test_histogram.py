@@ -1,4 +1,4 @@
-"""The fixed-layout latency histogram: k6's percentiles within 0.5 %, exact merges, constant size."""
+"""The fixed-layout latency histogram: k6's percentiles within 0.5 %, exact merges, fixed size."""
 
 from __future__ import annotations
 
