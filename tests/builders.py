@@ -9,7 +9,7 @@ from typing import Any
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Plan, PlanStatus, Run, RunResult, RunStatus
+from app.models import Plan, PlanStatus, Run, RunResult, RunSample, RunStatus
 from app.plans import k6script
 from app.plans.schemas import PlanSpec, effective_slos
 
@@ -118,3 +118,45 @@ async def make_run(
         session.add(RunResult(run_id=run.id, **row))
     await session.flush()
     return run
+
+
+def _second(p95: float, requests: int, failures: int) -> dict[str, Any]:
+    return {
+        "requests": requests,
+        "failures": failures,
+        "latency_ms": {"p50": p95 / 2, "p90": p95 * 0.9, "p95": p95, "p99": p95 * 1.2},
+    }
+
+
+async def add_seconds(
+    session: AsyncSession,
+    run: Run,
+    p95s: dict[str, list[float]],
+    *,
+    requests: int = 20,
+    failures: int = 0,
+) -> None:
+    """Per-second samples as the live path stores them: one p95 per endpoint per second (the
+    overall '*' figures are the first endpoint's)."""
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 11, 25, tzinfo=UTC)
+    first = next(iter(p95s))
+    for i in range(len(p95s[first])):
+        data = {
+            "elapsed_s": i,
+            "vus": 2,
+            **_second(p95s[first][i], requests * len(p95s), failures),
+            "endpoints": {name: _second(v[i], requests, failures) for name, v in p95s.items()},
+        }
+        session.add(
+            RunSample(
+                run_id=run.id,
+                at=start + timedelta(seconds=i),
+                vus=2,
+                requests=data["requests"],
+                failures=failures,
+                data=data,
+            )
+        )
+    await session.flush()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 
-from app.analysis.schemas import Finding, SloResult
+from app.analysis.schemas import Comparison, Finding, SloResult
 from app.models import RunResult
 
 # An endpoint is "confined-slow" when its p95 is this many times the others' median p95 ...
@@ -17,9 +17,6 @@ CONFINED_RATIO = 5.0
 CONFINED_MIN_GAP_MS = 20.0
 LONG_TAIL_RATIO = 10.0
 LONG_TAIL_MIN_P99_MS = 50.0
-# Baseline comparison (a plain rule until statistical detection lands): changes beyond both.
-BASELINE_CHANGE = 0.20
-BASELINE_MIN_DELTA_MS = 5.0
 
 
 def _fmt(ms: float | None) -> str:
@@ -134,46 +131,83 @@ def long_tails(results: Mapping[str, RunResult]) -> list[Finding]:
     return found
 
 
-def baseline_changes(
-    results: Mapping[str, RunResult], baseline: Mapping[str, RunResult]
-) -> list[Finding]:
-    found = []
-    for name, row in results.items():
-        base = baseline.get(name)
-        if name == RunResult.ALL or base is None or row.p95_ms is None or base.p95_ms is None:
-            continue
-        delta = row.p95_ms - base.p95_ms
-        change = delta / base.p95_ms if base.p95_ms else 0.0
-        if abs(change) < BASELINE_CHANGE or abs(delta) < BASELINE_MIN_DELTA_MS:
-            continue
-        worse = delta > 0
-        found.append(
-            Finding(
-                kind="regression" if worse else "improvement",
-                severity="warning" if worse else "info",
-                endpoint=name,
-                summary=f"`{name}` p95 {'rose' if worse else 'fell'} from {_fmt(base.p95_ms)} "
-                f"to {_fmt(row.p95_ms)} ({change * 100:+.0f}%) against the baseline",
-                evidence={"p95_ms": row.p95_ms, "baseline_p95_ms": base.p95_ms},
-                recommendation=(
-                    f"Compare the changes deployed since the baseline run for `{name}`."
-                    if worse
-                    else None
-                ),
-            )
+def _sli_text(comparison: Comparison) -> str:
+    if comparison.sli == "error_rate":
+        return (
+            f"error rate {(comparison.baseline or 0) * 100:.2f}% → "
+            f"{(comparison.current or 0) * 100:.2f}%"
         )
+    change = f" ({comparison.change * 100:+.0f}%)" if comparison.change is not None else ""
+    return f"{comparison.sli} {_fmt(comparison.baseline)} → {_fmt(comparison.current)}{change}"
+
+
+def baseline_changes(comparisons: list[Comparison]) -> list[Finding]:
+    """One finding per endpoint that regressed (or improved) against its baseline."""
+    found = []
+    endpoints = {c.endpoint for c in comparisons if c.endpoint != RunResult.ALL}
+    for kind in ("regression", "improvement"):
+        hits: dict[str, list[Comparison]] = {}
+        for comparison in comparisons:
+            if comparison.verdict == kind:
+                hits.setdefault(comparison.endpoint, []).append(comparison)
+        moved = [name for name in hits if name != RunResult.ALL]
+        for name, changed in hits.items():
+            if name == RunResult.ALL and moved:
+                continue  # the endpoints that moved say more than the total they moved
+            scope = "all requests" if name == RunResult.ALL else f"`{name}`"
+            confined = len(moved) == 1 and name != RunResult.ALL and len(endpoints) > 1
+            lead = max(changed, key=lambda c: abs(c.effect_size or 0))
+            summary = (
+                f"{scope} {'regressed' if kind == 'regression' else 'improved'} against the "
+                f"baseline: " + "; ".join(_sli_text(c) for c in changed)
+            )
+            if lead.sli != "error_rate" and lead.effect_size is not None:
+                summary += (
+                    f" — per-second {lead.sli} {'higher' if kind == 'regression' else 'lower'} "
+                    f"than the baseline's in most seconds (Cliff's δ {lead.effect_size:+.2f}, "
+                    f"Mann-Whitney p = {lead.p_value:.2g})"
+                )
+            if confined:
+                summary += "; the other endpoints did not change"
+            evidence: dict[str, float | int | str | None] = {
+                "slis": ",".join(c.sli for c in changed),
+                f"{lead.sli}_baseline": lead.baseline,
+                f"{lead.sli}_current": lead.current,
+                "effect_size": lead.effect_size,
+                "p_value": lead.p_value,
+            }
+            recommendation = None
+            if kind == "regression":
+                recommendation = (
+                    f"Compare what changed in {scope} since the baseline run (code, queries, "
+                    "configuration, dependencies)"
+                    + (
+                        ": only this endpoint moved, so look at its own path first."
+                        if confined
+                        else "."
+                    )
+                )
+            found.append(
+                Finding(
+                    kind=kind,
+                    severity="critical" if kind == "regression" else "info",
+                    endpoint=None if name == RunResult.ALL else name,
+                    summary=summary,
+                    evidence=evidence,
+                    recommendation=recommendation,
+                )
+            )
     return found
 
 
 def all_findings(
     slo_results: list[SloResult],
     results: Mapping[str, RunResult],
-    baseline: Mapping[str, RunResult] | None,
+    comparisons: list[Comparison],
 ) -> list[Finding]:
     found = slo_breaches(slo_results)
+    found += baseline_changes(comparisons)
     found += confined_slowness(results)
     found += errors(results)
     found += long_tails(results)
-    if baseline:
-        found += baseline_changes(results, baseline)
     return found

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.analysis.schemas import Finding, SloResult
+from app.analysis.schemas import Comparison, Finding, SloResult
 from app.models import Plan, Run, RunResult
 from app.plans.schemas import PlanSpec, format_duration
 
 
 def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} ms"
+
+
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.2f}%"
 
 
 def _measured(res: SloResult) -> str:
@@ -81,7 +85,8 @@ def render_markdown(
     findings: list[Finding],
     warnings: list[str],
     verdict: str,
-    baseline_run_id: object | None,
+    baseline_run_ids: list[object],
+    comparisons: list[Comparison],
 ) -> str:
     total = results.get(RunResult.ALL)
     failed = [r for r in slo_results if r.status != "pass"]
@@ -93,7 +98,11 @@ def render_markdown(
         "",
         f"**Run:** {_code(str(run.id))} · plan version {run.plan_version} · "
         f"{run.k6_version or 'k6'} · script sha256 {_code(run.script_sha256[:12])}"
-        + (f" · baseline run {_code(str(baseline_run_id))}" if baseline_run_id else ""),
+        + (
+            " · compared with " + ", ".join(f"run {_code(str(b))}" for b in baseline_run_ids)
+            if baseline_run_ids
+            else ""
+        ),
         "",
     ]
     if warnings:
@@ -144,9 +153,43 @@ def render_markdown(
     lines += [
         "",
         "Latencies are k6's `http_req_duration` over responses with the expected status.",
-        "",
-        "**Analysis & Observations:**",
     ]
+    moved = [c for c in comparisons if c.verdict in ("regression", "improvement")]
+    if comparisons:
+        lines += [
+            "",
+            f"**Against the baseline** ({len(baseline_run_ids)} run"
+            f"{'s' if len(baseline_run_ids) != 1 else ''}): "
+            + (
+                f"{len(moved)} of {len(comparisons)} comparisons moved."
+                if moved
+                else f"none of {len(comparisons)} comparisons moved beyond noise."
+            ),
+            "",
+            "| Scope | SLI | Baseline | Run | Change | Cliff's δ | p | Verdict |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for c in comparisons:
+            if c.verdict == "insufficient_data":
+                continue
+            scope = "**all**" if c.endpoint == RunResult.ALL else _code(c.endpoint)
+            value = _rate if c.sli == "error_rate" else _ms
+            change = "—" if c.change is None else f"{c.change * 100:+.1f}%"
+            effect = (
+                "—" if c.effect_size is None or c.sli == "error_rate" else (f"{c.effect_size:+.2f}")
+            )
+            p_value = "—" if c.p_value is None else f"{c.p_value:.2g}"
+            lines.append(
+                f"| {scope} | {c.sli} | {value(c.baseline)} | {value(c.current)} | {change} | "
+                f"{effect} | {p_value} | {c.verdict} |"
+            )
+        lines += [
+            "",
+            "Latency: Mann-Whitney U on the per-second percentile values, with Cliff's δ as "
+            "effect size; a regression needs p < 0.01, |δ| ≥ 0.33 and a practical change of "
+            "the whole-run value (≥ 15 % and ≥ 1 ms). Error rate: Fisher's exact test.",
+        ]
+    lines += ["", "**Analysis & Observations:**"]
     if findings:
         lines += [f"*   {f.summary}." for f in findings]
     else:

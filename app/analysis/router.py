@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from app.analysis import service
-from app.analysis.schemas import AnalyseIn, AnalysisOut, Finding, SloResult
+from app.analysis.schemas import AnalyseIn, AnalysisOut, Comparison, Finding, SloResult
 from app.core.db import SessionDep
 from app.core.openapi import problems
 from app.models import Analysis
@@ -19,6 +19,9 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         id=analysis.id,
         run_id=analysis.run_id,
         baseline_run_id=analysis.baseline_run_id,
+        baseline_run_ids=analysis.baseline_run_ids,
+        baseline_source=analysis.baseline_source,
+        comparisons=[Comparison.model_validate(c) for c in analysis.comparisons],
         created_at=analysis.created_at,
         verdict=analysis.verdict,
         slo_results=[SloResult.model_validate(r) for r in analysis.slo_results],
@@ -36,14 +39,18 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
     "/analyse",
     status_code=201,
     response_model=AnalysisOut,
-    responses=problems(404, 409),
+    responses=problems(404, 409, 422),
     summary="Judge a finished run against its SLOs and baseline",
 )
 async def analyse(
     body: AnalyseIn, request: Request, response: Response, session: SessionDep
 ) -> AnalysisOut:
-    """`verdict` is `pass` only when every SLO passed; CI can gate on it."""
-    analysis = await service.analyse(session, run_id=body.run_id)
+    """`verdict` is `pass` only when every SLO passed and nothing regressed against the
+    baseline runs (named in `baseline_run_ids`, each comparison in `comparisons`); CI can gate
+    on it."""
+    analysis = await service.analyse(
+        session, run_id=body.run_id, baseline_run_ids=body.baseline_run_ids
+    )
     out = analysis_out(request, analysis)
     response.headers["Location"] = out.links["self"]
     return out

@@ -13,6 +13,12 @@ class AnalyseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_id: uuid.UUID
+    baseline_run_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        max_length=20,
+        description="Runs of the same plan to compare with. Unset: the plan's promoted "
+        "baseline for the run's environment, else its last 3 runs whose analysis passed.",
+    )
 
 
 class SloResult(BaseModel):
@@ -40,10 +46,36 @@ class Finding(BaseModel):
     recommendation: str | None = None
 
 
+class Comparison(BaseModel):
+    """One endpoint's SLI against the baseline runs: the numbers, the test and its outcome."""
+
+    endpoint: str = Field(description="'*': all requests")
+    sli: str = Field(description="p50, p95, p99 (ms) or error_rate (0–1)")
+    baseline: float | None = Field(description="Median over the baseline runs' whole-run values")
+    current: float | None
+    change: float | None = Field(description="(current − baseline) / baseline")
+    p_value: float | None
+    effect_size: float | None = Field(
+        description="Cliff's δ of the per-second values (latency); the difference in rates "
+        "(error_rate)"
+    )
+    verdict: Literal["regression", "improvement", "unchanged", "insufficient_data"]
+    method: str
+    n_current: int = Field(description="Seconds (latency) or requests (error_rate) of the run")
+    n_baseline: int
+
+
 class AnalysisOut(BaseModel):
     id: uuid.UUID
     run_id: uuid.UUID
-    baseline_run_id: uuid.UUID | None
+    baseline_run_id: uuid.UUID | None = Field(description="The first of baseline_run_ids")
+    baseline_run_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="Every run this one was compared with"
+    )
+    baseline_source: str | None = Field(
+        default=None, description="requested, promoted or last_passing"
+    )
+    comparisons: list[Comparison] = Field(default_factory=list)
     created_at: datetime
     verdict: Verdict
     slo_results: list[SloResult]

@@ -7,18 +7,90 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis import findings as findings_mod
+from app.analysis import regression
 from app.analysis.evaluate import evaluate
 from app.analysis.report import render_markdown
 from app.analysis.repository import AnalysisRepository
+from app.analysis.schemas import Comparison
 from app.baselines.repository import BaselineRepository
 from app.core import metrics
-from app.core.errors import Conflict, NotFound
-from app.models import Analysis, Plan, RunResult, RunStatus
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.models import Analysis, Plan, Run, RunStatus
 from app.plans.schemas import PLATFORM_DEFAULT_SLOS, PlanSpec, effective_slos
 from app.runs.repository import RunRepository
 
+LAST_PASSING_RUNS = 3
 
-async def analyse(session: AsyncSession, *, run_id: uuid.UUID) -> Analysis:
+
+async def choose_baselines(
+    session: AsyncSession, run: Run, plan: Plan, requested: list[uuid.UUID] | None
+) -> tuple[list[Run], str | None]:
+    """The runs to compare with, and why: requested, the promoted baseline, or the plan's
+    last passing runs."""
+    repo = AnalysisRepository(session)
+    if requested:
+        ids = list(dict.fromkeys(requested))
+        if run.id in ids:
+            raise InvalidInput("a run cannot be its own baseline", code="baseline.self")
+        found = {r.id: r for r in await repo.runs(ids)}
+        for run_id in ids:
+            other = found.get(run_id)
+            if other is None:
+                raise InvalidInput(f"no run {run_id}", code="baseline.not_found")
+            other_plan = await session.get(Plan, other.plan_id)
+            if other_plan is None or other_plan.family_id != plan.family_id:
+                raise InvalidInput(
+                    f"run {run_id} ran another plan; a baseline must be a run of the same plan",
+                    code="baseline.other_plan",
+                )
+            if other.status != RunStatus.succeeded:
+                raise InvalidInput(
+                    f"run {run_id} is {other.status}; only a succeeded run can be a baseline",
+                    code="baseline.not_succeeded",
+                )
+        return [found[i] for i in ids], "requested"
+    spec = PlanSpec.model_validate(plan.spec)
+    promoted = await BaselineRepository(session).current(
+        plan.id, environment=spec.target.environment, excluding_run=run.id
+    )
+    if promoted is not None:
+        baseline_run = await session.get(Run, promoted.run_id)
+        if baseline_run is not None:
+            return [baseline_run], "promoted"
+    last = await repo.last_passing_runs(
+        plan.family_id, before=run.created_at, excluding=run.id, limit=LAST_PASSING_RUNS
+    )
+    return list(last), ("last_passing" if last else None)
+
+
+async def run_series(
+    session: AsyncSession, run_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, regression.RunSeries]]:
+    """Per run, per endpoint: whole-run figures and per-second percentiles."""
+    runs = RunRepository(session)
+    samples = await AnalysisRepository(session).samples(run_ids)
+    found: dict[uuid.UUID, dict[str, regression.RunSeries]] = {}
+    for run_id in run_ids:
+        found[run_id] = {
+            row.endpoint: regression.RunSeries(
+                whole={
+                    "p50": row.p50_ms,
+                    "p95": row.p95_ms,
+                    "p99": row.p99_ms,
+                    "error_rate": row.error_rate,
+                },
+                requests=row.requests,
+                failures=row.failures,
+                per_second=regression.series_from_samples(samples[run_id], row.endpoint),
+            )
+            for row in await runs.results(run_id)
+        }
+    return found
+
+
+async def analyse(
+    session: AsyncSession, *, run_id: uuid.UUID, baseline_run_ids: list[uuid.UUID] | None = None
+) -> Analysis:
     runs = RunRepository(session)
     run = await runs.get(run_id)
     if run is None:
@@ -70,16 +142,30 @@ async def analyse(session: AsyncSession, *, run_id: uuid.UUID) -> Analysis:
             "k6's own threshold verdict differs from this analysis for: " + ", ".join(disagreements)
         )
 
-    baseline = await BaselineRepository(session).current(
-        plan.id, environment=spec.target.environment, excluding_run=run.id
-    )
-    baseline_results: dict[str, RunResult] | None = None
-    if baseline is not None:
-        baseline_results = {row.endpoint: row for row in await runs.results(baseline.run_id)}
+    baselines, baseline_source = await choose_baselines(session, run, plan, baseline_run_ids)
+    comparisons: list[Comparison] = []
+    if baselines:
+        series = await run_series(session, [run.id, *(b.id for b in baselines)])
+        comparisons = regression.compare(series[run.id], [series[b.id] for b in baselines])
+        if all(c.verdict == "insufficient_data" for c in comparisons):
+            warnings.append(
+                "The baseline comparison had too little data (fewer than "
+                f"{regression.MIN_SECONDS} seconds with responses in the run or its baselines)."
+            )
+    else:
+        warnings.append(
+            "No baseline: promote a run (POST /baselines) or pass baseline_run_ids to compare "
+            "with earlier runs; regressions were not looked for."
+        )
 
-    found = findings_mod.all_findings(slo_results, results, baseline_results)
+    found = findings_mod.all_findings(slo_results, results, comparisons)
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
-    verdict = "pass" if complete and all(r.status == "pass" for r in slo_results) else "fail"
+    regressed = [c for c in comparisons if c.verdict == "regression"]
+    verdict = (
+        "pass"
+        if complete and all(r.status == "pass" for r in slo_results) and not regressed
+        else "fail"
+    )
     report = render_markdown(
         plan=plan,
         spec=spec,
@@ -89,12 +175,16 @@ async def analyse(session: AsyncSession, *, run_id: uuid.UUID) -> Analysis:
         findings=found,
         warnings=warnings,
         verdict=verdict,
-        baseline_run_id=baseline.run_id if baseline else None,
+        baseline_run_ids=[b.id for b in baselines],
+        comparisons=comparisons,
     )
     analysis = Analysis(
         id=uuid.uuid4(),
         run_id=run.id,
-        baseline_run_id=baseline.run_id if baseline else None,
+        baseline_run_id=baselines[0].id if baselines else None,
+        baseline_run_ids=[str(b.id) for b in baselines],
+        baseline_source=baseline_source,
+        comparisons=[c.model_dump(mode="json") for c in comparisons],
         verdict=verdict,
         slo_results=[r.model_dump(mode="json") for r in slo_results],
         findings=[f.model_dump(mode="json") for f in found],

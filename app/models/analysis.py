@@ -26,3 +26,10 @@ class Analysis(IdMixin, Base):
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     warnings: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
     report_md: Mapped[str] = mapped_column(Text, nullable=False)
+    baseline_run_ids: Mapped[list[str]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default="[]"
+    )
+    baseline_source: Mapped[str | None] = mapped_column(String(16))
+    comparisons: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default="[]"
+    )

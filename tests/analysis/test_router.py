@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import random
 import uuid
 
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import RunStatus
-from tests.builders import API, make_plan, make_run, result
+from tests.builders import API, add_seconds, make_plan, make_run, result
 
 # The default builder plan: global "p95 < 300ms", and "error_rate < 1%" on create_order.
 
@@ -32,7 +33,11 @@ async def test_a_run_within_its_slos_passes(client: AsyncClient, session: AsyncS
         ("p95 < 300ms", 120.0, "pass"),
         ("error_rate < 1%", 0.0, "pass"),
     ]
-    assert body["warnings"] == []
+    assert body["warnings"] == [
+        "No baseline: promote a run (POST /baselines) or pass baseline_run_ids to compare "
+        "with earlier runs; regressions were not looked for."
+    ]
+    assert (body["baseline_run_ids"], body["comparisons"]) == ([], [])
 
 
 async def test_a_breached_slo_fails_and_says_by_how_much(
@@ -137,22 +142,97 @@ async def test_unknown_ids_are_404_problems(client: AsyncClient) -> None:
     ]
 
 
-async def test_analysis_compares_with_the_current_baseline(
+def noisy(center: float, seconds: int = 30, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.gauss(center, center * 0.05) for _ in range(seconds)]
+
+
+async def test_analysis_compares_with_the_promoted_baseline_and_names_the_regressed_endpoint(
     client: AsyncClient, session: AsyncSession
 ) -> None:
     plan = await make_plan(session)
     before = await make_run(session, plan, results=healthy())
+    await add_seconds(session, before, {"list_orders": noisy(100), "create_order": noisy(140)})
     promoted = await client.post(f"{API}/baselines", json={"run_id": str(before.id)})
     assert promoted.status_code == 201
     slower = [result("*", p95=200), result("list_orders", p95=210), result("create_order", p95=140)]
     after = await make_run(session, plan, results=slower)
+    await add_seconds(
+        session, after, {"list_orders": noisy(210, seed=2), "create_order": noisy(140, seed=3)}
+    )
 
     body = (await client.post(f"{API}/analyse", json={"run_id": str(after.id)})).json()
 
-    assert body["baseline_run_id"] == str(before.id)
+    assert body["baseline_run_ids"] == [str(before.id)]
+    assert body["baseline_source"] == "promoted"
+    assert body["verdict"] == "fail"  # SLOs pass, but list_orders regressed
+    moved = {
+        (c["endpoint"], c["sli"]): c for c in body["comparisons"] if c["verdict"] != "unchanged"
+    }
+    # (The builder's overall per-second figures follow list_orders, so "*" moved too.)
+    assert set(moved) == {(e, sli) for e in ("*", "list_orders") for sli in ("p50", "p95", "p99")}
+    p95 = moved[("list_orders", "p95")]
+    assert (p95["baseline"], p95["current"], p95["verdict"]) == (100.0, 210.0, "regression")
+    assert p95["effect_size"] == 1.0  # every second slower than every baseline second
+    assert p95["p_value"] < 1e-6
+    assert (p95["n_current"], p95["n_baseline"]) == (30, 30)
     regressions = [f for f in body["findings"] if f["kind"] == "regression"]
     assert [f["endpoint"] for f in regressions] == ["list_orders"]
-    assert regressions[0]["evidence"] == {"p95_ms": 210.0, "baseline_p95_ms": 100.0}
+    assert "the other endpoints did not change" in regressions[0]["summary"]
+    report = (await client.get(f"{API}/analyses/{body['id']}/report.md")).text
+    assert f"compared with run `{before.id}`" in report
+    assert "| `list_orders` | p95 | 100.0 ms | 210.0 ms | +110.0% | +1.00 |" in report
+
+
+async def test_without_a_promoted_baseline_the_last_passing_runs_are_used(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    plan = await make_plan(session)
+    earlier = []
+    for seed in range(4):
+        run = await make_run(session, plan, results=healthy())
+        await add_seconds(session, run, {"list_orders": noisy(100, seed=seed)})
+        verdict = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+        assert verdict["verdict"] == "pass"
+        earlier.append(run)
+    failing = await make_run(session, plan, results=[result("*", p95=900)])
+    await client.post(f"{API}/analyse", json={"run_id": str(failing.id)})
+    latest = await make_run(session, plan, results=healthy())
+    await add_seconds(session, latest, {"list_orders": noisy(100, seed=9)})
+
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(latest.id)})).json()
+
+    assert body["baseline_source"] == "last_passing"
+    # The newest three that passed, newest first; the failing run is not a baseline.
+    assert body["baseline_run_ids"] == [str(r.id) for r in reversed(earlier[1:])]
+    assert body["verdict"] == "pass"
+    assert {c["verdict"] for c in body["comparisons"]} <= {"unchanged", "insufficient_data"}
+
+
+async def test_requested_baselines_must_be_succeeded_runs_of_the_same_plan(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    plan = await make_plan(session)
+    run = await make_run(session, plan, results=healthy())
+    other_plan_run = await make_run(session, await make_plan(session), results=healthy())
+    aborted = await make_run(session, plan, status=RunStatus.aborted, results=healthy())
+
+    codes = []
+    for baselines in ([other_plan_run.id], [aborted.id], [run.id], [uuid.uuid4()]):
+        response = await client.post(
+            f"{API}/analyse",
+            json={"run_id": str(run.id), "baseline_run_ids": [str(b) for b in baselines]},
+        )
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        codes.append(response.json()["code"])
+
+    assert codes == [
+        "baseline.other_plan",
+        "baseline.not_succeeded",
+        "baseline.self",
+        "baseline.not_found",
+    ]
 
 
 async def test_a_run_stopped_early_is_analysed_as_partial_and_cannot_pass(

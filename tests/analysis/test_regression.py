@@ -1,0 +1,83 @@
+"""Regression detection on per-second samples: real shifts found, noise and trivia ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.analysis.regression import MIN_SECONDS, RunSeries, compare
+
+
+def run(p95s: np.ndarray, *, requests: int = 1000, failures: int = 0) -> dict[str, RunSeries]:
+    values = [float(v) for v in p95s]
+    whole = {
+        "p50": float(np.median(values)) / 2,
+        "p95": float(np.percentile(values, 95)),
+        "p99": float(np.percentile(values, 99)),
+        "error_rate": failures / requests,
+    }
+    per_second = {"p50": [v / 2 for v in values], "p95": values, "p99": [v * 1.3 for v in values]}
+    series = RunSeries(whole=whole, requests=requests, failures=failures, per_second=per_second)
+    return {"api": series}
+
+
+def verdicts(current: dict[str, RunSeries], *baselines: dict[str, RunSeries]) -> dict[str, str]:
+    return {c.sli: c.verdict for c in compare(current, list(baselines))}
+
+
+def lognormal(rng: np.random.Generator, median_ms: float, seconds: int = 60) -> np.ndarray:
+    return median_ms * rng.lognormal(0, 0.15, seconds)
+
+
+def test_runs_of_the_same_system_do_not_alarm() -> None:
+    rng = np.random.default_rng(42)
+    alarms = 0
+    for _ in range(200):
+        found = verdicts(run(lognormal(rng, 20)), run(lognormal(rng, 20)))
+        alarms += any(v != "unchanged" for v in found.values())
+    assert alarms == 0
+
+
+def test_a_shift_of_half_the_latency_is_a_regression_and_its_reverse_an_improvement() -> None:
+    rng = np.random.default_rng(1)
+    base, slower = lognormal(rng, 20), lognormal(rng, 30)
+
+    assert verdicts(run(slower), run(base))["p95"] == "regression"
+    assert verdicts(run(base), run(slower))["p95"] == "improvement"
+
+
+def test_a_certain_but_tiny_shift_is_not_worth_an_alarm() -> None:
+    rng = np.random.default_rng(2)
+    # 3 % slower over an hour of seconds: statistically sure, practically nothing.
+    base = 20 * rng.lognormal(0, 0.02, 3600)
+    slower = 20.6 * rng.lognormal(0, 0.02, 3600)
+
+    (p95,) = [c for c in compare(run(slower), [run(base)]) if c.sli == "p95"]
+
+    assert p95.p_value is not None
+    assert p95.p_value < 1e-6
+    assert p95.verdict == "unchanged"
+
+
+def test_a_few_seconds_are_too_few_to_judge() -> None:
+    rng = np.random.default_rng(3)
+    short = lognormal(rng, 40, seconds=MIN_SECONDS - 1)
+
+    assert verdicts(run(short), run(lognormal(rng, 20)))["p95"] == "insufficient_data"
+
+
+def test_several_baseline_runs_are_pooled() -> None:
+    rng = np.random.default_rng(4)
+    baselines = [run(lognormal(rng, 20, seconds=20)) for _ in range(3)]
+
+    (p95,) = [c for c in compare(run(lognormal(rng, 35)), baselines) if c.sli == "p95"]
+
+    assert (p95.verdict, p95.n_current, p95.n_baseline) == ("regression", 60, 60)
+
+
+def test_errors_appearing_are_a_regression_a_stray_one_is_not() -> None:
+    rng = np.random.default_rng(5)
+    latency = lognormal(rng, 20)
+
+    assert verdicts(run(latency, failures=30), run(latency))["error_rate"] == "regression"
+    assert verdicts(run(latency, failures=2), run(latency, failures=1))["error_rate"] == "unchanged"
+    assert verdicts(run(latency), run(latency, failures=40))["error_rate"] == "improvement"
