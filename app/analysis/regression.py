@@ -23,7 +23,6 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.stats import fisher_exact, mannwhitneyu
@@ -50,21 +49,17 @@ class RunSeries:
     per_second: Mapping[str, Sequence[float]]  # p50/p95/p99 of each second with enough responses
 
 
-def series_from_samples(
-    samples: Sequence[Mapping[str, Any]], endpoint: str
-) -> dict[str, list[float]]:
-    """Per-second percentile values of one endpoint ('*': all) from stored run samples."""
+PerSecond = tuple[int, int, float | None, float | None, float | None]
+
+
+def series_from_seconds(seconds: Sequence[PerSecond]) -> dict[str, list[float]]:
+    """Per-second percentile values from (requests, failures, p50, p95, p99) per second,
+    leaving out seconds with too few expected responses to have a percentile worth the name."""
     values: dict[str, list[float]] = {sli: [] for sli in LATENCY_SLIS}
-    for sample in samples:
-        figures = sample if endpoint == "*" else sample.get("endpoints", {}).get(endpoint)
-        if not figures:
+    for requests, failures, *percentiles in seconds:
+        if requests - failures < MIN_RESPONSES_PER_SECOND:
             continue
-        ok = figures.get("requests", 0) - figures.get("failures", 0)
-        if ok < MIN_RESPONSES_PER_SECOND:
-            continue
-        latency = figures.get("latency_ms") or {}
-        for sli in LATENCY_SLIS:
-            value = latency.get(sli)
+        for sli, value in zip(LATENCY_SLIS, percentiles, strict=True):
             if value is not None:
                 values[sli].append(float(value))
     return values

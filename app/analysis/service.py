@@ -68,7 +68,7 @@ async def run_series(
 ) -> dict[uuid.UUID, dict[str, regression.RunSeries]]:
     """Per run, per endpoint: whole-run figures and per-second percentiles."""
     runs = RunRepository(session)
-    samples = await AnalysisRepository(session).samples(run_ids)
+    seconds = await AnalysisRepository(session).per_second(run_ids)
     found: dict[uuid.UUID, dict[str, regression.RunSeries]] = {}
     for run_id in run_ids:
         found[run_id] = {
@@ -81,7 +81,7 @@ async def run_series(
                 },
                 requests=row.requests,
                 failures=row.failures,
-                per_second=regression.series_from_samples(samples[run_id], row.endpoint),
+                per_second=regression.series_from_seconds(seconds[run_id].get(row.endpoint, [])),
             )
             for row in await runs.results(run_id)
         }

@@ -148,30 +148,27 @@ class Shop:
 
     def orders(self, rng: random.Random) -> Any:
         customer = rng.randint(1, CUSTOMERS)
+        conn = self.conn()
         if self.fault.get("kind") == "slow_query" and self.fault.get("endpoint") == "orders":
-            # The index is lost: a scan over the first N orders instead of an index lookup.
-            rows = (
-                self.conn()
-                .execute(
-                    "SELECT o.id, p.name, o.quantity FROM orders o NOT INDEXED "
-                    "JOIN products p ON p.id = o.product_id "
-                    "WHERE o.customer_id = ? AND o.id <= ? ORDER BY o.id DESC LIMIT 50",
-                    (customer, int(self.fault.get("rows", ORDERS))),
-                )
-                .fetchall()
-            )
+            # The index is lost: the customer's orders are found by scanning the first N rows.
+            hint, bound = "NOT INDEXED", int(self.fault.get("rows", ORDERS))
         else:
-            rows = (
-                self.conn()
-                .execute(
-                    "SELECT o.id, p.name, o.quantity FROM orders o "
-                    "JOIN products p ON p.id = o.product_id "
-                    "WHERE o.customer_id = ? ORDER BY o.id DESC LIMIT 50",
-                    (customer,),
-                )
-                .fetchall()
-            )
-        return [{"id": r[0], "product": r[1], "quantity": r[2]} for r in rows]
+            hint, bound = "", ORDERS
+        rows = conn.execute(
+            f"SELECT o.id, p.name, o.quantity FROM orders o {hint} "
+            "JOIN products p ON p.id = o.product_id "
+            "WHERE o.customer_id = ? AND o.id <= ? ORDER BY o.id DESC LIMIT 20",
+            (customer, bound),
+        ).fetchall()
+        count, units = conn.execute(
+            f"SELECT count(*), sum(quantity) FROM orders {hint} WHERE customer_id = ? AND id <= ?",
+            (customer, bound),
+        ).fetchone()
+        return {
+            "orders": [{"id": r[0], "product": r[1], "quantity": r[2]} for r in rows],
+            "count": count,
+            "units": units,
+        }
 
     def search(self, rng: random.Random, query: str) -> Any:
         needle = query or rng.choice(CATEGORIES)
@@ -226,6 +223,7 @@ class Shop:
 def make_handler(shop: Shop) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a real API server
+        disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs (40 ms)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
