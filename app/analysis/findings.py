@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping
 
+from app.analysis.saturation import Saturation
 from app.analysis.schemas import Comparison, Finding, SloResult
 from app.models import RunResult
 
@@ -200,13 +201,83 @@ def baseline_changes(comparisons: list[Comparison]) -> list[Finding]:
     return found
 
 
+def _load(knee: Saturation, load: float | None) -> str:
+    if load is None:
+        return "-"
+    return f"{load:g} VUs" if knee.load_metric == "vus" else f"about {load:,.0f} req/s"
+
+
+def saturation_findings(knee: Saturation | None) -> list[Finding]:
+    """What the knee of a varying-load run says: where latency broke, errors began, the
+    throughput stopped."""
+    if knee is None:
+        return []
+    found = []
+    if knee.knee_load is not None:
+        found.append(
+            Finding(
+                kind="saturation",
+                severity="warning",
+                summary=f"Latency grows with load: p95 broke away at {_load(knee, knee.knee_load)}"
+                f" ({knee.knee_rps:,.0f} req/s) — {_fmt(knee.p95_before_knee_ms)} on the level "
+                f"below, {_fmt(knee.p95_after_knee_ms)} (median) from there on, against "
+                f"{_fmt(knee.reference_p95_ms)} at low load",
+                evidence={
+                    "knee_load": knee.knee_load,
+                    "knee_rps": knee.knee_rps,
+                    "reference_p95_ms": knee.reference_p95_ms,
+                    "p95_after_knee_ms": knee.p95_after_knee_ms,
+                    "max_sustainable_rps": knee.max_sustainable_rps,
+                },
+                recommendation="The system saturates there: find the resource that runs out "
+                "first (CPU, a connection or thread pool, a lock) on the target at that load, "
+                "and keep production traffic below "
+                + (
+                    f"{knee.max_sustainable_rps:,.0f} req/s"
+                    if knee.max_sustainable_rps
+                    else "the knee"
+                )
+                + " until it is fixed.",
+            )
+        )
+    if knee.error_knee_load is not None:
+        found.append(
+            Finding(
+                kind="errors_under_load",
+                severity="critical",
+                summary=f"Errors appear only under load: from {_load(knee, knee.error_knee_load)}"
+                " on, every load level fails at least 1 % of its requests",
+                evidence={"error_knee_load": knee.error_knee_load},
+                recommendation="Errors that start at a load level usually mean timeouts or an "
+                "exhausted pool (connections, workers, file descriptors): read the target's "
+                "logs for that moment of the run.",
+            )
+        )
+    if knee.throughput_ceiling:
+        found.append(
+            Finding(
+                kind="throughput_ceiling",
+                severity="warning",
+                summary=f"Throughput stopped at about {knee.knee_rps:,.0f} req/s: past "
+                f"{_load(knee, knee.knee_load)} more virtual users only waited longer",
+                evidence={"knee_rps": knee.knee_rps, "knee_load": knee.knee_load},
+                recommendation="A flat throughput with rising latency is a queue: if the "
+                "target's CPU is not busy at that point, look for a lock or a pool limit "
+                "(database connections, worker threads) rather than for slow code.",
+            )
+        )
+    return found
+
+
 def all_findings(
     slo_results: list[SloResult],
     results: Mapping[str, RunResult],
     comparisons: list[Comparison],
+    knee: Saturation | None = None,
 ) -> list[Finding]:
     found = slo_breaches(slo_results)
     found += baseline_changes(comparisons)
+    found += saturation_findings(knee)
     found += confined_slowness(results)
     found += errors(results)
     found += long_tails(results)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from app.analysis.saturation import Saturation
 from app.analysis.schemas import Comparison, Finding, SloResult
 from app.models import Plan, Run, RunResult
 from app.plans.schemas import PlanSpec, format_duration
@@ -87,6 +88,7 @@ def render_markdown(
     verdict: str,
     baseline_run_ids: list[object],
     comparisons: list[Comparison],
+    knee: Saturation | None = None,
 ) -> str:
     total = results.get(RunResult.ALL)
     failed = [r for r in slo_results if r.status != "pass"]
@@ -189,6 +191,23 @@ def render_markdown(
             "effect size; a regression needs p < 0.01, |δ| ≥ 0.33 and a practical change of "
             "the whole-run value (≥ 15 % and ≥ 1 ms). Error rate: Fisher's exact test.",
         ]
+    if knee is not None:
+        unit = "VUs" if knee.load_metric == "vus" else "req/s offered"
+        lines += [
+            "",
+            "**Load levels** (the load varied; p95 is the median of each level's seconds):",
+            "",
+            f"| Load ({unit}) | Seconds | RPS | p95 | Errors |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for level in knee.levels:
+            mark = " ← knee" if knee.knee_load == level.load else ""
+            lines.append(
+                f"| {level.load:g}{mark} | {level.seconds} | {level.rps:.1f} | "
+                f"{_ms(level.p95_ms)} | {level.error_rate * 100:.2f}% |"
+            )
+        if knee.max_sustainable_rps is not None:
+            lines += ["", f"Maximum sustainable throughput: {knee.max_sustainable_rps:.1f} req/s."]
     lines += ["", "**Analysis & Observations:**"]
     if findings:
         lines += [f"*   {f.summary}." for f in findings]

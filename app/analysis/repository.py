@@ -61,6 +61,22 @@ class AnalysisRepository:
             found[run_id].setdefault(endpoint, []).append((requests, failures, p50, p95, p99))
         return found
 
+    async def load_series(self, run_id: uuid.UUID) -> list[tuple[int, int, int, float | None]]:
+        """The run's seconds in order: (VUs, requests, failures, p95 over all requests)."""
+        rows = await self.session.execute(text(_LOAD_SERIES), {"run": run_id})
+        return [(vus, requests, failures, p95) for vus, requests, failures, p95 in rows]
+
+
+# The latest attempt's seconds, overall: load and latency side by side.
+_LOAD_SERIES = """
+SELECT coalesce((data->>'vus')::int, vus), requests, failures,
+       (data->'latency_ms'->>'p95')::float8
+FROM run_samples
+WHERE run_id = :run
+  AND coalesce((data->>'attempt')::int, 1) = (
+      SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
+ORDER BY at, id
+"""
 
 # Each sample's overall figures and every endpoint's, as rows; the latest attempt's only.
 _PER_SECOND = """

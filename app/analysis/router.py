@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from app.analysis import service
+from app.analysis.saturation import Saturation
 from app.analysis.schemas import AnalyseIn, AnalysisOut, Comparison, Finding, SloResult
 from app.core.db import SessionDep
 from app.core.openapi import problems
@@ -22,6 +23,7 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         baseline_run_ids=analysis.baseline_run_ids,
         baseline_source=analysis.baseline_source,
         comparisons=[Comparison.model_validate(c) for c in analysis.comparisons],
+        saturation=Saturation.model_validate(analysis.saturation) if analysis.saturation else None,
         created_at=analysis.created_at,
         verdict=analysis.verdict,
         slo_results=[SloResult.model_validate(r) for r in analysis.slo_results],

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.analysis.saturation import Saturation
+
 Verdict = Literal["pass", "fail"]
 
 
@@ -76,6 +78,9 @@ class AnalysisOut(BaseModel):
         default=None, description="requested, promoted or last_passing"
     )
     comparisons: list[Comparison] = Field(default_factory=list)
+    saturation: Saturation | None = Field(
+        default=None, description="The knee of a run whose load varied (ramp, stress, …)"
+    )
     created_at: datetime
     verdict: Verdict
     slo_results: list[SloResult]

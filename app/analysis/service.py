@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis import findings as findings_mod
-from app.analysis import regression
+from app.analysis import regression, saturation
 from app.analysis.evaluate import evaluate
 from app.analysis.report import render_markdown
 from app.analysis.repository import AnalysisRepository
@@ -16,7 +16,7 @@ from app.baselines.repository import BaselineRepository
 from app.core import metrics
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.models import Analysis, Plan, Run, RunStatus
-from app.plans.schemas import PLATFORM_DEFAULT_SLOS, PlanSpec, effective_slos
+from app.plans.schemas import PLATFORM_DEFAULT_SLOS, SLO, PlanSpec, effective_slos
 from app.runs.repository import RunRepository
 
 LAST_PASSING_RUNS = 3
@@ -86,6 +86,28 @@ async def run_series(
             for row in await runs.results(run_id)
         }
     return found
+
+
+async def find_knee(
+    session: AsyncSession, run: Run, spec: PlanSpec, slos: list[SLO]
+) -> saturation.Saturation | None:
+    def target(sli: str) -> float | None:
+        for slo in slos:
+            if slo.endpoint is None and slo.sli == sli and slo.op in ("<", "<="):
+                return slo.target
+        return None
+
+    seconds = [
+        saturation.Second(vus=vus, requests=requests, failures=failures, p95_ms=p95)
+        for vus, requests, failures, p95 in await AnalysisRepository(session).load_series(run.id)
+    ]
+    open_model = "arrival" in str(spec.load_profile.executor().get("executor", ""))
+    return saturation.detect(
+        seconds,
+        open_model=open_model,
+        p95_target_ms=target("p95"),
+        error_target=target("error_rate"),
+    )
 
 
 async def analyse(
@@ -158,7 +180,8 @@ async def analyse(
             "with earlier runs; regressions were not looked for."
         )
 
-    found = findings_mod.all_findings(slo_results, results, comparisons)
+    knee = await find_knee(session, run, spec, slos)
+    found = findings_mod.all_findings(slo_results, results, comparisons, knee)
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
     verdict = (
@@ -177,6 +200,7 @@ async def analyse(
         verdict=verdict,
         baseline_run_ids=[b.id for b in baselines],
         comparisons=comparisons,
+        knee=knee,
     )
     analysis = Analysis(
         id=uuid.uuid4(),
@@ -185,6 +209,7 @@ async def analyse(
         baseline_run_ids=[str(b.id) for b in baselines],
         baseline_source=baseline_source,
         comparisons=[c.model_dump(mode="json") for c in comparisons],
+        saturation=knee.model_dump(mode="json") if knee else None,
         verdict=verdict,
         slo_results=[r.model_dump(mode="json") for r in slo_results],
         findings=[f.model_dump(mode="json") for f in found],

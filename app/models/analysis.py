@@ -33,3 +33,4 @@ class Analysis(IdMixin, Base):
     comparisons: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, nullable=False, default=list, server_default="[]"
     )
+    saturation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
