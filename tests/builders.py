@@ -135,6 +135,7 @@ async def add_seconds(
     *,
     requests: int = 20,
     failures: int = 0,
+    vus: list[int] | None = None,
 ) -> None:
     """Per-second samples as the live path stores them: one p95 per endpoint per second (the
     overall '*' figures are the first endpoint's)."""
@@ -145,7 +146,7 @@ async def add_seconds(
     for i in range(len(p95s[first])):
         data = {
             "elapsed_s": i,
-            "vus": 2,
+            "vus": vus[i] if vus else 2,
             **_second(p95s[first][i], requests * len(p95s), failures),
             "endpoints": {name: _second(v[i], requests, failures) for name, v in p95s.items()},
         }
@@ -153,7 +154,7 @@ async def add_seconds(
             RunSample(
                 run_id=run.id,
                 at=start + timedelta(seconds=i),
-                vus=2,
+                vus=data["vus"],
                 requests=data["requests"],
                 failures=failures,
                 data=data,

@@ -8,7 +8,11 @@ from typing import Any
 from sqlalchemy import exists, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analysis.regression import PerSecond
 from app.models import Analysis, Plan, Run, RunStatus
+
+# One second of a run for the charts: (elapsed_s, vus, requests, failures, p50, p95, p99).
+Point = tuple[int, int, int, int, float | None, float | None, float | None]
 
 
 class AnalysisRepository:
@@ -49,9 +53,7 @@ class AnalysisRepository:
 
     async def per_second(
         self, run_ids: Sequence[uuid.UUID]
-    ) -> dict[
-        uuid.UUID, dict[str, list[tuple[int, int, float | None, float | None, float | None]]]
-    ]:
+    ) -> dict[uuid.UUID, dict[str, list[PerSecond]]]:
         """Per run and endpoint ('*': all), each second's (requests, failures, p50, p95, p99)
         in order, of the run's latest attempt only. PostgreSQL takes the figures out of the
         stored samples, so only numbers cross the wire."""
@@ -61,11 +63,27 @@ class AnalysisRepository:
             found[run_id].setdefault(endpoint, []).append((requests, failures, p50, p95, p99))
         return found
 
+    async def chart_series(self, run_id: uuid.UUID) -> list[Point]:
+        rows = await self.session.execute(text(_CHART_SERIES), {"run": run_id})
+        return [(e, v, r, f, p50, p95, p99) for e, v, r, f, p50, p95, p99 in rows]
+
     async def load_series(self, run_id: uuid.UUID) -> list[tuple[int, int, int, float | None]]:
         """The run's seconds in order: (VUs, requests, failures, p95 over all requests)."""
         rows = await self.session.execute(text(_LOAD_SERIES), {"run": run_id})
         return [(vus, requests, failures, p95) for vus, requests, failures, p95 in rows]
 
+
+# The latest attempt's seconds for the charts: elapsed, VUs, requests, failures, percentiles.
+_CHART_SERIES = """
+SELECT coalesce((data->>'elapsed_s')::int, 0), coalesce((data->>'vus')::int, vus), requests,
+       failures, (data->'latency_ms'->>'p50')::float8, (data->'latency_ms'->>'p95')::float8,
+       (data->'latency_ms'->>'p99')::float8
+FROM run_samples
+WHERE run_id = :run
+  AND coalesce((data->>'attempt')::int, 1) = (
+      SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
+ORDER BY at, id
+"""
 
 # The latest attempt's seconds, overall: load and latency side by side.
 _LOAD_SERIES = """

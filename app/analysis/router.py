@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.analysis import service
 from app.analysis.saturation import Saturation
@@ -32,6 +32,9 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         links={
             "self": request.url_for("get_analysis", analysis_id=analysis.id).path,
             "report": request.url_for("get_analysis_report", analysis_id=analysis.id).path,
+            "report_html": request.url_for(
+                "get_analysis_report_html", analysis_id=analysis.id
+            ).path,
             "run": request.url_for("get_run", run_id=analysis.run_id).path,
         },
     )
@@ -73,3 +76,14 @@ async def get_analysis(
 async def get_analysis_report(analysis_id: uuid.UUID, session: SessionDep) -> PlainTextResponse:
     analysis = await service.get_analysis(session, analysis_id)
     return PlainTextResponse(analysis.report_md, media_type="text/markdown; charset=utf-8")
+
+
+@router.get(
+    "/analyses/{analysis_id}/report.html",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}}, **problems(404)},
+)
+async def get_analysis_report_html(analysis_id: uuid.UUID, session: SessionDep) -> HTMLResponse:
+    """One self-contained page (inline SVG charts, no scripts): latency percentiles, RPS,
+    errors and VUs second by second, the baseline's p95 and RPS dashed, the knee marked."""
+    return HTMLResponse(await service.html_report(session, analysis_id))

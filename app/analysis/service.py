@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.analysis import findings as findings_mod
 from app.analysis import regression, saturation
 from app.analysis.evaluate import evaluate
+from app.analysis.html import render_html
 from app.analysis.report import render_markdown
 from app.analysis.repository import AnalysisRepository
 from app.analysis.schemas import Comparison
@@ -219,6 +220,26 @@ async def analyse(
     await AnalysisRepository(session).add(analysis)
     metrics.ANALYSES.labels(verdict=verdict).inc()
     return analysis
+
+
+async def html_report(session: AsyncSession, analysis_id: uuid.UUID) -> str:
+    analysis = await get_analysis(session, analysis_id)
+    run = await session.get(Run, analysis.run_id)
+    assert run is not None  # analyses.run_id cascades on delete
+    plan = await session.get(Plan, run.plan_id)
+    assert plan is not None
+    repo = AnalysisRepository(session)
+    baseline = None
+    if analysis.baseline_run_ids:
+        baseline = await repo.chart_series(uuid.UUID(analysis.baseline_run_ids[0]))
+    return render_html(
+        analysis=analysis,
+        plan=plan,
+        run=run,
+        results=await RunRepository(session).results(run.id),
+        series=await repo.chart_series(run.id),
+        baseline_series=baseline,
+    )
 
 
 async def get_analysis(session: AsyncSession, analysis_id: uuid.UUID) -> Analysis:

@@ -1,0 +1,130 @@
+"""The self-contained HTML report: the analysis, and charts of the run second by second.
+
+Latency percentiles, throughput with errors, and VUs over the test's seconds, the first
+baseline run's p95 overlaid (dashed) and the knee marked. Charts are inline SVG
+(``charts.py``), styles inline: the file opens anywhere, offline, and prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from app.analysis import charts
+from app.analysis.repository import Point
+from app.analysis.saturation import Saturation
+from app.analysis.schemas import Comparison, SloResult
+from app.models import Analysis, Plan, Run, RunResult
+
+_ENV = Environment(
+    loader=PackageLoader("app.analysis", "templates"),
+    autoescape=select_autoescape(["html", "j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} ms"
+
+
+def _value(sli: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 100:.2f}%" if sli in ("error_rate",) else _ms(value)
+
+
+def build_charts(
+    series: Sequence[Point], baseline: Sequence[Point] | None, knee: Saturation | None
+) -> list[str]:
+    markers = []
+    if knee is not None and knee.knee_load is not None:
+        level = knee.knee_load
+        first = next(
+            (p[0] for p in series if (p[1] if knee.load_metric == "vus" else p[2]) >= level), None
+        )
+        if first is not None:
+            unit = "VUs" if knee.load_metric == "vus" else "req/s"
+            markers.append(charts.Marker(first, f"knee: {knee.knee_load:g} {unit}"))
+    latency = [
+        charts.Series("p50", "#2563eb", [(p[0], p[4]) for p in series]),
+        charts.Series("p95", "#d97706", [(p[0], p[5]) for p in series]),
+        charts.Series("p99", "#7c3aed", [(p[0], p[6]) for p in series]),
+    ]
+    if baseline:
+        latency.append(
+            charts.Series("baseline p95", "#6b7280", [(p[0], p[5]) for p in baseline], True)
+        )
+    load = [charts.Series("RPS", "#059669", [(p[0], float(p[2])) for p in series])]
+    if baseline:
+        load.append(
+            charts.Series("baseline RPS", "#6b7280", [(p[0], float(p[2])) for p in baseline], True)
+        )
+    return [
+        charts.render(charts.Chart("Latency (all requests)", "ms", latency, markers)),
+        charts.render(charts.Chart("Throughput", "requests/s", load, markers)),
+        charts.render(
+            charts.Chart(
+                "Errors",
+                "failed requests/s",
+                [charts.Series("errors", "#dc2626", [(p[0], float(p[3])) for p in series])],
+                markers,
+            )
+        ),
+        charts.render(
+            charts.Chart(
+                "Virtual users",
+                "VUs",
+                [charts.Series("VUs", "#0891b2", [(p[0], float(p[1])) for p in series])],
+                markers,
+            )
+        ),
+    ]
+
+
+def render_html(
+    *,
+    analysis: Analysis,
+    plan: Plan,
+    run: Run,
+    results: Sequence[RunResult],
+    series: Sequence[Point],
+    baseline_series: Sequence[Point] | None,
+) -> str:
+    knee = Saturation.model_validate(analysis.saturation) if analysis.saturation else None
+    slo_results: list[dict[str, Any]] = []
+    for raw in analysis.slo_results:
+        slo = SloResult.model_validate(raw)
+        measured = _value(slo.sli, slo.measured) if slo.sli != "rps" else f"{slo.measured}/s"
+        slo_results.append({**slo.model_dump(), "measured_text": measured})
+    comparisons = []
+    for raw in analysis.comparisons:
+        c = Comparison.model_validate(raw)
+        if c.verdict == "insufficient_data":
+            continue
+        comparisons.append(
+            {
+                **c.model_dump(),
+                "baseline_text": _value(c.sli, c.baseline),
+                "current_text": _value(c.sli, c.current),
+                "change_text": "—" if c.change is None else f"{c.change * 100:+.1f}%",
+                "effect_text": "—"
+                if c.effect_size is None or c.sli == "error_rate"
+                else f"{c.effect_size:+.2f}",
+                "p_text": "—" if c.p_value is None else f"{c.p_value:.2g}",
+            }
+        )
+    return _ENV.get_template("report.html.j2").render(
+        analysis=analysis,
+        plan=plan,
+        run=run,
+        test_date=(run.started_at or run.created_at).strftime("%Y-%m-%d %H:%M UTC"),
+        baseline_run_ids=analysis.baseline_run_ids,
+        charts=build_charts(series, baseline_series, knee),
+        slo_results=slo_results,
+        results=results,
+        comparisons=comparisons,
+        ms=_ms,
+    )
