@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
 from app.analysis.schemas import Comparison, Finding, SloResult
 from app.models import Plan, Run, RunResult
@@ -89,6 +91,8 @@ def render_markdown(
     baseline_run_ids: list[object],
     comparisons: list[Comparison],
     knee: Saturation | None = None,
+    narrative: Narrative | None = None,
+    narrative_meta: dict[str, Any] | None = None,
 ) -> str:
     total = results.get(RunResult.ALL)
     failed = [r for r in slo_results if r.status != "pass"]
@@ -208,6 +212,27 @@ def render_markdown(
             )
         if knee.max_sustainable_rps is not None:
             lines += ["", f"Maximum sustainable throughput: {knee.max_sustainable_rps:.1f} req/s."]
+    if narrative is not None and narrative_meta:
+        lines += [
+            "",
+            f"**Root cause** (written by {narrative_meta.get('provider')} "
+            f"{narrative_meta.get('model')}; every number in it is one of the data's):",
+            "",
+            narrative.summary,
+        ]
+        for cause in narrative.root_causes:
+            scope = f" ({_code(cause.endpoint)})" if cause.endpoint else ""
+            lines.append(
+                f"*   **{cause.title}**{scope}, {cause.confidence} confidence: {cause.explanation}"
+            )
+        lines += [f"*   Next: {step}" for step in narrative.next_steps]
+    elif narrative_meta and narrative_meta.get("status") not in (None, "ok"):
+        lines += [
+            "",
+            f"*No narrative: {narrative_meta.get('status', '').replace('_', ' ')}"
+            + (f" — {narrative_meta['reason']}" if narrative_meta.get("reason") else "")
+            + ". The observations below are computed from the raw metrics alone.*",
+        ]
     lines += ["", "**Analysis & Observations:**"]
     if findings:
         lines += [f"*   {f.summary}." for f in findings]

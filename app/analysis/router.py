@@ -6,9 +6,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.analysis import service
+from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
 from app.analysis.schemas import AnalyseIn, AnalysisOut, Comparison, Finding, SloResult
 from app.core.db import SessionDep
+from app.core.deps import SettingsDep
 from app.core.openapi import problems
 from app.models import Analysis
 
@@ -24,6 +26,8 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         baseline_source=analysis.baseline_source,
         comparisons=[Comparison.model_validate(c) for c in analysis.comparisons],
         saturation=Saturation.model_validate(analysis.saturation) if analysis.saturation else None,
+        narrative=Narrative.model_validate(analysis.narrative) if analysis.narrative else None,
+        narrative_meta=analysis.narrative_meta,
         created_at=analysis.created_at,
         verdict=analysis.verdict,
         slo_results=[SloResult.model_validate(r) for r in analysis.slo_results],
@@ -48,13 +52,23 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
     summary="Judge a finished run against its SLOs and baseline",
 )
 async def analyse(
-    body: AnalyseIn, request: Request, response: Response, session: SessionDep
+    body: AnalyseIn,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> AnalysisOut:
     """`verdict` is `pass` only when every SLO passed and nothing regressed against the
     baseline runs (named in `baseline_run_ids`, each comparison in `comparisons`); CI can gate
-    on it."""
+    on it. With an LLM configured, `narrative` explains the findings (within
+    `PERF_AGENT_LLM_TIMEOUT_S`); without one, or when it fails, the deterministic findings
+    stand alone and `narrative_meta` says why."""
     analysis = await service.analyse(
-        session, run_id=body.run_id, baseline_run_ids=body.baseline_run_ids
+        session,
+        run_id=body.run_id,
+        baseline_run_ids=body.baseline_run_ids,
+        settings=settings,
+        sessionmaker=request.app.state.sessionmaker,
     )
     out = analysis_out(request, analysis)
     response.headers["Location"] = out.links["self"]

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
 
 Verdict = Literal["pass", "fail"]
@@ -81,6 +82,12 @@ class AnalysisOut(BaseModel):
     saturation: Saturation | None = Field(
         default=None, description="The knee of a run whose load varied (ramp, stress, …)"
     )
+    narrative: Narrative | None = Field(
+        default=None,
+        description="A model's explanation of the findings; every number in it was checked "
+        "against the data. Null when missing: see narrative_meta.status and .reason",
+    )
+    narrative_meta: dict[str, Any] | None = None
     created_at: datetime
     verdict: Verdict
     slo_results: list[SloResult]

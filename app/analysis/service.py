@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.analysis import findings as findings_mod
+from app.analysis import narrative as narrative_mod
 from app.analysis import regression, saturation
 from app.analysis.evaluate import evaluate
 from app.analysis.html import render_html
-from app.analysis.report import render_markdown
+from app.analysis.report import load_text, render_markdown
 from app.analysis.repository import AnalysisRepository
-from app.analysis.schemas import Comparison
+from app.analysis.schemas import Comparison, Finding, SloResult
 from app.baselines.repository import BaselineRepository
 from app.core import metrics
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.models import Analysis, Plan, Run, RunStatus
+from app.core.settings import Settings
+from app.models import Analysis, LLMCall, Plan, Run, RunResult, RunStatus
 from app.plans.schemas import PLATFORM_DEFAULT_SLOS, SLO, PlanSpec, effective_slos
 from app.runs.repository import RunRepository
 
@@ -111,8 +114,72 @@ async def find_knee(
     )
 
 
+_SLO_FACTS = {"objective", "endpoint", "sli", "target", "measured", "status"}
+_COMPARISON_FACTS = {
+    "endpoint", "sli", "baseline", "current", "change", "p_value", "effect_size", "verdict"
+}  # fmt: skip
+
+
+def facts_for_narrative(
+    *,
+    plan: Plan,
+    spec: PlanSpec,
+    verdict: str,
+    slo_results: list[SloResult],
+    comparisons: list[Comparison],
+    found: list[Finding],
+    results: dict[str, RunResult],
+    knee: saturation.Saturation | None,
+    warnings: list[str],
+) -> dict[str, Any]:
+    """What the model may know and cite: the analysis' own numbers, nothing else."""
+    return narrative_mod.round_floats(
+        {
+            "plan": plan.name,
+            "load": load_text(spec),
+            "verdict": verdict,
+            "slo_results": [
+                r.model_dump(
+                    include={"objective", "endpoint", "sli", "target", "measured", "status"}
+                )
+                for r in slo_results
+            ],
+            "comparisons": [
+                c.model_dump(include=_COMPARISON_FACTS)
+                for c in comparisons
+                if c.verdict in ("regression", "improvement")
+            ],
+            "findings": [
+                f.model_dump(include={"kind", "severity", "endpoint", "summary", "evidence"})
+                for f in found
+            ],
+            "results": [
+                {
+                    "endpoint": row.endpoint,
+                    "requests": row.requests,
+                    "failures": row.failures,
+                    "error_rate": row.error_rate,
+                    "rps": row.rps,
+                    "p50_ms": row.p50_ms,
+                    "p95_ms": row.p95_ms,
+                    "p99_ms": row.p99_ms,
+                    "max_ms": row.max_ms,
+                }
+                for row in results.values()
+            ],
+            "saturation": knee.model_dump(exclude={"levels"}) if knee else None,
+            "warnings": warnings,
+        }
+    )
+
+
 async def analyse(
-    session: AsyncSession, *, run_id: uuid.UUID, baseline_run_ids: list[uuid.UUID] | None = None
+    session: AsyncSession,
+    *,
+    run_id: uuid.UUID,
+    baseline_run_ids: list[uuid.UUID] | None = None,
+    settings: Settings | None = None,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> Analysis:
     runs = RunRepository(session)
     run = await runs.get(run_id)
@@ -190,6 +257,25 @@ async def analyse(
         if complete and all(r.status == "pass" for r in slo_results) and not regressed
         else "fail"
     )
+    analysis_id = uuid.uuid4()
+    story, story_meta = None, {"status": "not_configured", "reason": "no settings given"}
+    if settings is not None:
+        facts = facts_for_narrative(
+            plan=plan, spec=spec, verdict=verdict, slo_results=slo_results,
+            comparisons=comparisons, found=found, results=results, knee=knee, warnings=warnings,
+        )  # fmt: skip
+        story, story_meta = await narrative_mod.write(
+            facts, settings=settings, sessionmaker=sessionmaker, analysis_id=analysis_id
+        )
+    if story_meta["status"] == "rejected":
+        call = await session.get(LLMCall, uuid.UUID(story_meta["llm_call_id"]))
+        if call is not None:
+            call.outcome, call.error = "rejected", story_meta["reason"]
+    if story is None and story_meta["status"] != "not_configured":
+        warnings.append(
+            f"No narrative ({story_meta['status'].replace('_', ' ')}: {story_meta['reason']}); "
+            "the findings are the deterministic ones, from the raw metrics."
+        )
     report = render_markdown(
         plan=plan,
         spec=spec,
@@ -202,15 +288,19 @@ async def analyse(
         baseline_run_ids=[b.id for b in baselines],
         comparisons=comparisons,
         knee=knee,
+        narrative=story,
+        narrative_meta=story_meta,
     )
     analysis = Analysis(
-        id=uuid.uuid4(),
+        id=analysis_id,
         run_id=run.id,
         baseline_run_id=baselines[0].id if baselines else None,
         baseline_run_ids=[str(b.id) for b in baselines],
         baseline_source=baseline_source,
         comparisons=[c.model_dump(mode="json") for c in comparisons],
         saturation=knee.model_dump(mode="json") if knee else None,
+        narrative=story.model_dump(mode="json") if story else None,
+        narrative_meta=story_meta,
         verdict=verdict,
         slo_results=[r.model_dump(mode="json") for r in slo_results],
         findings=[f.model_dump(mode="json") for f in found],

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
     anthropic_model: str = "claude-sonnet-5"
     llm_planning_provider: Literal["openai", "anthropic"] = "openai"
+    llm_analysis_provider: Literal["auto", "openai", "anthropic"] = Field(
+        default="auto",
+        description="auto: Claude for complex multi-factor regressions, OpenAI otherwise",
+    )
     llm_timeout_s: float = Field(default=20.0, gt=0, le=120)
 
     @field_validator("max_vus")
