@@ -27,7 +27,15 @@ from app.main import create_app
 from tests.llm.fake_llm import fake_llm as fake_llm
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
-TABLES = ("llm_calls", "analyses", "baselines", "run_results", "runs", "plans")
+TABLES = (
+    "llm_calls",
+    "recommendation_feedback",
+    "analyses",
+    "baselines",
+    "run_results",
+    "runs",
+    "plans",
+)
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -281,4 +281,9 @@ def all_findings(
     found += confined_slowness(results)
     found += errors(results)
     found += long_tails(results)
+    numbered = 0
+    for finding in found:
+        if finding.recommendation:
+            numbered += 1
+            finding.recommendation_id = f"r{numbered}"
     return found

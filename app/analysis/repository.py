@@ -5,11 +5,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, text
+from sqlalchemy import exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis.regression import PerSecond
-from app.models import Analysis, Plan, Run, RunStatus
+from app.models import Analysis, Plan, RecommendationFeedback, Run, RunStatus
 
 # One second of a run for the charts: (elapsed_s, vus, requests, failures, p50, p95, p99).
 Point = tuple[int, int, int, int, float | None, float | None, float | None]
@@ -26,6 +26,30 @@ class AnalysisRepository:
 
     async def get(self, analysis_id: uuid.UUID) -> Analysis | None:
         return await self.session.get(Analysis, analysis_id)
+
+    async def feedback(
+        self, analysis_id: uuid.UUID, recommendation_id: str
+    ) -> RecommendationFeedback | None:
+        return await self.session.scalar(
+            select(RecommendationFeedback).where(
+                RecommendationFeedback.analysis_id == analysis_id,
+                RecommendationFeedback.recommendation_id == recommendation_id,
+            )
+        )
+
+    async def add_feedback(self, feedback: RecommendationFeedback) -> RecommendationFeedback:
+        self.session.add(feedback)
+        await self.session.flush()
+        return feedback
+
+    async def feedback_counts(self) -> list[tuple[str, str, int]]:
+        """(finding kind, verdict, count) over every recommendation's latest verdict."""
+        rows = await self.session.execute(
+            select(
+                RecommendationFeedback.kind, RecommendationFeedback.verdict, func.count()
+            ).group_by(RecommendationFeedback.kind, RecommendationFeedback.verdict)
+        )
+        return [(kind, verdict, count) for kind, verdict, count in rows]
 
     async def runs(self, run_ids: Sequence[uuid.UUID]) -> Sequence[Run]:
         return (await self.session.scalars(select(Run).where(Run.id.in_(run_ids)))).all()

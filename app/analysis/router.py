@@ -8,7 +8,16 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from app.analysis import service
 from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
-from app.analysis.schemas import AnalyseIn, AnalysisOut, Comparison, Finding, SloResult
+from app.analysis.schemas import (
+    AnalyseIn,
+    AnalysisOut,
+    Comparison,
+    FeedbackIn,
+    FeedbackOut,
+    Finding,
+    RecommendationKPI,
+    SloResult,
+)
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.openapi import problems
@@ -101,3 +110,31 @@ async def get_analysis_report_html(analysis_id: uuid.UUID, session: SessionDep) 
     """One self-contained page (inline SVG charts, no scripts): latency percentiles, RPS,
     errors and VUs second by second, the baseline's p95 and RPS dashed, the knee marked."""
     return HTMLResponse(await service.html_report(session, analysis_id))
+
+
+@router.post(
+    "/analyses/{analysis_id}/recommendations/{recommendation_id}/feedback",
+    status_code=201,
+    response_model=FeedbackOut,
+    responses={200: {"model": FeedbackOut}, **problems(404, 422)},
+    summary="Accept or reject one recommendation of an analysis",
+)
+async def recommendation_feedback(
+    analysis_id: uuid.UUID,
+    recommendation_id: str,
+    body: FeedbackIn,
+    response: Response,
+    session: SessionDep,
+) -> FeedbackOut:
+    """201 for a first verdict, 200 when it replaces an earlier one (the latest counts in
+    `GET /recommendations/kpi`)."""
+    feedback, created = await service.give_feedback(session, analysis_id, recommendation_id, body)
+    if not created:
+        response.status_code = 200
+    return FeedbackOut.model_validate(feedback)
+
+
+@router.get("/recommendations/kpi", response_model=RecommendationKPI)
+async def recommendations_kpi(session: SessionDep) -> RecommendationKPI:
+    """The acceptance rate of recommendations, overall and per kind of finding."""
+    return await service.recommendation_kpi(session)

@@ -47,6 +47,11 @@ class Finding(BaseModel):
     summary: str
     evidence: dict[str, float | int | str | None] = Field(default_factory=dict)
     recommendation: str | None = None
+    recommendation_id: str | None = Field(
+        default=None,
+        description="Where engineers give feedback: "
+        "POST /analyses/{id}/recommendations/{recommendation_id}/feedback",
+    )
 
 
 class Comparison(BaseModel):
@@ -94,3 +99,36 @@ class AnalysisOut(BaseModel):
     findings: list[Finding]
     warnings: list[str]
     links: dict[str, str]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Literal["accepted", "rejected"]
+    comment: str | None = Field(default=None, max_length=2000)
+    author: str | None = Field(default=None, max_length=200)
+
+
+class FeedbackOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    analysis_id: uuid.UUID
+    recommendation_id: str
+    kind: str
+    verdict: str
+    comment: str | None
+    author: str | None
+    created_at: datetime
+
+
+class AcceptanceRate(BaseModel):
+    accepted: int
+    rejected: int
+    acceptance_rate: float | None = Field(description="accepted / (accepted + rejected)")
+
+
+class RecommendationKPI(AcceptanceRate):
+    """How often engineers accept the analyses' recommendations (seed §7), overall and per
+    finding kind; each recommendation counts once, with its latest verdict."""
+
+    by_kind: dict[str, AcceptanceRate]

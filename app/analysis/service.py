@@ -14,12 +14,27 @@ from app.analysis.evaluate import evaluate
 from app.analysis.html import render_html
 from app.analysis.report import load_text, render_markdown
 from app.analysis.repository import AnalysisRepository
-from app.analysis.schemas import Comparison, Finding, SloResult
+from app.analysis.schemas import (
+    AcceptanceRate,
+    Comparison,
+    FeedbackIn,
+    Finding,
+    RecommendationKPI,
+    SloResult,
+)
 from app.baselines.repository import BaselineRepository
 from app.core import metrics
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.settings import Settings
-from app.models import Analysis, LLMCall, Plan, Run, RunResult, RunStatus
+from app.models import (
+    Analysis,
+    LLMCall,
+    Plan,
+    RecommendationFeedback,
+    Run,
+    RunResult,
+    RunStatus,
+)
 from app.plans.schemas import PLATFORM_DEFAULT_SLOS, SLO, PlanSpec, effective_slos
 from app.runs.repository import RunRepository
 
@@ -337,3 +352,54 @@ async def get_analysis(session: AsyncSession, analysis_id: uuid.UUID) -> Analysi
     if analysis is None:
         raise NotFound(f"no analysis {analysis_id}", code="analysis.not_found")
     return analysis
+
+
+async def give_feedback(
+    session: AsyncSession, analysis_id: uuid.UUID, recommendation_id: str, body: FeedbackIn
+) -> tuple[RecommendationFeedback, bool]:
+    """Record (or change) a verdict on one recommendation; True when it is new."""
+    analysis = await get_analysis(session, analysis_id)
+    finding = next(
+        (f for f in analysis.findings if f.get("recommendation_id") == recommendation_id), None
+    )
+    if finding is None:
+        raise NotFound(
+            f"analysis {analysis_id} has no recommendation {recommendation_id!r}",
+            code="recommendation.not_found",
+        )
+    repo = AnalysisRepository(session)
+    feedback = await repo.feedback(analysis_id, recommendation_id)
+    created = feedback is None
+    if feedback is None:
+        feedback = RecommendationFeedback(
+            id=uuid.uuid4(),
+            analysis_id=analysis_id,
+            recommendation_id=recommendation_id,
+            kind=finding["kind"],
+            verdict=body.verdict,
+        )
+    feedback.verdict = body.verdict
+    feedback.comment = body.comment
+    feedback.author = body.author
+    await repo.add_feedback(feedback)
+    metrics.RECOMMENDATION_FEEDBACK.labels(verdict=body.verdict, kind=finding["kind"]).inc()
+    return feedback, created
+
+
+def _rate(accepted: int, rejected: int) -> AcceptanceRate:
+    total = accepted + rejected
+    return AcceptanceRate(
+        accepted=accepted, rejected=rejected, acceptance_rate=accepted / total if total else None
+    )
+
+
+async def recommendation_kpi(session: AsyncSession) -> RecommendationKPI:
+    per_kind: dict[str, dict[str, int]] = {}
+    for kind, verdict, count in await AnalysisRepository(session).feedback_counts():
+        per_kind.setdefault(kind, {"accepted": 0, "rejected": 0})[verdict] = count
+    accepted = sum(v["accepted"] for v in per_kind.values())
+    rejected = sum(v["rejected"] for v in per_kind.values())
+    return RecommendationKPI(
+        **_rate(accepted, rejected).model_dump(),
+        by_kind={k: _rate(v["accepted"], v["rejected"]) for k, v in sorted(per_kind.items())},
+    )

@@ -15,3 +15,8 @@ BUDGET_ALERTS = Counter(
 BUDGET_STOPS = Counter(
     "perf_agent_budget_stops_total", "Runs stopped at 100 % of their cost budget", ["resource"]
 )
+RECOMMENDATION_FEEDBACK = Counter(
+    "perf_agent_recommendation_feedback_total",
+    "Engineers' verdicts on analysis recommendations",
+    ["verdict", "kind"],
+)

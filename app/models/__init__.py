@@ -4,6 +4,7 @@ from app.models.analysis import Analysis
 from app.models.base import Base
 from app.models.baseline import Baseline
 from app.models.dataset import Dataset
+from app.models.feedback import RecommendationFeedback
 from app.models.llm_call import LLMCall
 from app.models.plan import Plan, PlanStatus
 from app.models.run import (
@@ -25,6 +26,7 @@ __all__ = [
     "LLMCall",
     "Plan",
     "PlanStatus",
+    "RecommendationFeedback",
     "Run",
     "RunEvent",
     "RunHistogram",
