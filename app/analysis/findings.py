@@ -40,8 +40,15 @@ def slo_breaches(slo_results: list[SloResult]) -> list[Finding]:
                     recommendation=f"Check that {scope} answers with its expected status.",
                 )
             )
-        elif res.status == "fail" and res.measured is not None:
-            if res.sli == "error_rate":
+        elif res.status in ("fail", "warning") and res.measured is not None:
+            if res.absolute_ok is not False and res.change is not None:
+                shown = (
+                    f"{res.measured:g} against {res.baseline:g} in the baseline "
+                    f"({res.change * 100:+.1f}%)"
+                )
+            elif res.target is None:
+                shown = f"{res.measured:g}"
+            elif res.sli == "error_rate":
                 shown = f"{res.measured * 100:.2f}% against {res.target * 100:g}%"
             elif res.sli == "rps":
                 shown = f"{res.measured:.1f}/s against {res.target:g}/s"
@@ -50,10 +57,11 @@ def slo_breaches(slo_results: list[SloResult]) -> list[Finding]:
                 shown = f"{res.measured:.1f} ms, {ratio:.1f}× its {res.target:g} ms target"
             found.append(
                 Finding(
-                    kind="slo_breach",
-                    severity="critical",
+                    kind="slo_breach" if res.status == "fail" else "slo_warning",
+                    severity="critical" if res.status == "fail" else "warning",
                     endpoint=res.endpoint,
-                    summary=f"{scope} breaks {res.objective}: {res.sli} = {shown}",
+                    summary=f"{scope} {'breaks' if res.status == 'fail' else 'only warns on'} "
+                    f"{res.objective}: {res.sli} = {shown}",
                     evidence={"measured": res.measured, "target": res.target, "sli": res.sli},
                 )
             )

@@ -141,7 +141,12 @@ def render_markdown(
     ]
     for res in slo_results:
         k6 = {True: "ok", False: "failed", None: "—"}[res.k6_threshold_ok]
-        result = {"pass": "✅ pass", "fail": "❌ fail", "no_data": "❌ no data"}[res.status]
+        result = {
+            "pass": "✅ pass",
+            "warning": "⚠️ warning",
+            "fail": "❌ fail",
+            "no_data": "❌ no data",
+        }[res.status]
         scope = _code(res.endpoint) if res.endpoint else "all"
         lines.append(f"| {res.objective} | {scope} | {_measured(res)} | {result} | {k6} |")
     lines += [

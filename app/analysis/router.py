@@ -16,6 +16,7 @@ from app.analysis.schemas import (
     FeedbackOut,
     Finding,
     RecommendationKPI,
+    Score,
     SloResult,
 )
 from app.core.db import SessionDep
@@ -34,6 +35,7 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         baseline_run_ids=analysis.baseline_run_ids,
         baseline_source=analysis.baseline_source,
         comparisons=[Comparison.model_validate(c) for c in analysis.comparisons],
+        score=Score.model_validate(analysis.score) if analysis.score else None,
         saturation=Saturation.model_validate(analysis.saturation) if analysis.saturation else None,
         narrative=Narrative.model_validate(analysis.narrative) if analysis.narrative else None,
         narrative_meta=analysis.narrative_meta,

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
 
-Verdict = Literal["pass", "fail"]
+Verdict = Literal["pass", "warning", "fail"]
 
 
 class AnalyseIn(BaseModel):
@@ -28,16 +28,38 @@ class SloResult(BaseModel):
     """One objective judged: which number was compared with which target, and how."""
 
     key: str
-    objective: str = Field(description="e.g. 'p95 < 300ms'")
+    objective: str = Field(description="e.g. 'p95 < 300ms', 'p95 <= +10%'")
     endpoint: str | None = Field(description="null: all requests")
     sli: str
     op: str
-    target: float
+    target: float | None = Field(description="The absolute criterion's target; null if none")
     unit: str
     measured: float | None = Field(description="null: k6 measured nothing for this SLI")
-    status: Literal["pass", "fail", "no_data"]
+    status: Literal["pass", "warning", "fail", "no_data"]
     source: str = Field(description="The k6 metric and statistic the measurement came from")
     k6_threshold_ok: bool | None = Field(description="k6's own verdict on the same threshold")
+    baseline: float | None = Field(
+        default=None, description="Median of the baseline runs' values, for a relative criterion"
+    )
+    change: float | None = Field(default=None, description="(measured − baseline) / baseline")
+    warning: str | None = Field(default=None, description="The warning criterion, if any")
+    weight: int = 1
+    key_sli: bool = False
+    score: float = Field(default=0, description="Points earned: weight, half on a warning")
+    absolute_ok: bool | None = Field(
+        default=None, description="Whether the absolute criterion held (k6 judged the same)"
+    )
+    note: str | None = None
+
+
+class Score(BaseModel):
+    """Keptn's total score over the objectives, with the plan's targets."""
+
+    value: float = Field(description="Points earned / points possible × 100")
+    pass_target: float
+    warning_target: float
+    result: Literal["pass", "warning", "fail"]
+    failed_key_slis: list[str] = Field(default_factory=list)
 
 
 class Finding(BaseModel):
@@ -84,6 +106,7 @@ class AnalysisOut(BaseModel):
         default=None, description="requested, promoted or last_passing"
     )
     comparisons: list[Comparison] = Field(default_factory=list)
+    score: Score | None = None
     saturation: Saturation | None = Field(
         default=None, description="The knee of a run whose load varied (ramp, stress, …)"
     )

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.analysis import findings as findings_mod
 from app.analysis import narrative as narrative_mod
 from app.analysis import regression, saturation
-from app.analysis.evaluate import evaluate
+from app.analysis.evaluate import evaluate, total_score
 from app.analysis.html import render_html
 from app.analysis.report import load_text, render_markdown
 from app.analysis.repository import AnalysisRepository
@@ -236,17 +236,6 @@ async def analyse(
             + ", ".join(PLATFORM_DEFAULT_SLOS)
             + "). Add SLOs to the plan to judge it against its own targets."
         )
-    slo_results = evaluate(slos, results, run.summary)
-    disagreements = [
-        r.key
-        for r in slo_results
-        if r.k6_threshold_ok is not None and r.k6_threshold_ok != (r.status == "pass")
-    ]
-    if disagreements:
-        warnings.append(
-            "k6's own threshold verdict differs from this analysis for: " + ", ".join(disagreements)
-        )
-
     baselines, baseline_source = await choose_baselines(session, run, plan, baseline_run_ids)
     comparisons: list[Comparison] = []
     if baselines:
@@ -263,15 +252,29 @@ async def analyse(
             "with earlier runs; regressions were not looked for."
         )
 
+    baseline_results = [{row.endpoint: row for row in await runs.results(b.id)} for b in baselines]
+    slo_results = evaluate(slos, results, run.summary, baseline_results)
+    score = total_score(slo_results, spec.scoring)
+    disagreements = [
+        r.key
+        for r in slo_results
+        if r.k6_threshold_ok is not None
+        and r.absolute_ok is not None
+        and r.k6_threshold_ok != r.absolute_ok
+    ]
+    if disagreements:
+        warnings.append(
+            "k6's own threshold verdict differs from this analysis for: " + ", ".join(disagreements)
+        )
+
     knee = await find_knee(session, run, spec, slos)
     found = findings_mod.all_findings(slo_results, results, comparisons, knee)
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
-    verdict = (
-        "pass"
-        if complete and all(r.status == "pass" for r in slo_results) and not regressed
-        else "fail"
-    )
+    if not complete or regressed or score.result == "fail":
+        verdict = "fail"
+    else:
+        verdict = score.result
     analysis_id = uuid.uuid4()
     story, story_meta = None, {"status": "not_configured", "reason": "no settings given"}
     if settings is not None:
@@ -313,6 +316,7 @@ async def analyse(
         baseline_run_ids=[str(b.id) for b in baselines],
         baseline_source=baseline_source,
         comparisons=[c.model_dump(mode="json") for c in comparisons],
+        score=score.model_dump(mode="json"),
         saturation=knee.model_dump(mode="json") if knee else None,
         narrative=story.model_dump(mode="json") if story else None,
         narrative_meta=story_meta,

@@ -33,6 +33,7 @@ class Analysis(IdMixin, Base):
     comparisons: Mapped[list[dict[str, Any]]] = mapped_column(
         JSONB, nullable=False, default=list, server_default="[]"
     )
+    score: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     saturation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     narrative: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # status (ok, not_configured, timeout, provider_error, invalid_output, rejected), provider,

@@ -72,7 +72,7 @@ def duration_metric(step: str | None) -> str:
 
 
 def slo_threshold(slo: SLO) -> tuple[str, str]:
-    """An SLO as a k6 threshold: (metric, expression)."""
+    """An SLO's absolute criterion as a k6 threshold: (metric, expression)."""
     if slo.sli == "error_rate":
         return failed_metric(slo.endpoint), f"rate{slo.op}{slo.target:g}"
     if slo.sli == "rps":
@@ -84,6 +84,8 @@ def thresholds(spec: PlanSpec, slos: list[SLO]) -> dict[str, list[Any]]:
     result: dict[str, list[Any]] = {}
     abort = spec.load_profile.abort_on_fail
     for slo in slos:
+        if slo.target is None:
+            continue  # relative to a baseline: only the analysis can judge it
         metric, expression = slo_threshold(slo)
         entry: Any = expression
         if abort:

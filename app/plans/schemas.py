@@ -368,8 +368,10 @@ Op = Literal["<", "<=", ">", ">="]
 
 _SLO_TEXT = re.compile(
     r"^\s*(?P<sli>[a-z_][a-z0-9_]*|p\(\d+(?:\.\d+)?\))\s*(?P<op><=|>=|<|>)\s*"
-    r"(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|%|/s)?\s*$"
+    r"(?P<sign>[+-])?(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|%|/s)?\s*$"
 )
+# A criterion without its SLI, as in Keptn's SLO files: "<600ms", "<=+10%".
+_CRITERION = re.compile(r"^\s*(?P<op><=|>=|<|>)\s*(?P<rest>[+-]?\d.*)$")
 _SLI_ALIASES = {
     "p(50)": "p50",
     "p(90)": "p90",
@@ -384,11 +386,28 @@ _SLI_ALIASES = {
 
 
 class SLO(Strict):
-    """One objective. Latency targets are in milliseconds, error rates are fractions."""
+    """One objective, in the spirit of Keptn's SLO files. Latency targets are in milliseconds,
+    error rates are fractions.
+
+    It passes when its absolute criterion (``op`` ``target``) and its relative one
+    (``relative_op`` ``relative_change``, against the baseline runs' value) both hold; if
+    not, it is a warning when its ``warning`` criterion holds, else it fails. Passing earns
+    ``weight`` points, a warning half of them; a failed ``key_sli`` fails the whole
+    evaluation whatever the score."""
 
     sli: SLI
     op: Op
-    target: float = Field(ge=0)
+    target: float | None = Field(
+        default=None, ge=0, description="Absolute pass criterion; null when only relative"
+    )
+    relative_op: Op | None = None
+    relative_change: float | None = Field(
+        default=None, description="Relative pass criterion: +0.10 is 'at most 10 % above'"
+    )
+    warning_op: Op | None = None
+    warning_target: float | None = Field(default=None, ge=0)
+    weight: int = Field(default=1, ge=1, le=100)
+    key_sli: bool = Field(default=False, description="Failing it fails the whole evaluation")
     endpoint: str | None = Field(default=None, description="Step name; omitted: all requests.")
 
     @model_validator(mode="before")
@@ -399,21 +418,43 @@ class SLO(Strict):
             del value["step"]
         return value
 
+    @model_validator(mode="after")
+    def _has_a_criterion(self) -> SLO:
+        if self.target is None and self.relative_change is None:
+            raise ValueError(f"the {self.sli} objective needs an absolute or a relative criterion")
+        if (self.relative_op is None) != (self.relative_change is None):
+            raise ValueError("a relative criterion needs both relative_op and relative_change")
+        if (self.warning_op is None) != (self.warning_target is None):
+            raise ValueError("a warning criterion needs both warning_op and warning_target")
+        return self
+
     @property
     def unit(self) -> str:
         if self.sli in LATENCY_SLIS:
             return "ms"
         return "%" if self.sli == "error_rate" else "/s"
 
+    def shown(self, value: float) -> str:
+        if self.sli == "error_rate":
+            return f"{value * 100:g}%"
+        if self.sli == "rps":
+            return f"{value:g}/s"
+        return f"{value:g}ms"
+
     @property
     def text(self) -> str:
-        if self.sli == "error_rate":
-            shown = f"{self.target * 100:g}%"
-        elif self.sli == "rps":
-            shown = f"{self.target:g}/s"
-        else:
-            shown = f"{self.target:g}ms"
-        return f"{self.sli} {self.op} {shown}"
+        parts = []
+        if self.target is not None:
+            parts.append(f"{self.sli} {self.op} {self.shown(self.target)}")
+        if self.relative_change is not None:
+            parts.append(f"{self.sli} {self.relative_op} {self.relative_change * 100:+g}%")
+        return " and ".join(parts)
+
+    @property
+    def warning_text(self) -> str | None:
+        if self.warning_target is None:
+            return None
+        return f"{self.sli} {self.warning_op} {self.shown(self.warning_target)}"
 
     @property
     def key(self) -> str:
@@ -421,14 +462,28 @@ class SLO(Strict):
 
 
 def parse_slo_text(text: str) -> dict[str, Any]:
+    """'p95 < 300ms' → absolute; 'p95 <= +10%' → relative to the baseline (a signed %)."""
     match = _SLO_TEXT.match(text.lower())
     if not match:
         raise ValueError(
-            f"{text!r} is not an objective like 'p95 < 300ms', 'error_rate < 1%' or 'rps > 50'"
+            f"{text!r} is not an objective like 'p95 < 300ms', 'error_rate < 1%', 'rps > 50' "
+            "or, relative to the baseline, 'p95 <= +10%'"
         )
     sli = _SLI_ALIASES.get(match["sli"], match["sli"])
+    if sli not in SLI.__args__:  # type: ignore[attr-defined]
+        raise ValueError(f"{text!r}: unknown indicator {match['sli']!r}")
     value = float(match["value"])
     unit = match["unit"]
+    if match["sign"]:
+        if unit != "%":
+            raise ValueError(f"{text!r}: a relative criterion is a signed percentage, e.g. +10%")
+        change = value / 100 * (-1 if match["sign"] == "-" else 1)
+        return {
+            "sli": sli,
+            "op": match["op"],
+            "relative_op": match["op"],
+            "relative_change": change,
+        }
     if sli in LATENCY_SLIS:
         if unit not in (None, "ms", "s"):
             raise ValueError(f"{text!r}: latency is measured in ms or s")
@@ -445,18 +500,66 @@ def parse_slo_text(text: str) -> dict[str, Any]:
     return {"sli": sli, "op": match["op"], "target": value}
 
 
+def _criterion(sli: str, text: str, field: str) -> dict[str, Any]:
+    if not isinstance(text, str) or not _CRITERION.match(text):
+        raise ValueError(f"{field} must be a criterion like '<600ms' or '<=+10%', not {text!r}")
+    return parse_slo_text(f"{sli} {text.strip()}")
+
+
 def _slo_input(value: Any) -> Any:
+    """An SLO as text, as {objective, endpoint, …}, or Keptn-style
+    {sli, pass: [criteria…], warning: criterion, weight, key_sli}."""
     if isinstance(value, str):
         return parse_slo_text(value)
-    if isinstance(value, dict) and "objective" in value:
-        rest = {k: v for k, v in value.items() if k != "objective"}
+    if not isinstance(value, dict):
+        return value
+    rest = {k: v for k, v in value.items() if k not in ("objective", "pass", "warning")}
+    parsed: dict[str, Any] = {}
+    if "objective" in value:
         if not isinstance(value["objective"], str):
             raise ValueError("objective must be a string like 'p95 < 300ms'")
-        return {**parse_slo_text(value["objective"]), **rest}
-    return value
+        parsed = parse_slo_text(value["objective"])
+    elif "pass" in value:
+        criteria = value["pass"] if isinstance(value["pass"], list) else [value["pass"]]
+        sli = _SLI_ALIASES.get(str(value.get("sli", "")).lower(), str(value.get("sli", "")))
+        for text in criteria:
+            one = _criterion(sli, text, "pass")
+            if ("target" in one and "target" in parsed) or (
+                "relative_change" in one and ("relative_change" in parsed)
+            ):
+                raise ValueError("pass takes at most one absolute and one relative criterion")
+            if "target" in one:
+                parsed.update(one)  # the absolute criterion owns ``op``
+            else:
+                parsed.setdefault("sli", one["sli"])
+                parsed.setdefault("op", one["op"])
+                parsed["relative_op"] = one["relative_op"]
+                parsed["relative_change"] = one["relative_change"]
+        rest.pop("sli", None)
+    if "warning" in value:
+        sli = parsed.get("sli") or value.get("sli", "")
+        warn = _criterion(str(sli), value["warning"], "warning")
+        if "target" not in warn:
+            raise ValueError("a warning criterion is absolute, like '<600ms'")
+        parsed["warning_op"], parsed["warning_target"] = warn["op"], warn["target"]
+    return {**parsed, **rest}
 
 
 SLOInput = Annotated[SLO, BeforeValidator(_slo_input)]
+
+
+class Scoring(Strict):
+    """Keptn's total score: objectives earn their weight when they pass, half of it on a
+    warning. The defaults (100/100) mean every objective must pass."""
+
+    pass_: float = Field(default=100, ge=0, le=100, alias="pass")
+    warning: float = Field(default=100, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scoring:
+        if self.warning > self.pass_:
+            raise ValueError("scoring.warning cannot be above scoring.pass")
+        return self
 
 
 class Budget(Strict):
@@ -487,7 +590,13 @@ class PlanSpec(Strict):
     )
     slos: list[SLOInput] = Field(
         default_factory=list,
-        description="'p95 < 300ms' or {objective, endpoint}; none given: platform defaults.",
+        description="'p95 < 300ms', 'p95 <= +10%' (against the baseline), {objective, "
+        "endpoint, warning, weight, key_sli} or Keptn-style {sli, pass: [criteria], warning}; "
+        "none given: platform defaults.",
+    )
+    scoring: Scoring = Field(
+        default_factory=lambda: Scoring(),
+        description="Total score (0-100) an evaluation needs to pass, or to be a warning",
     )
     seed: int = Field(default=1, ge=0, le=2**31 - 1, description="Seed for everything random")
     budget: Budget | None = Field(

@@ -28,7 +28,14 @@ async def test_json_plan_is_stored_with_its_script(client: AsyncClient) -> None:
         "op": "<",
         "target": 0.01,
         "endpoint": "create_order",
+        "relative_op": None,
+        "relative_change": None,
+        "warning_op": None,
+        "warning_target": None,
+        "weight": 1,
+        "key_sli": False,
     }
+    assert body["spec"]["scoring"] == {"pass": 100, "warning": 100}
 
 
 async def test_yaml_plan_round_trips_through_get(client: AsyncClient) -> None:
