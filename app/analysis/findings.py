@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from typing import Any
 
 from app.analysis.saturation import Saturation
 from app.analysis.schemas import Comparison, Finding, SloResult
@@ -170,7 +171,13 @@ def baseline_changes(comparisons: list[Comparison]) -> list[Finding]:
                 f"{scope} {'regressed' if kind == 'regression' else 'improved'} against the "
                 f"baseline: " + "; ".join(_sli_text(c) for c in changed)
             )
-            if lead.sli != "error_rate" and lead.effect_size is not None:
+            if lead.p_value is None and lead.effect_size is not None:
+                summary += (
+                    f" — {abs(lead.effect_size):.1f} robust standard deviations "
+                    f"{'above' if kind == 'regression' else 'below'} the median of "
+                    f"{lead.n_baseline} past runs"
+                )
+            elif lead.sli != "error_rate" and lead.effect_size is not None:
                 summary += (
                     f" — per-second {lead.sli} {'higher' if kind == 'regression' else 'lower'} "
                     f"than the baseline's in most seconds (Cliff's δ {lead.effect_size:+.2f}, "
@@ -277,14 +284,36 @@ def saturation_findings(knee: Saturation | None) -> list[Finding]:
     return found
 
 
+def history_findings(shifts: list[dict[str, Any]]) -> list[Finding]:
+    found = []
+    for shift in shifts:
+        scope = "all requests" if shift["endpoint"] == RunResult.ALL else f"`{shift['endpoint']}`"
+        shown = (lambda v: f"{v * 100:.2f}%") if shift["sli"] == "error_rate" else _fmt
+        change = f" ({shift['change'] * 100:+.0f}%)" if shift["change"] is not None else ""
+        found.append(
+            Finding(
+                kind="history_shift",
+                severity="info",
+                endpoint=None if shift["endpoint"] == RunResult.ALL else shift["endpoint"],
+                summary=f"{scope} {shift['sli']} shifted for good at {shift['at'][:16]}: median "
+                f"{shown(shift['before'])} over {shift['points_before']} runs before, "
+                f"{shown(shift['after'])} over {shift['points_after']} from there{change}",
+                evidence={k: shift[k] for k in ("at", "before", "after", "change")},
+            )
+        )
+    return found
+
+
 def all_findings(
     slo_results: list[SloResult],
     results: Mapping[str, RunResult],
     comparisons: list[Comparison],
     knee: Saturation | None = None,
+    shifts: list[dict[str, Any]] | None = None,
 ) -> list[Finding]:
     found = slo_breaches(slo_results)
     found += baseline_changes(comparisons)
+    found += history_findings(shifts or [])
     found += saturation_findings(knee)
     found += confined_slowness(results)
     found += errors(results)

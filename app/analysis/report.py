@@ -177,7 +177,7 @@ def render_markdown(
                 else f"none of {len(comparisons)} comparisons moved beyond noise."
             ),
             "",
-            "| Scope | SLI | Baseline | Run | Change | Cliff's δ | p | Verdict |",
+            "| Scope | SLI | Baseline | Run | Change | Effect | p | Verdict |",
             "|---|---|---:|---:|---:|---:|---:|---|",
         ]
         for c in comparisons:
@@ -196,9 +196,11 @@ def render_markdown(
             )
         lines += [
             "",
-            "Latency: Mann-Whitney U on the per-second percentile values, with Cliff's δ as "
-            "effect size; a regression needs p < 0.01, |δ| ≥ 0.33 and a practical change of "
-            "the whole-run value (≥ 15 % and ≥ 1 ms). Error rate: Fisher's exact test.",
+            "Against baseline runs — latency: Mann-Whitney U on the per-second percentile "
+            "values, effect = Cliff's δ; a regression needs p < 0.01, |δ| ≥ 0.33 and a "
+            "practical change of the whole-run value (≥ 15 % and ≥ 1 ms); error rate: Fisher's "
+            "exact test. Against history — effect = robust z (median, 1.4826 × MAD) of the "
+            "past values, |z| ≥ 3 plus the same practical change.",
         ]
     if knee is not None:
         unit = "VUs" if knee.load_metric == "vus" else "req/s offered"

@@ -103,10 +103,15 @@ class AnalysisOut(BaseModel):
         default_factory=list, description="Every run this one was compared with"
     )
     baseline_source: str | None = Field(
-        default=None, description="requested, promoted or last_passing"
+        default=None,
+        description="requested, promoted, last_passing, or history (imported or past values)",
     )
     comparisons: list[Comparison] = Field(default_factory=list)
     score: Score | None = None
+    history_shifts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Lasting shifts in the plan's history (p95, error rate), this run included",
+    )
     saturation: Saturation | None = Field(
         default=None, description="The knee of a run whose load varied (ramp, stress, …)"
     )

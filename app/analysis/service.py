@@ -22,7 +22,9 @@ from app.analysis.schemas import (
     RecommendationKPI,
     SloResult,
 )
+from app.baselines import history
 from app.baselines.repository import BaselineRepository
+from app.baselines.service import history_series
 from app.core import metrics
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.settings import Settings
@@ -246,11 +248,33 @@ async def analyse(
                 "The baseline comparison had too little data (fewer than "
                 f"{regression.MIN_SECONDS} seconds with responses in the run or its baselines)."
             )
-    else:
-        warnings.append(
-            "No baseline: promote a run (POST /baselines) or pass baseline_run_ids to compare "
-            "with earlier runs; regressions were not looked for."
-        )
+    past = await history_series(
+        session, plan, spec.target.environment, before=run.created_at, exclude_run=run.id
+    )
+    if not baselines:
+        current = {
+            endpoint: {sli: getattr(row, column) for sli, column in history.SLI_COLUMNS.items()}
+            for endpoint, row in results.items()
+        }
+        values = {key: [(at, value) for at, value, *_ in points] for key, points in past.items()}
+        comparisons = history.compare_to_history(current, values)
+        if any(c.verdict != "insufficient_data" for c in comparisons):
+            baseline_source = "history"
+        else:
+            comparisons = []
+            warnings.append(
+                "No baseline: promote a run (POST /baselines), pass baseline_run_ids, or import "
+                f"the plan's history (at least {history.MIN_POINTS} past values); regressions "
+                "were not looked for."
+            )
+    timeline = {key: [(at, value) for at, value, *_ in points] for key, points in past.items()}
+    now = run.started_at or run.created_at
+    for endpoint, row in results.items():
+        for sli in ("p95", "error_rate"):
+            value = getattr(row, history.SLI_COLUMNS[sli])
+            if value is not None:
+                timeline.setdefault((endpoint, sli), []).append((now, float(value)))
+    history_shifts = history.shifts(timeline)
 
     baseline_results = [{row.endpoint: row for row in await runs.results(b.id)} for b in baselines]
     slo_results = evaluate(slos, results, run.summary, baseline_results)
@@ -268,7 +292,7 @@ async def analyse(
         )
 
     knee = await find_knee(session, run, spec, slos)
-    found = findings_mod.all_findings(slo_results, results, comparisons, knee)
+    found = findings_mod.all_findings(slo_results, results, comparisons, knee, history_shifts)
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
     if not complete or regressed or score.result == "fail":
@@ -317,6 +341,7 @@ async def analyse(
         baseline_source=baseline_source,
         comparisons=[c.model_dump(mode="json") for c in comparisons],
         score=score.model_dump(mode="json"),
+        history_shifts=history_shifts,
         saturation=knee.model_dump(mode="json") if knee else None,
         narrative=story.model_dump(mode="json") if story else None,
         narrative_meta=story_meta,

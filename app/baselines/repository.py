@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Baseline
+from app.models import Baseline, HistoryPoint, Plan, Run, RunResult, RunStatus
 
 
 class BaselineRepository:
@@ -39,3 +42,50 @@ class BaselineRepository:
         if excluding_run is not None:
             query = query.where(Baseline.run_id != excluding_run)
         return await self.session.scalar(query)
+
+    async def family_runs(
+        self, family_id: uuid.UUID, *, before: datetime | None = None
+    ) -> Sequence[tuple[Run, str]]:
+        """The plan family's succeeded runs, oldest first, each with its environment."""
+        query = (
+            select(Run, Plan.spec["target"]["environment"].astext)
+            .join(Plan, Plan.id == Run.plan_id)
+            .where(Plan.family_id == family_id, Run.status == RunStatus.succeeded)
+            .order_by(Run.created_at)
+        )
+        if before is not None:
+            query = query.where(Run.created_at < before)
+        return [(run, env or "staging") for run, env in (await self.session.execute(query))]
+
+    async def results_of(self, run_ids: Sequence[uuid.UUID]) -> Sequence[RunResult]:
+        if not run_ids:
+            return []
+        query = select(RunResult).where(RunResult.run_id.in_(run_ids))
+        return (await self.session.scalars(query)).all()
+
+    async def history_points(
+        self, family_id: uuid.UUID, environment: str, *, before: datetime | None = None
+    ) -> Sequence[HistoryPoint]:
+        query = select(HistoryPoint).where(
+            HistoryPoint.family_id == family_id, HistoryPoint.environment == environment
+        )
+        if before is not None:
+            query = query.where(HistoryPoint.at < before)
+        return (await self.session.scalars(query.order_by(HistoryPoint.at))).all()
+
+    async def upsert_points(self, rows: list[dict[str, Any]]) -> None:
+        """Insert points; one at the same time for the same series replaces the old value."""
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start : start + 1000]
+            statement = insert(HistoryPoint).values(chunk)
+            await self.session.execute(
+                statement.on_conflict_do_update(
+                    constraint="uq_history_points_point",
+                    set_={
+                        "value": statement.excluded.value,
+                        "label": statement.excluded.label,
+                        "imported_at": statement.excluded.imported_at,
+                    },
+                )
+            )
+        await self.session.flush()

@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter
 
 from app.baselines import service
-from app.baselines.schemas import BaselineOut, PromoteIn
+from app.baselines.schemas import BaselineOut, HistoryDocument, HistoryImported, PromoteIn
 from app.core.db import SessionDep
 from app.core.openapi import problems
 
@@ -24,3 +24,27 @@ async def promote_baseline(body: PromoteIn, session: SessionDep) -> BaselineOut:
 @router.get("/baselines", response_model=list[BaselineOut])
 async def list_baselines(plan_id: uuid.UUID, session: SessionDep) -> list[BaselineOut]:
     return [BaselineOut.model_validate(b) for b in await service.list_for_plan(session, plan_id)]
+
+
+@router.get("/plans/{plan_id}/history", response_model=HistoryDocument, responses=problems(404))
+async def export_history(
+    plan_id: uuid.UUID, session: SessionDep, environment: str | None = None
+) -> HistoryDocument:
+    """The plan's history as a JSON time series: per endpoint and SLI, one point per past
+    run (its own succeeded runs, with `run_id`, and imported points)."""
+    return await service.export_history(session, plan_id, environment)
+
+
+@router.post(
+    "/plans/{plan_id}/history",
+    status_code=201,
+    response_model=HistoryImported,
+    responses=problems(404, 422),
+)
+async def import_history(
+    plan_id: uuid.UUID, body: HistoryDocument, session: SessionDep
+) -> HistoryImported:
+    """Import past figures (e.g. exported from another tool) in the export's shape, so that
+    history-based regression detection works from the plan's first run. A point at the same
+    time of the same series replaces the earlier value."""
+    return await service.import_history(session, plan_id, body)

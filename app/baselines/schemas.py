@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class PromoteIn(BaseModel):
@@ -22,3 +23,50 @@ class BaselineOut(BaseModel):
     environment: str
     note: str | None
     created_at: datetime
+
+
+HISTORY_FORMAT = "perf-agent.history/v1"
+HistorySLI = Literal["p50", "p90", "p95", "p99", "avg", "max", "error_rate", "rps"]
+
+
+class HistoryValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime = Field(description="When that run happened (ISO 8601, with a time zone)")
+    value: float = Field(ge=0, allow_inf_nan=False)
+    label: str | None = Field(default=None, max_length=200, description="e.g. a build number")
+    run_id: uuid.UUID | None = Field(default=None, description="Set on export for perf-agent runs")
+
+    @field_validator("at")
+    @classmethod
+    def _zoned(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("give the time zone, e.g. 2026-11-01T10:00:00Z")
+        return value
+
+
+class HistorySeries(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(min_length=1, max_length=200, description="'*': all requests")
+    sli: HistorySLI
+    unit: str | None = Field(default=None, description="ms for latency, a fraction or req/s")
+    points: list[HistoryValue] = Field(max_length=10_000)
+
+
+class HistoryDocument(BaseModel):
+    """A plan's history as a time series: per endpoint and SLI, one value per past run.
+    ``GET …/plans/{id}/history`` exports it; ``POST`` the same shape to import one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["perf-agent.history/v1"] = "perf-agent.history/v1"
+    plan_id: uuid.UUID | None = None
+    environment: str | None = Field(default=None, max_length=100)
+    series: list[HistorySeries] = Field(max_length=500)
+
+
+class HistoryImported(BaseModel):
+    points: int
+    series: int
+    environment: str

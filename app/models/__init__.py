@@ -5,6 +5,7 @@ from app.models.base import Base
 from app.models.baseline import Baseline
 from app.models.dataset import Dataset
 from app.models.feedback import RecommendationFeedback
+from app.models.history import HistoryPoint
 from app.models.llm_call import LLMCall
 from app.models.plan import Plan, PlanStatus
 from app.models.run import (
@@ -23,6 +24,7 @@ __all__ = [
     "Base",
     "Baseline",
     "Dataset",
+    "HistoryPoint",
     "LLMCall",
     "Plan",
     "PlanStatus",

@@ -34,6 +34,10 @@ class Analysis(IdMixin, Base):
         JSONB, nullable=False, default=list, server_default="[]"
     )
     score: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Lasting shifts over the plan's history (its runs and imported points), this run included.
+    history_shifts: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, nullable=False, default=list, server_default="[]"
+    )
     saturation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     narrative: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # status (ok, not_configured, timeout, provider_error, invalid_output, rejected), provider,

@@ -34,8 +34,8 @@ async def test_a_run_within_its_slos_passes(client: AsyncClient, session: AsyncS
         ("error_rate < 1%", 0.0, "pass"),
     ]
     assert body["warnings"] == [
-        "No baseline: promote a run (POST /baselines) or pass baseline_run_ids to compare "
-        "with earlier runs; regressions were not looked for."
+        "No baseline: promote a run (POST /baselines), pass baseline_run_ids, or import the "
+        "plan's history (at least 5 past values); regressions were not looked for."
     ]
     assert (body["baseline_run_ids"], body["comparisons"]) == ([], [])
 

@@ -1,0 +1,152 @@
+"""A plan's history: its own runs and imported past figures, as time series per endpoint and SLI.
+
+Export and import share one JSON shape (``HistoryDocument``), so history kept by another tool
+can be brought in and detection works from the first run. Two detectors use it:
+
+- ``compare_to_history``: with no baseline run, the run's whole-run value against the past
+  values' median, in robust standard deviations (1.4826 × MAD). A regression needs a robust z
+  of at least ``Z`` *and* the practical change of ``app.analysis.regression``.
+- ``shifts``: change points over the whole series (PELT, ``ruptures``, L2 cost, a BIC-like
+  penalty scaled by the noise of the series), which tell when a metric moved for good.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import ruptures as rpt
+
+from app.analysis import regression
+from app.analysis.schemas import Comparison
+
+SLI_COLUMNS = {
+    "p50": "p50_ms",
+    "p90": "p90_ms",
+    "p95": "p95_ms",
+    "p99": "p99_ms",
+    "avg": "avg_ms",
+    "max": "max_ms",
+    "error_rate": "error_rate",
+    "rps": "rps",
+}
+COMPARED = ("p50", "p95", "p99", "error_rate")
+Z = 3.0
+MIN_POINTS = 5
+MIN_POINTS_FOR_SHIFTS = 8
+MIN_SEGMENT = 3
+
+Series = Mapping[tuple[str, str], Sequence[tuple[datetime, float]]]
+
+
+def unit_of(sli: str) -> str:
+    return {"error_rate": "fraction", "rps": "req/s"}.get(sli, "ms")
+
+
+def _robust(values: Sequence[float]) -> tuple[float, float]:
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values)
+    # A perfectly steady history still has some noise: never divide by ~0.
+    scale = max(1.4826 * mad, 0.01 * abs(median), 1e-9)
+    return median, scale
+
+
+def compare_to_history(
+    current: Mapping[str, Mapping[str, float | None]], past: Series
+) -> list[Comparison]:
+    """Each endpoint's SLIs (``current[endpoint][sli]``) against its past values."""
+    found = []
+    for endpoint in sorted(current, key=lambda name: (name != "*", name)):
+        for sli in COMPARED:
+            value = current[endpoint].get(sli)
+            history = [v for _, v in past.get((endpoint, sli), ())]
+            method = f"robust z against {len(history)} past values (median, 1.4826 × MAD)"
+            if value is None or len(history) < MIN_POINTS:
+                found.append(
+                    Comparison(
+                        endpoint=endpoint,
+                        sli=sli,
+                        baseline=None,
+                        current=value,
+                        change=None,
+                        p_value=None,
+                        effect_size=None,
+                        verdict="insufficient_data",
+                        method=method,
+                        n_current=1,
+                        n_baseline=len(history),
+                    )
+                )
+                continue
+            median, scale = _robust(history)
+            z = (value - median) / scale
+            change = (value - median) / median if median else (math.inf if value else 0.0)
+            if sli == "error_rate":
+                practical = abs(value - median) >= regression.MIN_ERROR_RATE_DELTA
+            else:
+                practical = (
+                    abs(change) >= regression.MIN_CHANGE
+                    and abs(value - median) >= regression.MIN_DELTA_MS
+                )
+            verdict = "unchanged"
+            if practical and z >= Z:
+                verdict = "regression"
+            elif practical and z <= -Z:
+                verdict = "improvement"
+            found.append(
+                Comparison(
+                    endpoint=endpoint,
+                    sli=sli,
+                    baseline=median,
+                    current=value,
+                    change=change if math.isfinite(change) else None,
+                    p_value=None,
+                    effect_size=z,
+                    verdict=verdict,
+                    method=method,
+                    n_current=1,
+                    n_baseline=len(history),
+                )
+            )
+    return found
+
+
+def shifts(series: Series, slis: Sequence[str] = ("p95", "error_rate")) -> list[dict[str, Any]]:
+    """Lasting shifts in each series: when, and the medians before and after."""
+    found = []
+    for (endpoint, sli), points in sorted(series.items()):
+        if sli not in slis or len(points) < MIN_POINTS_FOR_SHIFTS:
+            continue
+        ordered = sorted(points)
+        values = np.array([v for _, v in ordered], dtype=float)
+        noise = np.median(np.abs(np.diff(values))) / 0.6745 / math.sqrt(2)
+        sigma = max(float(noise), 0.01 * float(np.median(np.abs(values))), 1e-9)
+        penalty = 3 * math.log(len(values)) * sigma**2
+        breaks = rpt.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(values).predict(pen=penalty)
+        start = 0
+        for end in breaks[:-1]:
+            before = float(np.median(values[start:end]))
+            after_end = next((b for b in breaks if b > end), len(values))
+            after = float(np.median(values[end:after_end]))
+            change = (after - before) / before if before else None
+            if change is not None and abs(change) < regression.MIN_CHANGE:
+                start = end
+                continue
+            found.append(
+                {
+                    "endpoint": endpoint,
+                    "sli": sli,
+                    "at": ordered[end][0].isoformat(),
+                    "before": before,
+                    "after": after,
+                    "change": change,
+                    "points_before": end - start,
+                    "points_after": after_end - end,
+                }
+            )
+            start = end
+    return found
