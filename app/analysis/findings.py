@@ -304,12 +304,77 @@ def history_findings(shifts: list[dict[str, Any]]) -> list[Finding]:
     return found
 
 
+def _avg(summary: Mapping[str, Any], metric: str) -> float | None:
+    values = summary.get("metrics", {}).get(metric, {}).get("values", {})
+    value = values.get("avg")
+    return float(value) if value is not None else None
+
+
+def time_breakdown(summary: Mapping[str, Any] | None) -> list[Finding]:
+    """Where an average request's time goes (k6's timing phases): setting up connections,
+    the server's time to first byte, or the transfer of the response."""
+    if not summary:
+        return []
+    phases = {
+        name: _avg(summary, f"http_req_{name}")
+        for name in ("blocked", "connecting", "tls_handshaking", "sending", "waiting", "receiving")
+    }
+    duration = _avg(summary, "http_req_duration")
+    if duration is None or duration <= 0 or any(v is None for v in phases.values()):
+        return []
+    ms = {k: float(v or 0.0) for k, v in phases.items()}
+    setup = ms["blocked"]  # blocked covers DNS, TCP connect and TLS, waiting for a socket
+    total = duration + setup
+    evidence: dict[str, float | int | str | None] = {
+        f"{k}_avg_ms": round(v, 3) for k, v in ms.items()
+    }
+    evidence["duration_avg_ms"] = round(duration, 3)
+    if setup >= 0.25 * total and setup >= 1.0:
+        return [
+            Finding(
+                kind="connection_setup",
+                severity="warning",
+                summary=f"Connections cost {setup:.1f} ms of an average request's {total:.1f} ms "
+                f"({setup / total:.0%}): TCP connect {ms['connecting']:.1f} ms, TLS "
+                f"{ms['tls_handshaking']:.1f} ms — network set-up, not the server's work",
+                evidence=evidence,
+                recommendation="Reuse connections: check that keep-alive is on at the load "
+                "balancer and the server, and that TLS sessions resume.",
+            )
+        ]
+    if ms["receiving"] >= 0.3 * duration and ms["receiving"] >= 1.0:
+        return [
+            Finding(
+                kind="transfer_time",
+                severity="warning",
+                summary=f"Receiving responses takes {ms['receiving']:.1f} ms of "
+                f"{duration:.1f} ms ({ms['receiving'] / duration:.0%}): large bodies or a "
+                "slow link, not the server's thinking time",
+                evidence=evidence,
+                recommendation="Compress responses, page or trim large payloads, or move the "
+                "load generator closer to the target.",
+            )
+        ]
+    return [
+        Finding(
+            kind="time_breakdown",
+            severity="info",
+            summary=f"The server's time to first byte is {ms['waiting']:.1f} ms of an average "
+            f"request's {duration:.1f} ms ({ms['waiting'] / duration:.0%}); connection set-up "
+            f"{setup:.2f} ms, transfer {ms['sending'] + ms['receiving']:.2f} ms: latency is the "
+            "server's, not the network's",
+            evidence=evidence,
+        )
+    ]
+
+
 def all_findings(
     slo_results: list[SloResult],
     results: Mapping[str, RunResult],
     comparisons: list[Comparison],
     knee: Saturation | None = None,
     shifts: list[dict[str, Any]] | None = None,
+    summary: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
     found = slo_breaches(slo_results)
     found += baseline_changes(comparisons)
@@ -318,6 +383,7 @@ def all_findings(
     found += confined_slowness(results)
     found += errors(results)
     found += long_tails(results)
+    found += time_breakdown(summary)
     numbered = 0
     for finding in found:
         if finding.recommendation:

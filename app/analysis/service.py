@@ -292,7 +292,9 @@ async def analyse(
         )
 
     knee = await find_knee(session, run, spec, slos)
-    found = findings_mod.all_findings(slo_results, results, comparisons, knee, history_shifts)
+    found = findings_mod.all_findings(
+        slo_results, results, comparisons, knee, history_shifts, run.summary
+    )
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
     if not complete or regressed or score.result == "fail":
