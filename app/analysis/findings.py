@@ -304,6 +304,66 @@ def history_findings(shifts: list[dict[str, Any]]) -> list[Finding]:
     return found
 
 
+SHARED_SHARE = 0.6  # of the endpoints regressing together: a shared cause
+
+
+def shared_slowdown(comparisons: list[Comparison]) -> list[Finding]:
+    """Most endpoints slower together: a resource they share, not each one's own code."""
+    endpoints = {c.endpoint for c in comparisons if c.endpoint != RunResult.ALL}
+    slower = {
+        c.endpoint
+        for c in comparisons
+        if c.endpoint != RunResult.ALL and c.sli != "error_rate" and c.verdict == "regression"
+    }
+    if len(endpoints) < 3 or len(slower) < SHARED_SHARE * len(endpoints):
+        return []
+    changes = [
+        c.change
+        for c in comparisons
+        if c.endpoint in slower and c.sli == "p95" and c.change is not None
+    ]
+    spread = f" (p95 {min(changes) * 100:+.0f}% to {max(changes) * 100:+.0f}%)" if changes else ""
+    return [
+        Finding(
+            kind="shared_slowdown",
+            severity="critical",
+            summary=f"{len(slower)} of {len(endpoints)} endpoints got slower together{spread}: "
+            "a resource they share is the likelier cause than any one endpoint's code",
+            evidence={"endpoints": ",".join(sorted(slower)), "of": len(endpoints)},
+            recommendation="Look at what every request goes through: connection and thread "
+            "pools (their size and wait time), the database, CPU and memory of the target, a "
+            "shared downstream service.",
+        )
+    ]
+
+
+def dropped_iterations(summary: Mapping[str, Any] | None) -> list[Finding]:
+    """An arrival-rate test that could not start its iterations on time: the target was too
+    slow for the planned rate, so the load it received was lower than planned."""
+    if not summary:
+        return []
+    values = summary.get("metrics", {}).get("dropped_iterations", {}).get("values", {})
+    dropped = int(values.get("count", 0) or 0)
+    started = int(
+        summary.get("metrics", {}).get("iterations", {}).get("values", {}).get("count", 0) or 0
+    )
+    if dropped <= 0:
+        return []
+    share = dropped / (dropped + started) if dropped + started else 1.0
+    return [
+        Finding(
+            kind="dropped_iterations",
+            severity="warning" if share < 0.05 else "critical",
+            summary=f"k6 dropped {dropped} iterations ({share:.1%} of the planned ones): every VU "
+            "was still waiting on the target when the next iteration was due, so the target "
+            "received less load than planned — it could not keep up",
+            evidence={"dropped_iterations": dropped, "iterations": started},
+            recommendation="The target is saturated at this arrival rate: find its bottleneck "
+            "(a pool, CPU, locks), or raise max_vus only if the generator was the limit.",
+        )
+    ]
+
+
 def _avg(summary: Mapping[str, Any], metric: str) -> float | None:
     values = summary.get("metrics", {}).get(metric, {}).get("values", {})
     value = values.get("avg")
@@ -377,7 +437,9 @@ def all_findings(
     summary: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
     found = slo_breaches(slo_results)
+    found += shared_slowdown(comparisons)
     found += baseline_changes(comparisons)
+    found += dropped_iterations(summary)
     found += history_findings(shifts or [])
     found += saturation_findings(knee)
     found += confined_slowness(results)

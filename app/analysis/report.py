@@ -198,7 +198,8 @@ def render_markdown(
             "",
             "Against baseline runs — latency: Mann-Whitney U on the per-second percentile "
             "values, effect = Cliff's δ; a regression needs p < 0.01, |δ| ≥ 0.33 and a "
-            "practical change of the whole-run value (≥ 15 % and ≥ 1 ms); error rate: Fisher's "
+            "practical change of the whole-run value (p50/p95 ≥ 25 %, p99 ≥ 40 %, and ≥ 1–3 "
+            "ms); error rate: Fisher's "
             "exact test. Against history — effect = robust z (median, 1.4826 × MAD) of the "
             "past values, |z| ≥ 3 plus the same practical change.",
         ]

@@ -122,7 +122,12 @@ async def find_knee(
         saturation.Second(vus=vus, requests=requests, failures=failures, p95_ms=p95)
         for vus, requests, failures, p95 in await AnalysisRepository(session).load_series(run.id)
     ]
-    open_model = "arrival" in str(spec.load_profile.executor().get("executor", ""))
+    executor = str(spec.load_profile.executor().get("executor", ""))
+    if executor == "constant-arrival-rate":
+        # The planned load is constant: a varying throughput is the target falling behind,
+        # which dropped_iterations reports, not a load level.
+        return None
+    open_model = "arrival" in executor
     return saturation.detect(
         seconds,
         open_model=open_model,

@@ -89,8 +89,8 @@ def compare_to_history(
                 practical = abs(value - median) >= regression.MIN_ERROR_RATE_DELTA
             else:
                 practical = (
-                    abs(change) >= regression.MIN_CHANGE
-                    and abs(value - median) >= regression.MIN_DELTA_MS
+                    abs(change) >= regression.MIN_CHANGE_BY_SLI[sli]
+                    and abs(value - median) >= regression.MIN_DELTA_MS_BY_SLI[sli]
                 )
             verdict = "unchanged"
             if practical and z >= Z:
