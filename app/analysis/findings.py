@@ -328,7 +328,8 @@ def shared_slowdown(comparisons: list[Comparison]) -> list[Finding]:
             kind="shared_slowdown",
             severity="critical",
             summary=f"{len(slower)} of {len(endpoints)} endpoints got slower together{spread}: "
-            "a resource they share is the likelier cause than any one endpoint's code",
+            "a resource they share — a connection or thread pool, CPU, the database — is the "
+            "likelier cause than any one endpoint's code",
             evidence={"endpoints": ",".join(sorted(slower)), "of": len(endpoints)},
             recommendation="Look at what every request goes through: connection and thread "
             "pools (their size and wait time), the database, CPU and memory of the target, a "
@@ -354,14 +355,96 @@ def dropped_iterations(summary: Mapping[str, Any] | None) -> list[Finding]:
         Finding(
             kind="dropped_iterations",
             severity="warning" if share < 0.05 else "critical",
-            summary=f"k6 dropped {dropped} iterations ({share:.1%} of the planned ones): every VU "
-            "was still waiting on the target when the next iteration was due, so the target "
-            "received less load than planned — it could not keep up",
+            summary=f"k6 dropped {dropped} iterations ({share:.1%} of the planned ones): the "
+            "target saturated — every VU was still waiting on it when the next iteration was "
+            "due, so it received less load than planned",
             evidence={"dropped_iterations": dropped, "iterations": started},
             recommendation="The target is saturated at this arrival rate: find its bottleneck "
             "(a pool, CPU, locks), or raise max_vus only if the generator was the limit.",
         )
     ]
+
+
+BUSY_CPU = 85.0  # % of one core
+IDLE_CPU = 50.0
+MEMORY_GROWTH_MB = 50.0
+
+
+def system_findings(system: Mapping[str, Any] | None, struggling: bool) -> list[Finding]:
+    """What the target's CPU and memory say, when the worker could sample it (psutil), and
+    the Prometheus series, cited with their correlation to load and latency."""
+    if not system:
+        return []
+    found = []
+    local = system.get("local")
+    if local:
+        cpu = local["series"]["cpu_percent"]
+        rss = local["series"]["rss_mb"]
+        evidence: dict[str, float | int | str | None] = {
+            "cpu_p95_percent": cpu["p95"],
+            "cpu_max_percent": cpu["max"],
+            "cpu_corr_with_p95": cpu.get("corr_with_p95"),
+            "cores": local.get("cores"),
+        }
+        if struggling and cpu["max"] < IDLE_CPU:
+            found.append(
+                Finding(
+                    kind="idle_cpu",
+                    severity="critical",
+                    summary=f"The target fell behind with its CPU mostly idle (at most "
+                    f"{cpu['max']:.0f}% of one core, p95 {cpu['p95']:.0f}%): requests were "
+                    "waiting — on a lock, a pool (connections, threads) or a downstream "
+                    "service — not computing",
+                    evidence=evidence,
+                    recommendation="Look at pool sizes and wait times (database connections, "
+                    "worker threads, HTTP client pools) and at locks held across I/O.",
+                )
+            )
+        elif struggling and cpu["p95"] >= BUSY_CPU:
+            found.append(
+                Finding(
+                    kind="cpu_bound",
+                    severity="warning",
+                    summary=f"The target was busy computing: its CPU at p95 was "
+                    f"{cpu['p95']:.0f}% of one core (max {cpu['max']:.0f}%, "
+                    f"{local.get('cores')} cores on the machine)",
+                    evidence=evidence,
+                    recommendation="Profile the target under this load (a sampling profiler): "
+                    "the time is spent in its own code; more cores or workers help only if it "
+                    "can use them.",
+                )
+            )
+        growth = rss["last"] - rss["first"]
+        if growth >= max(MEMORY_GROWTH_MB, 0.2 * rss["first"]):
+            found.append(
+                Finding(
+                    kind="memory_growth",
+                    severity="warning",
+                    summary=f"The target's memory grew from {rss['first']:.0f} MB to "
+                    f"{rss['last']:.0f} MB during the run",
+                    evidence={"rss_first_mb": rss["first"], "rss_last_mb": rss["last"]},
+                    recommendation="Run a longer soak test: memory that keeps growing under "
+                    "steady load is a leak or an unbounded cache.",
+                )
+            )
+    remote = system.get("prometheus")
+    if remote:
+        parts = []
+        for name, series in remote["series"].items():
+            corr = series.get("corr_with_rps")
+            follows = f", r = {corr:+.2f} with throughput" if corr is not None else ""
+            parts.append(f"{name} median {series['median']:g}, max {series['max']:g}{follows}")
+        found.append(
+            Finding(
+                kind="system_metrics",
+                severity="info",
+                summary="Prometheus over the run: " + "; ".join(parts),
+                evidence={
+                    f"{name}_max": series["max"] for name, series in remote["series"].items()
+                },
+            )
+        )
+    return found
 
 
 def _avg(summary: Mapping[str, Any], metric: str) -> float | None:
@@ -435,6 +518,7 @@ def all_findings(
     knee: Saturation | None = None,
     shifts: list[dict[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
+    system: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
     found = slo_breaches(slo_results)
     found += shared_slowdown(comparisons)
@@ -446,6 +530,19 @@ def all_findings(
     found += errors(results)
     found += long_tails(results)
     found += time_breakdown(summary)
+    struggling = any(
+        f.kind
+        in (
+            "shared_slowdown",
+            "dropped_iterations",
+            "saturation",
+            "throughput_ceiling",
+            "regression",
+            "slo_breach",
+        )
+        for f in found
+    )
+    found += system_findings(system, struggling)
     numbered = 0
     for finding in found:
         if finding.recommendation:

@@ -91,6 +91,12 @@ class AnalysisRepository:
         rows = await self.session.execute(text(_CHART_SERIES), {"run": run_id})
         return [(e, v, r, f, p50, p95, p99) for e, v, r, f, p50, p95, p99 in rows]
 
+    async def system_series(
+        self, run_id: uuid.UUID
+    ) -> list[tuple[int, dict[str, Any] | None, int, float | None]]:
+        rows = await self.session.execute(text(_SYSTEM_SERIES), {"run": run_id})
+        return [(elapsed, system, requests, p95) for elapsed, system, requests, p95 in rows]
+
     async def load_series(self, run_id: uuid.UUID) -> list[tuple[int, int, int, float | None]]:
         """The run's seconds in order: (VUs, requests, failures, p95 over all requests)."""
         rows = await self.session.execute(text(_LOAD_SERIES), {"run": run_id})
@@ -102,6 +108,17 @@ _CHART_SERIES = """
 SELECT coalesce((data->>'elapsed_s')::int, 0), coalesce((data->>'vus')::int, vus), requests,
        failures, (data->'latency_ms'->>'p50')::float8, (data->'latency_ms'->>'p95')::float8,
        (data->'latency_ms'->>'p99')::float8
+FROM run_samples
+WHERE run_id = :run
+  AND coalesce((data->>'attempt')::int, 1) = (
+      SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
+ORDER BY at, id
+"""
+
+# The latest attempt's seconds: elapsed, the target's process readings, requests, p95.
+_SYSTEM_SERIES = """
+SELECT coalesce((data->>'elapsed_s')::int, 0), data->'system', requests,
+       (data->'latency_ms'->>'p95')::float8
 FROM run_samples
 WHERE run_id = :run
   AND coalesce((data->>'attempt')::int, 1) = (

@@ -37,6 +37,7 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         comparisons=[Comparison.model_validate(c) for c in analysis.comparisons],
         score=Score.model_validate(analysis.score) if analysis.score else None,
         history_shifts=analysis.history_shifts,
+        system_metrics=analysis.system_metrics,
         saturation=Saturation.model_validate(analysis.saturation) if analysis.saturation else None,
         narrative=Narrative.model_validate(analysis.narrative) if analysis.narrative else None,
         narrative_meta=analysis.narrative_meta,

@@ -112,6 +112,12 @@ class AnalysisOut(BaseModel):
         default_factory=list,
         description="Lasting shifts in the plan's history (p95, error rate), this run included",
     )
+    system_metrics: dict[str, Any] | None = Field(
+        default=None,
+        description="The target's CPU and memory (psutil, when on the worker's machine) and the "
+        "plan's Prometheus series over the run: median, p95, max, correlation with throughput "
+        "and p95",
+    )
     saturation: Saturation | None = Field(
         default=None, description="The knee of a run whose load varied (ramp, stress, …)"
     )

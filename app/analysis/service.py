@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.analysis import findings as findings_mod
 from app.analysis import narrative as narrative_mod
 from app.analysis import regression, saturation
+from app.analysis import system as system_mod
 from app.analysis.evaluate import evaluate, total_score
 from app.analysis.html import render_html
 from app.analysis.report import load_text, render_markdown
@@ -107,6 +108,28 @@ async def run_series(
             for row in await runs.results(run_id)
         }
     return found
+
+
+async def gather_system_metrics(
+    session: AsyncSession, run: Run, spec: PlanSpec, warnings: list[str]
+) -> dict[str, Any] | None:
+    seconds = await AnalysisRepository(session).system_series(run.id)
+    gathered: dict[str, Any] = {}
+    local = system_mod.from_samples([(s, r, p) for _, s, r, p in seconds])
+    if local:
+        gathered["local"] = local
+    if spec.system_metrics is not None and run.started_at and run.finished_at:
+        remote, problems = await system_mod.from_prometheus(
+            spec.system_metrics,
+            run.started_at,
+            run.finished_at,
+            [(float(e), r, p) for e, _, r, p in seconds],
+        )
+        if remote:
+            gathered["prometheus"] = remote
+        if problems:
+            warnings.append("System metrics incomplete: " + "; ".join(problems))
+    return gathered or None
 
 
 async def find_knee(
@@ -297,8 +320,9 @@ async def analyse(
         )
 
     knee = await find_knee(session, run, spec, slos)
+    system_metrics = await gather_system_metrics(session, run, spec, warnings)
     found = findings_mod.all_findings(
-        slo_results, results, comparisons, knee, history_shifts, run.summary
+        slo_results, results, comparisons, knee, history_shifts, run.summary, system_metrics
     )
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
@@ -349,6 +373,7 @@ async def analyse(
         comparisons=[c.model_dump(mode="json") for c in comparisons],
         score=score.model_dump(mode="json"),
         history_shifts=history_shifts,
+        system_metrics=system_metrics,
         saturation=knee.model_dump(mode="json") if knee else None,
         narrative=story.model_dump(mode="json") if story else None,
         narrative_meta=story_meta,

@@ -6,6 +6,7 @@ The limits come from settings only; a request can ask for less, never for more.
 from __future__ import annotations
 
 from fnmatch import fnmatch
+from urllib.parse import urlsplit
 
 from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
@@ -31,6 +32,9 @@ def check_host(hostname: str, settings: Settings) -> None:
 
 def check_plan(spec: PlanSpec, settings: Settings) -> None:
     check_host(spec.target.hostname, settings)
+    if spec.system_metrics is not None:
+        # The service itself calls this URL: the same host rules as the target.
+        check_host(urlsplit(spec.system_metrics.prometheus_url).hostname or "", settings)
     peak = spec.load_profile.vus_at_peak
     if peak > settings.max_vus:
         raise GuardrailViolation(

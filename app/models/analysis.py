@@ -39,6 +39,8 @@ class Analysis(IdMixin, Base):
         JSONB, nullable=False, default=list, server_default="[]"
     )
     saturation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The target's CPU/memory (psutil, when local) and the plan's PromQL series, summarised.
+    system_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     narrative: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # status (ok, not_configured, timeout, provider_error, invalid_output, rejected), provider,
     # model, tokens, latency, and why a narrative is missing.

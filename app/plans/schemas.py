@@ -562,6 +562,35 @@ class Scoring(Strict):
         return self
 
 
+class SystemMetrics(Strict):
+    """PromQL queries about the system under test (CPU, memory, DB connections …), fetched from
+    a Prometheus HTTP API over the run's window and set beside its load and latency."""
+
+    prometheus_url: str = Field(description="e.g. http://prometheus.staging.example:9090")
+    queries: dict[str, str] = Field(
+        min_length=1, max_length=10, description="name → PromQL, e.g. cpu: sum(rate(...[30s]))"
+    )
+    step: Duration = Field(default=5.0, description="Resolution of the fetched series")
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("prometheus_url must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("queries")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, query in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", name):
+                raise ValueError(f"query name {name!r}: letters, digits, _ . - only")
+            if not query.strip() or len(query) > 2000:
+                raise ValueError(f"query {name!r} is empty or longer than 2000 characters")
+        return value
+
+
 class Budget(Strict):
     """What one run may spend; the server's own limits (PERF_AGENT_COST_MAX_*) cap it."""
 
@@ -601,6 +630,11 @@ class PlanSpec(Strict):
     seed: int = Field(default=1, ge=0, le=2**31 - 1, description="Seed for everything random")
     budget: Budget | None = Field(
         default=None, description="Alert at 80 %, graceful stop at 100 % (state: partial)"
+    )
+    system_metrics: SystemMetrics | None = Field(
+        default=None,
+        description="Prometheus queries about the target, fetched for the analysis (a target "
+        "on the worker's machine is also sampled with psutil, without asking)",
     )
 
     @model_validator(mode="after")

@@ -37,6 +37,7 @@ from app.runs.live import LiveMetrics
 from app.runs.repository import RunRepository
 from app.runs.service import MissingSecret, plan_secrets
 from app.runs.spool import Spool
+from app.runs.system import ProcessSampler, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Job:
         self.spool = Spool(settings.data_dir.resolve() / "spool" / f"{run_id}.jsonl", run_id)
         self.live: LiveMetrics | None = None  # the latest attempt's
         self.notes: list[tuple[str, str, dict[str, Any]]] = []  # events for the final write
+        self.sampler: ProcessSampler | None = None
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         record = {"type": "event", "at": utcnow().isoformat(), "kind": kind,
@@ -157,6 +159,9 @@ class Job:
             )
 
         helpers = [asyncio.create_task(tick()), asyncio.create_task(store())]
+        if is_loopback(spec.target.base_url):
+            self.sampler = ProcessSampler(spec.target.base_url)
+            helpers.append(asyncio.create_task(self.sampler.run()))
         try:
             outcome = await run_k6(
                 binary=self.settings.k6_binary,
@@ -183,6 +188,8 @@ class Job:
     async def store_live(self, item: dict[str, Any], attempt: int, watch: BudgetWatch) -> None:
         if item["type"] == "sample":
             item["sample"]["attempt"] = attempt
+            if self.sampler is not None and self.sampler.latest is not None:
+                item["sample"]["system"] = self.sampler.latest
             await watch.observe(item["sample"])
         else:
             item["attempt"] = attempt

@@ -1,0 +1,143 @@
+"""System metrics of the target beside the run's load and latency.
+
+Two sources: the target's own process sampled by the worker (psutil, stored in each live
+second under ``system``) when the target is on the worker's machine, and the plan's PromQL
+queries fetched from Prometheus (``/api/v1/query_range``) over the run's window. Each series
+is summarised (median, p95, max) and correlated (Pearson, second by second) with the run's
+throughput and p95; findings cite them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.plans.schemas import SystemMetrics
+
+log = logging.getLogger(__name__)
+
+PROMETHEUS_TIMEOUT_S = 5.0
+MAX_POINTS = 5000
+
+
+def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    if len(xs) < 5 or len(xs) != len(ys):
+        return None
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    if float(x.std()) == 0 or float(y.std()) == 0:
+        return None
+    return round(float(np.corrcoef(x, y)[0, 1]), 3)
+
+
+def summarise(
+    values: Sequence[float], rps: Sequence[float] | None, p95: Sequence[float | None] | None
+) -> dict[str, Any]:
+    ordered = sorted(values)
+    result: dict[str, Any] = {
+        "points": len(values),
+        "median": round(statistics.median(ordered), 3),
+        "p95": round(ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)], 3),
+        "max": round(ordered[-1], 3),
+        "first": round(values[0], 3),
+        "last": round(values[-1], 3),
+    }
+    if rps is not None:
+        result["corr_with_rps"] = _pearson(values, rps)
+    if p95 is not None:
+        pairs = [(v, p) for v, p in zip(values, p95, strict=True) if p is not None]
+        result["corr_with_p95"] = _pearson([v for v, _ in pairs], [p for _, p in pairs])
+    return result
+
+
+def from_samples(
+    seconds: Sequence[tuple[dict[str, Any] | None, int, float | None]],
+) -> dict[str, Any] | None:
+    """The worker's psutil readings: (system, requests, p95) per second."""
+    rows = [(s, r, p) for s, r, p in seconds if s]
+    if len(rows) < 3:
+        return None
+    cpu = [float(s["cpu_percent"]) for s, _, _ in rows]
+    rss = [float(s["rss_mb"]) for s, _, _ in rows]
+    rps = [float(r) for _, r, _ in rows]
+    p95 = [p for _, _, p in rows]
+    return {
+        "source": "psutil",
+        "note": "the target's processes on the worker's machine; CPU in % of one core",
+        "cores": rows[-1][0].get("cores") if rows[-1][0] else None,
+        "series": {
+            "cpu_percent": summarise(cpu, rps, p95),
+            "rss_mb": summarise(rss, rps, p95),
+        },
+    }
+
+
+async def from_prometheus(
+    config: SystemMetrics,
+    start: datetime,
+    end: datetime,
+    load: Sequence[tuple[float, int, float | None]],
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """Each query's series over [start, end], aligned with the run's seconds (elapsed, requests,
+    p95) by time. Returns the summary and what could not be fetched."""
+    problems: list[str] = []
+    series: dict[str, Any] = {}
+    begin = start.timestamp()
+    by_second = {int(elapsed): (requests, p95) for elapsed, requests, p95 in load}
+    async with httpx.AsyncClient(timeout=PROMETHEUS_TIMEOUT_S) as client:
+        for name, query in config.queries.items():
+            try:
+                response = await client.get(
+                    f"{config.prometheus_url}/api/v1/query_range",
+                    params={
+                        "query": query,
+                        "start": f"{begin:.3f}",
+                        "end": f"{end.timestamp():.3f}",
+                        "step": f"{config.step:g}s",
+                    },
+                )
+                body = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                problems.append(f"{name}: Prometheus did not answer ({type(exc).__name__})")
+                continue
+            if response.status_code != 200 or body.get("status") != "success":
+                problems.append(f"{name}: {body.get('error') or f'HTTP {response.status_code}'}")
+                continue
+            result = body.get("data", {}).get("result", [])
+            if not result:
+                problems.append(f"{name}: no data over the run's window")
+                continue
+            # Several series (labels): their sum per timestamp, e.g. CPU over all pods.
+            totals: dict[float, float] = {}
+            for item in result:
+                for stamp, value in item.get("values", [])[:MAX_POINTS]:
+                    number = float(value)
+                    if math.isfinite(number):
+                        totals[float(stamp)] = totals.get(float(stamp), 0.0) + number
+            stamps = sorted(totals)
+            values = [totals[t] for t in stamps]
+            rps, p95 = [], []
+            for stamp in stamps:
+                requests, latency = by_second.get(int(stamp - begin), (None, None))
+                rps.append(requests)
+                p95.append(latency)
+            aligned = [i for i, r in enumerate(rps) if r is not None]
+            summary = summarise(values, None, None)
+            if len(aligned) >= 5:
+                summary["corr_with_rps"] = _pearson(
+                    [values[i] for i in aligned], [float(rps[i] or 0) for i in aligned]
+                )
+                pairs = [(values[i], p95[i]) for i in aligned if p95[i] is not None]
+                summary["corr_with_p95"] = _pearson(
+                    [v for v, _ in pairs], [float(p or 0) for _, p in pairs]
+                )
+            series[name] = {"query": query, **summary}
+    if not series:
+        return None, problems
+    return {"source": "prometheus", "url": config.prometheus_url, "series": series}, problems
