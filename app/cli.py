@@ -132,22 +132,32 @@ def wait_http(url: str, *, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout_s}s")
 
 
-@contextlib.contextmanager
-def running_demo_target(port: int) -> Any:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.demo", "--port", str(port)],
-        stdin=subprocess.DEVNULL,
-    )
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after the grace period; always reaped."""
+    proc.terminate()
     try:
-        wait_http(f"http://127.0.0.1:{port}/health")
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def running_server(argv: list[str], port: int, *, health: str = "/health", **popen: Any) -> Any:
+    """A local HTTP server subprocess on 127.0.0.1:port, up (``health`` answers 200) for the
+    duration of the block, then stopped."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **popen)
+    try:
+        wait_http(f"http://127.0.0.1:{port}{health}", timeout_s=60)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def running_demo_target(port: int) -> Any:
+    with running_server([sys.executable, "-m", "app.demo", "--port", str(port)], port) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -39,6 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.cli import stop_process
 from app.core.errors import GuardrailViolation, ProblemError
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
@@ -147,12 +148,7 @@ def local_server(argv: list[str], port: int, probe: str, what: str) -> Iterator[
         _wait_until_up(base_url + probe, proc, what)
         yield base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def demo_token(base_url: str) -> str:
