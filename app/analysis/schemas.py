@@ -93,6 +93,10 @@ class Comparison(BaseModel):
     method: str
     n_current: int = Field(description="Seconds (latency) or requests (error_rate) of the run")
     n_baseline: int
+    baseline_run_ids: list[uuid.UUID] | None = Field(
+        default=None,
+        description="Set when this endpoint was compared with its scenario's own baseline",
+    )
 
 
 class AnalysisOut(BaseModel):

@@ -85,6 +85,21 @@ async def choose_baselines(
     return list(last), ("last_passing" if last else None)
 
 
+async def scenario_baselines(
+    session: AsyncSession, run: Run, plan: Plan, spec: PlanSpec
+) -> dict[str, Run]:
+    """Each scenario's own promoted baseline run, for its steps."""
+    promoted = await BaselineRepository(session).current_per_scenario(
+        plan.id, environment=spec.target.environment, excluding_run=run.id
+    )
+    found = {}
+    for scenario, baseline in promoted.items():
+        baseline_run = await session.get(Run, baseline.run_id)
+        if baseline_run is not None:
+            found[scenario] = baseline_run
+    return found
+
+
 async def run_series(
     session: AsyncSession, run_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, regression.RunSeries]]:
@@ -161,8 +176,15 @@ async def find_knee(
 
 _SLO_FACTS = {"objective", "endpoint", "sli", "target", "measured", "status"}
 _COMPARISON_FACTS = {
-    "endpoint", "sli", "baseline", "current", "change", "p_value", "effect_size", "verdict"
-}  # fmt: skip
+    "endpoint",
+    "sli",
+    "baseline",
+    "current",
+    "change",
+    "p_value",
+    "effect_size",
+    "verdict",
+}
 
 
 def facts_for_narrative(
@@ -268,9 +290,31 @@ async def analyse(
         )
     baselines, baseline_source = await choose_baselines(session, run, plan, baseline_run_ids)
     comparisons: list[Comparison] = []
-    if baselines:
-        series = await run_series(session, [run.id, *(b.id for b in baselines)])
-        comparisons = regression.compare(series[run.id], [series[b.id] for b in baselines])
+    scenario_bases: dict[str, Run] = {}
+    if baseline_run_ids is None:
+        scenario_bases = await scenario_baselines(session, run, plan, spec)
+    if baselines or scenario_bases:
+        ids = list(
+            dict.fromkeys(
+                [run.id, *(b.id for b in baselines), *(b.id for b in scenario_bases.values())]
+            )
+        )
+        series = await run_series(session, ids)
+        if baselines:
+            comparisons = regression.compare(series[run.id], [series[b.id] for b in baselines])
+        for scenario in spec.scenarios:
+            base_run = scenario_bases.get(scenario.name)
+            if base_run is None:
+                continue
+            steps = {step.name for step in scenario.steps}
+            own = {e: s for e, s in series[run.id].items() if e in steps}
+            scoped = regression.compare(own, [series[base_run.id]])
+            for comparison in scoped:
+                comparison.baseline_run_ids = [base_run.id]
+            comparisons = [c for c in comparisons if c.endpoint not in steps] + scoped
+        comparisons.sort(key=lambda c: (c.endpoint != "*", c.endpoint))
+        baselines = [*baselines, *(r for r in scenario_bases.values() if r not in baselines)]
+        baseline_source = baseline_source or "promoted"
         if all(c.verdict == "insufficient_data" for c in comparisons):
             warnings.append(
                 "The baseline comparison had too little data (fewer than "
@@ -334,9 +378,16 @@ async def analyse(
     story, story_meta = None, {"status": "not_configured", "reason": "no settings given"}
     if settings is not None:
         facts = facts_for_narrative(
-            plan=plan, spec=spec, verdict=verdict, slo_results=slo_results,
-            comparisons=comparisons, found=found, results=results, knee=knee, warnings=warnings,
-        )  # fmt: skip
+            plan=plan,
+            spec=spec,
+            verdict=verdict,
+            slo_results=slo_results,
+            comparisons=comparisons,
+            found=found,
+            results=results,
+            knee=knee,
+            warnings=warnings,
+        )
         story, story_meta = await narrative_mod.write(
             facts, settings=settings, sessionmaker=sessionmaker, analysis_id=analysis_id
         )

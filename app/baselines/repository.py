@@ -35,13 +35,33 @@ class BaselineRepository:
     ) -> Baseline | None:
         query = (
             select(Baseline)
-            .where(Baseline.plan_id == plan_id, Baseline.environment == environment)
+            .where(
+                Baseline.plan_id == plan_id,
+                Baseline.environment == environment,
+                Baseline.scenario.is_(None),
+            )
             .order_by(Baseline.created_at.desc())
             .limit(1)
         )
         if excluding_run is not None:
             query = query.where(Baseline.run_id != excluding_run)
         return await self.session.scalar(query)
+
+    async def current_per_scenario(
+        self, plan_id: uuid.UUID, *, environment: str, excluding_run: uuid.UUID
+    ) -> dict[str, Baseline]:
+        """The newest baseline of each scenario that has one of its own."""
+        query = (
+            select(Baseline)
+            .where(
+                Baseline.plan_id == plan_id,
+                Baseline.environment == environment,
+                Baseline.scenario.is_not(None),
+                Baseline.run_id != excluding_run,
+            )
+            .order_by(Baseline.created_at)
+        )
+        return {b.scenario: b for b in await self.session.scalars(query) if b.scenario}
 
     async def family_runs(
         self, family_id: uuid.UUID, *, before: datetime | None = None

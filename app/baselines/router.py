@@ -13,11 +13,14 @@ router = APIRouter(tags=["baselines"])
 
 
 @router.post(
-    "/baselines", status_code=201, response_model=BaselineOut, responses=problems(404, 409)
+    "/baselines", status_code=201, response_model=BaselineOut, responses=problems(404, 409, 422)
 )
 async def promote_baseline(body: PromoteIn, session: SessionDep) -> BaselineOut:
-    """Make a succeeded run the current baseline of its plan; later analyses compare with it."""
-    baseline = await service.promote(session, run_id=body.run_id, note=body.note)
+    """Make a succeeded run the current baseline of its plan and environment (or, with
+    `scenario`, of that scenario's steps only); later analyses compare with it."""
+    baseline = await service.promote(
+        session, run_id=body.run_id, note=body.note, scenario=body.scenario
+    )
     return BaselineOut.model_validate(baseline)
 
 

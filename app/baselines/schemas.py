@@ -12,6 +12,11 @@ class PromoteIn(BaseModel):
 
     run_id: uuid.UUID
     note: str | None = Field(default=None, max_length=2000)
+    scenario: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Only for this scenario's steps; unset: the baseline of the whole plan",
+    )
 
 
 class BaselineOut(BaseModel):
@@ -21,6 +26,7 @@ class BaselineOut(BaseModel):
     plan_id: uuid.UUID
     run_id: uuid.UUID
     environment: str
+    scenario: str | None = None
     note: str | None
     created_at: datetime
 

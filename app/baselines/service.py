@@ -22,7 +22,9 @@ from app.models.base import utcnow
 from app.plans.schemas import PlanSpec
 
 
-async def promote(session: AsyncSession, *, run_id: uuid.UUID, note: str | None) -> Baseline:
+async def promote(
+    session: AsyncSession, *, run_id: uuid.UUID, note: str | None, scenario: str | None = None
+) -> Baseline:
     run = await session.get(Run, run_id)
     if run is None:
         raise NotFound(f"no run {run_id}", code="run.not_found")
@@ -34,8 +36,20 @@ async def promote(session: AsyncSession, *, run_id: uuid.UUID, note: str | None)
     plan = await session.get(Plan, run.plan_id)
     assert plan is not None  # runs.plan_id is a RESTRICT foreign key
     environment = str(plan.spec.get("target", {}).get("environment", "staging"))
+    if scenario is not None:
+        names = [s.name for s in PlanSpec.model_validate(plan.spec).scenarios]
+        if scenario not in names:
+            raise InvalidInput(
+                f"the plan has no scenario {scenario!r}; it has {', '.join(names) or 'none'}",
+                code="baseline.unknown_scenario",
+            )
     baseline = Baseline(
-        id=uuid.uuid4(), plan_id=run.plan_id, run_id=run.id, environment=environment, note=note
+        id=uuid.uuid4(),
+        plan_id=run.plan_id,
+        run_id=run.id,
+        environment=environment,
+        scenario=scenario,
+        note=note,
     )
     return await BaselineRepository(session).add(baseline)
 

@@ -20,4 +20,6 @@ class Baseline(IdMixin, Base):
         Uuid, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True
     )
     environment: Mapped[str] = mapped_column(String(100), nullable=False, default="default")
+    # A baseline for one scenario's steps only; null: for the whole plan.
+    scenario: Mapped[str | None] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
