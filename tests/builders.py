@@ -136,6 +136,7 @@ async def add_seconds(
     requests: int = 20,
     failures: int = 0,
     vus: list[int] | None = None,
+    cpu: list[float] | None = None,
 ) -> None:
     """Per-second samples as the live path stores them: one p95 per endpoint per second (the
     overall '*' figures are the first endpoint's)."""
@@ -150,6 +151,14 @@ async def add_seconds(
             **_second(p95s[first][i], requests * len(p95s), failures),
             "endpoints": {name: _second(v[i], requests, failures) for name, v in p95s.items()},
         }
+        if cpu:
+            data["system"] = {
+                "cpu_percent": cpu[i],
+                "rss_mb": 100.0,
+                "threads": 4,
+                "processes": 1,
+                "cores": 2,
+            }
         session.add(
             RunSample(
                 run_id=run.id,

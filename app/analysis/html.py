@@ -1,7 +1,8 @@
 """The self-contained HTML report: the analysis, and charts of the run second by second.
 
-Latency percentiles, throughput with errors, and VUs over the test's seconds, the first
-baseline run's p95 overlaid (dashed) and the knee marked. Charts are inline SVG
+Latency percentiles, throughput with errors, the target's CPU (when the worker could sample
+it) and VUs over the test's seconds, the first baseline run's p95 overlaid (dashed) and the
+knee marked. Charts are inline SVG
 (``charts.py``), styles inline: the file opens anywhere, offline, and prints.
 """
 
@@ -37,7 +38,10 @@ def _value(sli: str, value: float | None) -> str:
 
 
 def build_charts(
-    series: Sequence[Point], baseline: Sequence[Point] | None, knee: Saturation | None
+    series: Sequence[Point],
+    baseline: Sequence[Point] | None,
+    knee: Saturation | None,
+    cpu: Sequence[tuple[int, float]] = (),
 ) -> list[str]:
     markers = []
     if knee is not None and knee.knee_load is not None:
@@ -73,6 +77,20 @@ def build_charts(
                 markers,
             )
         ),
+        *(
+            [
+                charts.render(
+                    charts.Chart(
+                        "Target CPU (its processes on the worker's machine)",
+                        "% of one core",
+                        [charts.Series("CPU", "#be185d", list(cpu))],
+                        markers,
+                    )
+                )
+            ]
+            if cpu
+            else []
+        ),
         charts.render(
             charts.Chart(
                 "Virtual users",
@@ -92,6 +110,7 @@ def render_html(
     results: Sequence[RunResult],
     series: Sequence[Point],
     baseline_series: Sequence[Point] | None,
+    cpu: Sequence[tuple[int, float]] = (),
 ) -> str:
     knee = Saturation.model_validate(analysis.saturation) if analysis.saturation else None
     slo_results: list[dict[str, Any]] = []
@@ -122,7 +141,7 @@ def render_html(
         run=run,
         test_date=(run.started_at or run.created_at).strftime("%Y-%m-%d %H:%M UTC"),
         baseline_run_ids=analysis.baseline_run_ids,
-        charts=build_charts(series, baseline_series, knee),
+        charts=build_charts(series, baseline_series, knee, cpu),
         slo_results=slo_results,
         results=results,
         comparisons=comparisons,

@@ -456,6 +456,11 @@ async def html_report(session: AsyncSession, analysis_id: uuid.UUID) -> str:
         results=await RunRepository(session).results(run.id),
         series=await repo.chart_series(run.id),
         baseline_series=baseline,
+        cpu=[
+            (elapsed, float(system["cpu_percent"]))
+            for elapsed, system, _, _ in await repo.system_series(run.id)
+            if system and system.get("cpu_percent") is not None
+        ],
     )
 
 

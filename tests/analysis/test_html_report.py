@@ -95,3 +95,18 @@ async def test_the_charts_render_in_headless_chromium(
     assert near(BASELINE_GREY) > 150
     assert near(KNEE_RED) > 100
     assert len(set(pixels)) > 50
+
+
+async def test_the_targets_cpu_is_charted_when_the_worker_sampled_it(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    plan = await make_plan(session)
+    run = await make_run(session, plan, results=[result("*", p95=100)])
+    await add_seconds(session, run, {"list_orders": [20.0] * 10}, cpu=[30.0 + i for i in range(10)])
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+
+    html = (await client.get(body["links"]["report_html"])).text
+
+    assert html.count("<svg") == 5
+    assert "Target CPU" in html
+    assert body["system_metrics"]["local"]["series"]["cpu_percent"]["max"] == 39.0
