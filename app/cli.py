@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import socket
 import subprocess
@@ -249,6 +250,93 @@ def demo(
                 console.print(f"perf-agent on {service_url} (Swagger: {service_url}/docs)")
                 analysis = run_demo_flow(service_url, target, out_dir=settings.data_dir / "reports")
     print_verdict(analysis)
+
+
+GATE_PASS, GATE_FAIL, GATE_ERROR = 0, 1, 2
+
+
+def _problem(exc: httpx.HTTPStatusError) -> str:
+    try:
+        body = exc.response.json()
+        return f"{exc.response.status_code} {body.get('code')}: {body.get('detail')}"
+    except ValueError:
+        return f"{exc.response.status_code}: {exc.response.text[:500]}"
+
+
+@app.command()
+def gate(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="Plan (YAML/JSON) to run; omit to rerun --plan-id")
+    ] = None,
+    api: Annotated[str, typer.Option(envvar="PERF_AGENT_API", help="The service's URL")] = (
+        "http://127.0.0.1:8000"
+    ),
+    plan_id: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing plan: the file becomes its next version (history and "
+            "baselines accumulate); without a file, its approved version runs"
+        ),
+    ] = None,
+    ci_token: Annotated[
+        str | None, typer.Option(envvar="PERF_AGENT_CI_TOKEN", help="Auto-approves the draft")
+    ] = None,
+    baseline: Annotated[
+        list[str] | None, typer.Option(help="Run ids to compare with (default: the service's)")
+    ] = None,
+    allow_warning: Annotated[bool, typer.Option(help="A 'warning' verdict passes")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600,
+    out: Annotated[Path, typer.Option(help="Where report.md/.html and analysis.json go")] = Path(
+        "perf-agent-report"
+    ),
+) -> None:
+    """For CI: run a plan through the service, analyse it, write the reports, and exit 0 when
+    the verdict passes, 1 when it fails, 2 when something went wrong on the way."""
+    if plan_file is None and plan_id is None:
+        console.print("[red]give a plan file, --plan-id, or both[/]")
+        raise typer.Exit(GATE_ERROR)
+    try:
+        with PerfAgentClient(api) as client:
+            if plan_file is not None:
+                text = plan_file.read_text()
+                plan = client.create_version(plan_id, text) if plan_id else client.create_plan(text)
+            else:
+                assert plan_id is not None
+                plan = client.http.get(f"/plans/{plan_id}").raise_for_status().json()
+            console.print(f"plan    {plan['id']} v{plan['version']} ({plan['status']})")
+            run = client.execute(
+                plan["id"], auto_approve=plan["status"] == "draft", ci_token=ci_token
+            )
+            console.print(f"run     {run['id']} queued")
+            run = client.wait(run["id"], timeout_s=timeout)
+            console.print(
+                f"run     {run['status']}" + (f": {run['error']}" if run["error"] else "")
+            )
+            if run["status"] == "failed":
+                raise typer.Exit(GATE_FAIL)
+            analysis = client.analyse(run["id"], baseline_run_ids=baseline)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "report.md").write_text(client.report(analysis["id"]))
+            (out / "report.html").write_text(client.report(analysis["id"], kind="html"))
+            (out / "analysis.json").write_text(json.dumps(analysis, indent=2))
+    except httpx.HTTPStatusError as exc:
+        console.print(f"[red]perf-agent refused: {_problem(exc)}[/]")
+        raise typer.Exit(GATE_ERROR) from exc
+    except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        console.print(f"[red]{type(exc).__name__}: {exc}[/]")
+        raise typer.Exit(GATE_ERROR) from exc
+    verdict = analysis["verdict"]
+    score = analysis.get("score") or {}
+    console.print(
+        f"verdict {verdict.upper()} (score {score.get('value', '-')}; compared with "
+        f"{len(analysis.get('baseline_run_ids') or [])} baseline run(s))"
+    )
+    for finding in analysis["findings"]:
+        if finding["severity"] != "info":
+            console.print(f"  • {finding['summary']}")
+    console.print(f"reports in {out.resolve()}")
+    passed = verdict == "pass" or (verdict == "warning" and allow_warning)
+    raise typer.Exit(GATE_PASS if passed else GATE_FAIL)
 
 
 def main() -> None:

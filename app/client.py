@@ -39,17 +39,36 @@ class PerfAgentClient:
             json={"action": "approve", "reviewer": reviewer, "comment": comment},
         ).raise_for_status()
 
-    def execute(self, plan_id: str) -> dict[str, Any]:
+    def create_version(self, plan_id: str, document: str) -> dict[str, Any]:
+        """The document (YAML or JSON text) as the next version of a plan, a draft."""
+        response = self.http.post(
+            f"/plans/{plan_id}/versions",
+            content=document,
+            headers={"Content-Type": "application/yaml"},
+        )
+        plan: dict[str, Any] = response.raise_for_status().json()
+        return plan
+
+    def execute(
+        self, plan_id: str, *, auto_approve: bool = False, ci_token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"X-Perf-Agent-CI-Token": ci_token} if ci_token else {}
+        body = {"plan_id": plan_id, "auto_approve": auto_approve}
         run: dict[str, Any] = (
-            self.http.post("/execute", json={"plan_id": plan_id}).raise_for_status().json()
+            self.http.post("/execute", json=body, headers=headers).raise_for_status().json()
         )
         return run
 
-    def wait(self, run_id: str, *, poll_s: float = 0.5) -> dict[str, Any]:
+    def wait(
+        self, run_id: str, *, poll_s: float = 0.5, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s if timeout_s else None
         while True:
             run: dict[str, Any] = self.http.get(f"/runs/{run_id}").raise_for_status().json()
             if run["status"] in FINISHED:
                 return run
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still {run['status']} after {timeout_s:g}s")
             time.sleep(poll_s)
 
     def run_approved(
@@ -61,11 +80,12 @@ class PerfAgentClient:
         run = self.wait(self.execute(plan["id"])["id"])
         return plan, run
 
-    def analyse(self, run_id: str) -> dict[str, Any]:
-        analysis: dict[str, Any] = (
-            self.http.post("/analyse", json={"run_id": run_id}).raise_for_status().json()
-        )
+    def analyse(self, run_id: str, *, baseline_run_ids: list[str] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"run_id": run_id}
+        if baseline_run_ids:
+            body["baseline_run_ids"] = baseline_run_ids
+        analysis: dict[str, Any] = self.http.post("/analyse", json=body).raise_for_status().json()
         return analysis
 
-    def report(self, analysis_id: str) -> str:
-        return self.http.get(f"/analyses/{analysis_id}/report.md").raise_for_status().text
+    def report(self, analysis_id: str, *, kind: str = "md") -> str:
+        return self.http.get(f"/analyses/{analysis_id}/report.{kind}").raise_for_status().text

@@ -7,8 +7,11 @@ server for the session (when allowed) and dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -191,3 +194,28 @@ def demo_target() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@contextlib.contextmanager
+def running_live_service(database_url: str, data_dir: Path, **env: str) -> Iterator[str]:
+    """``perf-agent serve`` as a user starts it (API + worker), on the tests' database."""
+    from app.cli import running_server
+
+    port = free_port()
+    environment = {
+        **os.environ,
+        "PERF_AGENT_DATABASE_URL": database_url,
+        "PERF_AGENT_DATA_DIR": str(data_dir),
+        "PERF_AGENT_WORKER_POLL_INTERVAL_S": "0.2",
+        **env,
+    }
+    argv = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    with running_server(
+        argv,
+        port,
+        health="/readyz",
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as url:
+        yield url

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.conftest import free_port
+from tests.conftest import running_live_service
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -35,35 +31,8 @@ def curl_walkthrough() -> str:
 
 @pytest.fixture
 def live_service(database_url: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PERF_AGENT_DATABASE_URL": database_url,
-        "PERF_AGENT_DATA_DIR": str(tmp_path / "service"),
-        "PERF_AGENT_WORKER_POLL_INTERVAL_S": "0.2",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
+    with running_live_service(database_url, tmp_path / "service") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def test_the_readme_curl_walkthrough_works(
