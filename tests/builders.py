@@ -150,6 +150,7 @@ async def add_seconds(
             "vus": vus[i] if vus else 2,
             **_second(p95s[first][i], requests * len(p95s), failures),
             "endpoints": {name: _second(v[i], requests, failures) for name, v in p95s.items()},
+            "total_requests": requests * len(p95s) * (i + 1),
         }
         if cpu:
             data["system"] = {

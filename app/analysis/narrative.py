@@ -63,8 +63,9 @@ class Narrative(BaseModel):
     next_steps: list[str] = Field(default_factory=list, max_length=6)
 
 
-# A number in prose: not part of a word (p95, e07, http2) nor of a longer number.
-_NUMBER = re.compile(r"(?<![\w.])[-+−]?\d[\d,]*(?:\.\d+)?(?![\w])")
+# A number in prose, also when a unit is glued to it (999ms, 2.5x), but not one inside a word
+# (p95, e07, http2).
+_NUMBER = re.compile(r"(?<![\w.])[-+−]?\d[\d,]*(?:\.\d+)?")
 
 
 def numbers_in(value: Any) -> Iterable[float]:

@@ -102,8 +102,10 @@ def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries])
     test = mannwhitneyu(ours, theirs, alternative="two-sided")
     p_value = float(test.pvalue) if not math.isnan(test.pvalue) else 1.0
     delta = 2 * float(test.statistic) / (len(ours) * len(theirs)) - 1
-    change = (current - baseline) / baseline if baseline else math.inf
-    practical = abs(change) >= min_change and abs(current - baseline) >= min_delta
+    change = (current - baseline) / baseline if baseline else None
+    practical = abs(current - baseline) >= min_delta and (
+        change is None or abs(change) >= min_change
+    )
     verdict = "unchanged"
     if p_value < ALPHA and abs(delta) >= MIN_EFFECT and practical:
         if delta > 0 and current > baseline:

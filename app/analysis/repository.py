@@ -93,9 +93,10 @@ class AnalysisRepository:
 
     async def system_series(
         self, run_id: uuid.UUID
-    ) -> list[tuple[int, dict[str, Any] | None, int, float | None]]:
+    ) -> list[tuple[int, dict[str, Any] | None, int, float | None, float]]:
+        """(elapsed, the target's process readings, requests, p95, epoch of the second)."""
         rows = await self.session.execute(text(_SYSTEM_SERIES), {"run": run_id})
-        return [(elapsed, system, requests, p95) for elapsed, system, requests, p95 in rows]
+        return [(e, system, requests, p95, at) for e, system, requests, p95, at in rows]
 
     async def load_series(self, run_id: uuid.UUID) -> list[tuple[int, int, int, float | None]]:
         """The run's seconds in order: (VUs, requests, failures, p95 over all requests)."""
@@ -105,11 +106,13 @@ class AnalysisRepository:
 
 # The latest attempt's seconds for the charts: elapsed, VUs, requests, failures, percentiles.
 _CHART_SERIES = """
-SELECT coalesce((data->>'elapsed_s')::int, 0), coalesce((data->>'vus')::int, vus), requests,
-       failures, (data->'latency_ms'->>'p50')::float8, (data->'latency_ms'->>'p95')::float8,
+SELECT floor(coalesce((data->>'elapsed_s')::float8, 0))::int,
+       coalesce((data->>'vus')::int, vus), requests, failures,
+       (data->'latency_ms'->>'p50')::float8, (data->'latency_ms'->>'p95')::float8,
        (data->'latency_ms'->>'p99')::float8
 FROM run_samples
 WHERE run_id = :run
+  AND data->>'total_requests' IS NOT NULL  -- per-second samples (older ones were cumulative)
   AND coalesce((data->>'attempt')::int, 1) = (
       SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
 ORDER BY at, id
@@ -117,10 +120,11 @@ ORDER BY at, id
 
 # The latest attempt's seconds: elapsed, the target's process readings, requests, p95.
 _SYSTEM_SERIES = """
-SELECT coalesce((data->>'elapsed_s')::int, 0), data->'system', requests,
-       (data->'latency_ms'->>'p95')::float8
+SELECT floor(coalesce((data->>'elapsed_s')::float8, 0))::int, data->'system', requests,
+       (data->'latency_ms'->>'p95')::float8, extract(epoch FROM at)::float8
 FROM run_samples
 WHERE run_id = :run
+  AND data->>'total_requests' IS NOT NULL  -- per-second samples (older ones were cumulative)
   AND coalesce((data->>'attempt')::int, 1) = (
       SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
 ORDER BY at, id
@@ -132,6 +136,7 @@ SELECT coalesce((data->>'vus')::int, vus), requests, failures,
        (data->'latency_ms'->>'p95')::float8
 FROM run_samples
 WHERE run_id = :run
+  AND data->>'total_requests' IS NOT NULL  -- per-second samples (older ones were cumulative)
   AND coalesce((data->>'attempt')::int, 1) = (
       SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
 ORDER BY at, id
@@ -144,7 +149,7 @@ WITH samples AS (
            coalesce((s.data->>'attempt')::int, 1) AS attempt,
            max(coalesce((s.data->>'attempt')::int, 1)) OVER (PARTITION BY s.run_id) AS latest
     FROM run_samples s
-    WHERE s.run_id = ANY(:runs)
+    WHERE s.run_id = ANY(:runs) AND s.data->>'total_requests' IS NOT NULL
 ), figures AS (
     SELECT run_id, at, id, '*' AS endpoint, data AS f FROM samples WHERE attempt = latest
     UNION ALL

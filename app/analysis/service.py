@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -130,15 +131,16 @@ async def gather_system_metrics(
 ) -> dict[str, Any] | None:
     seconds = await AnalysisRepository(session).system_series(run.id)
     gathered: dict[str, Any] = {}
-    local = system_mod.from_samples([(s, r, p) for _, s, r, p in seconds])
+    local = system_mod.from_samples([(s, r, p) for _, s, r, p, _ in seconds])
     if local:
         gathered["local"] = local
-    if spec.system_metrics is not None and run.started_at and run.finished_at:
+    if spec.system_metrics is not None and seconds:
+        # The window of the attempt the results come from: its first to its last second.
         remote, problems = await system_mod.from_prometheus(
             spec.system_metrics,
-            run.started_at,
-            run.finished_at,
-            [(float(e), r, p) for e, _, r, p in seconds],
+            seconds[0][4],
+            seconds[-1][4] + 1,
+            [(float(e), r, p) for e, _, r, p, _ in seconds],
         )
         if remote:
             gathered["prometheus"] = remote
@@ -346,7 +348,7 @@ async def analyse(
             value = getattr(row, history.SLI_COLUMNS[sli])
             if value is not None:
                 timeline.setdefault((endpoint, sli), []).append((now, float(value)))
-    history_shifts = history.shifts(timeline)
+    history_shifts = await asyncio.to_thread(history.shifts, timeline)
 
     baseline_results = [{row.endpoint: row for row in await runs.results(b.id)} for b in baselines]
     slo_results = evaluate(slos, results, run.summary, baseline_results)
@@ -458,7 +460,7 @@ async def html_report(session: AsyncSession, analysis_id: uuid.UUID) -> str:
         baseline_series=baseline,
         cpu=[
             (elapsed, float(system["cpu_percent"]))
-            for elapsed, system, _, _ in await repo.system_series(run.id)
+            for elapsed, system, _, _, _ in await repo.system_series(run.id)
             if system and system.get("cpu_percent") is not None
         ],
     )

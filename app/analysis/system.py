@@ -13,7 +13,6 @@ import logging
 import math
 import statistics
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -78,17 +77,44 @@ def from_samples(
     }
 
 
+def _prometheus_totals(status: int, body: Any) -> dict[float, float]:
+    """A query_range answer as one value per timestamp (the sum over its series)."""
+    if not isinstance(body, dict):
+        raise ValueError(f"not a Prometheus answer (HTTP {status})")
+    if status != 200 or body.get("status") != "success":
+        raise ValueError(str(body.get("error") or f"HTTP {status}"))
+    data = body.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list) or not result:
+        raise ValueError("no data over the run's window")
+    # Several series (labels): their sum per timestamp, e.g. CPU over all pods.
+    totals: dict[float, float] = {}
+    for item in result:
+        values = item.get("values") if isinstance(item, dict) else None
+        for point in (values or [])[:MAX_POINTS]:
+            try:
+                stamp, number = float(point[0]), float(point[1])
+            except (TypeError, ValueError, IndexError):
+                continue
+            if math.isfinite(number):
+                totals[stamp] = totals.get(stamp, 0.0) + number
+    if not totals:
+        raise ValueError("only missing or non-finite values over the run's window")
+    return totals
+
+
 async def from_prometheus(
     config: SystemMetrics,
-    start: datetime,
-    end: datetime,
+    start: float,
+    end: float,
     load: Sequence[tuple[float, int, float | None]],
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """Each query's series over [start, end], aligned with the run's seconds (elapsed, requests,
-    p95) by time. Returns the summary and what could not be fetched."""
+    """Each query's series over [start, end] (epoch seconds; ``start`` is the run's first
+    second), aligned with the run's seconds (elapsed, requests, p95) by time. Returns the
+    summary and what could not be fetched."""
     problems: list[str] = []
     series: dict[str, Any] = {}
-    begin = start.timestamp()
+    begin = start
     by_second = {int(elapsed): (requests, p95) for elapsed, requests, p95 in load}
     async with httpx.AsyncClient(timeout=PROMETHEUS_TIMEOUT_S) as client:
         for name, query in config.queries.items():
@@ -98,7 +124,7 @@ async def from_prometheus(
                     params={
                         "query": query,
                         "start": f"{begin:.3f}",
-                        "end": f"{end.timestamp():.3f}",
+                        "end": f"{end:.3f}",
                         "step": f"{config.step:g}s",
                     },
                 )
@@ -106,20 +132,11 @@ async def from_prometheus(
             except (httpx.HTTPError, ValueError) as exc:
                 problems.append(f"{name}: Prometheus did not answer ({type(exc).__name__})")
                 continue
-            if response.status_code != 200 or body.get("status") != "success":
-                problems.append(f"{name}: {body.get('error') or f'HTTP {response.status_code}'}")
+            try:
+                totals = _prometheus_totals(response.status_code, body)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
                 continue
-            result = body.get("data", {}).get("result", [])
-            if not result:
-                problems.append(f"{name}: no data over the run's window")
-                continue
-            # Several series (labels): their sum per timestamp, e.g. CPU over all pods.
-            totals: dict[float, float] = {}
-            for item in result:
-                for stamp, value in item.get("values", [])[:MAX_POINTS]:
-                    number = float(value)
-                    if math.isfinite(number):
-                        totals[float(stamp)] = totals.get(float(stamp), 0.0) + number
             stamps = sorted(totals)
             values = [totals[t] for t in stamps]
             rps, p95 = [], []

@@ -39,6 +39,8 @@ Z = 3.0
 MIN_POINTS = 5
 MIN_POINTS_FOR_SHIFTS = 8
 MIN_SEGMENT = 3
+# PELT's cost grows about quadratically with the points: the newest ones are what matters.
+MAX_POINTS_FOR_SHIFTS = 200
 
 Series = Mapping[tuple[str, str], Sequence[tuple[datetime, float]]]
 
@@ -121,7 +123,7 @@ def shifts(series: Series, slis: Sequence[str] = ("p95", "error_rate")) -> list[
     for (endpoint, sli), points in sorted(series.items()):
         if sli not in slis or len(points) < MIN_POINTS_FOR_SHIFTS:
             continue
-        ordered = sorted(points)
+        ordered = sorted(points)[-MAX_POINTS_FOR_SHIFTS:]
         values = np.array([v for _, v in ordered], dtype=float)
         noise = np.median(np.abs(np.diff(values))) / 0.6745 / math.sqrt(2)
         sigma = max(float(noise), 0.01 * float(np.median(np.abs(values))), 1e-9)

@@ -22,24 +22,24 @@ class BaselineRepository:
         return baseline
 
     async def list_for_plan(self, plan_id: uuid.UUID, *, limit: int = 50) -> Sequence[Baseline]:
-        query = (
-            select(Baseline)
-            .where(Baseline.plan_id == plan_id)
-            .order_by(Baseline.created_at.desc(), Baseline.id)
-            .limit(limit)
-        )
+        query = self._family(plan_id).order_by(Baseline.created_at.desc(), Baseline.id).limit(limit)
         return (await self.session.scalars(query)).all()
+
+    def _family(self, plan_id: uuid.UUID) -> Any:
+        """Baselines of every version of the plan ``plan_id`` belongs to."""
+        family = select(Plan.family_id).where(Plan.id == plan_id).scalar_subquery()
+        return (
+            select(Baseline).join(Plan, Plan.id == Baseline.plan_id).where(Plan.family_id == family)
+        )
 
     async def current(
         self, plan_id: uuid.UUID, *, environment: str, excluding_run: uuid.UUID | None = None
     ) -> Baseline | None:
+        """The newest whole-plan baseline of the plan's family for an environment (a baseline
+        promoted on version 3 still counts when version 4 runs)."""
         query = (
-            select(Baseline)
-            .where(
-                Baseline.plan_id == plan_id,
-                Baseline.environment == environment,
-                Baseline.scenario.is_(None),
-            )
+            self._family(plan_id)
+            .where(Baseline.environment == environment, Baseline.scenario.is_(None))
             .order_by(Baseline.created_at.desc())
             .limit(1)
         )
@@ -52,9 +52,8 @@ class BaselineRepository:
     ) -> dict[str, Baseline]:
         """The newest baseline of each scenario that has one of its own."""
         query = (
-            select(Baseline)
+            self._family(plan_id)
             .where(
-                Baseline.plan_id == plan_id,
                 Baseline.environment == environment,
                 Baseline.scenario.is_not(None),
                 Baseline.run_id != excluding_run,

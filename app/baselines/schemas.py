@@ -71,6 +71,17 @@ class HistoryDocument(BaseModel):
     environment: str | None = Field(default=None, max_length=100)
     series: list[HistorySeries] = Field(max_length=500)
 
+    @field_validator("series")
+    @classmethod
+    def _bounded(cls, value: list[HistorySeries]) -> list[HistorySeries]:
+        total = sum(len(s.points) for s in value)
+        if total > 50_000:
+            raise ValueError(f"{total} points in one import; at most 50000 (split it up)")
+        return value
+
+
+MAX_IMPORT_POINTS = 50_000
+
 
 class HistoryImported(BaseModel):
     points: int

@@ -137,5 +137,5 @@ class BudgetWatch:
                 self.settings.cost_alert_webhook,
                 json={"event": "budget_alert", "run_id": self.run_id, **data},
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             log.warning("run %s: budget webhook failed: %s", self.run_id, exc)

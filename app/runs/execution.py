@@ -85,8 +85,13 @@ class Job:
         self.sampler: ProcessSampler | None = None
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
-        record = {"type": "event", "at": utcnow().isoformat(), "kind": kind,
-                  "message": message, "data": data}  # fmt: skip
+        record = {
+            "type": "event",
+            "at": utcnow().isoformat(),
+            "kind": kind,
+            "message": message,
+            "data": data,
+        }
         await self.spool.write(self.sessionmaker, record)
 
     async def heartbeat(self) -> None:
@@ -126,39 +131,64 @@ class Job:
             on_exhausted=exhausted,
         )
         live = self.live = LiveMetrics(spec.step_names, window_s=self.settings.histogram_window_s)
-        # Reading k6's stream never waits for the database: what it yields queues here.
+        # Reading k6's stream never waits for the database, and the budget never waits for
+        # either: each has its own queue.
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        seconds: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
         def post() -> None:
             for item in live.drain():
+                if item["type"] == "sample":
+                    item["sample"]["attempt"] = number
+                    if self.sampler is not None and self.sampler.latest is not None:
+                        item["sample"]["system"] = self.sampler.latest
+                    seconds.put_nowait(item["sample"])
+                else:
+                    item["attempt"] = number
                 outbox.put_nowait(item)
 
         def on_metrics(chunk: bytes) -> None:
-            live.feed(chunk)
+            if live.broken:
+                return
+            try:
+                live.feed(chunk)
+            except Exception:
+                # Results will come from k6's summary instead (see results()).
+                live.broken = True
+                log.exception("run %s: k6's metric stream could not be read", self.run_id)
             post()
 
         async def tick() -> None:
             while True:
                 await asyncio.sleep(TICK_S)
-                live.tick()
-                post()
+                if not live.broken:
+                    live.tick()
+                    post()
 
         async def store() -> None:
             while True:
                 item = await outbox.get()
                 try:
-                    await self.store_live(item, number, watch)
+                    await self.spool.write(self.sessionmaker, item)
                 except Exception:
                     log.exception("run %s: a live record was not stored", self.run_id)
                 finally:
                     outbox.task_done()
+
+        async def judge() -> None:
+            while True:
+                sample = await seconds.get()
+                try:
+                    await watch.observe(sample)
+                except Exception:
+                    log.exception("run %s: the budget check failed", self.run_id)
 
         async def started(pid: int) -> None:
             await self.event(
                 "k6_started", f"attempt {number}: k6 started", {"pid": pid, "address": address}
             )
 
-        helpers = [asyncio.create_task(tick()), asyncio.create_task(store())]
+        helpers = [asyncio.create_task(task()) for task in (tick, store, judge)]
         if is_loopback(spec.target.base_url):
             self.sampler = ProcessSampler(spec.target.base_url)
             helpers.append(asyncio.create_task(self.sampler.run()))
@@ -176,7 +206,12 @@ class Job:
                 address=address,
                 on_metrics=on_metrics,
             )
-            live.finish()
+            if not live.broken:
+                try:
+                    live.finish()
+                except Exception:
+                    live.broken = True
+                    log.exception("run %s: k6's metric stream could not be read", self.run_id)
             post()
             await outbox.join()
             return outcome
@@ -184,16 +219,6 @@ class Job:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-
-    async def store_live(self, item: dict[str, Any], attempt: int, watch: BudgetWatch) -> None:
-        if item["type"] == "sample":
-            item["sample"]["attempt"] = attempt
-            if self.sampler is not None and self.sampler.latest is not None:
-                item["sample"]["system"] = self.sampler.latest
-            await watch.observe(item["sample"])
-        else:
-            item["attempt"] = attempt
-        await self.spool.write(self.sessionmaker, item)
 
     async def attempts(self, spec: PlanSpec, script: str) -> tuple[K6Outcome, float]:
         """Run k6; retry a crash once, then fall back to a reduced load."""
@@ -308,7 +333,15 @@ class Job:
         metric stream gave nothing (a k6 killed before it flushed a single point)."""
         summary = outcome.summary
         duration = k6summary.test_duration_s(summary) if summary else None
-        if self.live is not None and self.live.points:
+        if self.live is not None and self.live.broken and summary is not None:
+            self.notes.append(
+                (
+                    "live_broken",
+                    "k6's metric stream could not be read to the end; the results are k6's summary",
+                    {},
+                )
+            )
+        elif self.live is not None and self.live.points:
             rows = self.live.results(spec.step_names, duration)
             if summary is not None:
                 counted = k6summary.endpoint_result(summary.get("metrics", {}), None)["requests"]

@@ -116,6 +116,8 @@ def k6_env(workdir: Path, summary_path: Path | None, secrets: dict[str, str]) ->
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(workdir),
         "K6_NO_USAGE_REPORT": "true",
+        # Metric timestamps in UTC ("…Z"), whatever the host's zone.
+        "TZ": "UTC",
         **secrets,
     }
     if summary_path is not None:

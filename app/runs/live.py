@@ -34,6 +34,7 @@ from app.runs.histogram import Histogram
 
 ALL = "*"
 MAX_SERIES = 50  # endpoints tracked apart; a raw script naming more folds the rest into ALL
+MAX_NAME = 200
 DATA_GRACE_S = 0.5
 CLOCK_GRACE_S = 2.0
 
@@ -64,8 +65,7 @@ WANTED = (_DURATION, _VUS, _ITERATIONS)
 _SECONDS: dict[str, int] = {}
 
 
-def _second_of(stamp: str) -> int:
-    """k6's RFC 3339 UTC stamp (``2026-11-25T19:22:35.401027Z``) to its epoch second."""
+def _wall_second(stamp: str) -> int:
     key = stamp[:19]
     second = _SECONDS.get(key)
     if second is None:
@@ -73,6 +73,20 @@ def _second_of(stamp: str) -> int:
             _SECONDS.clear()
         second = _SECONDS[key] = calendar.timegm(time.strptime(key, "%Y-%m-%dT%H:%M:%S"))
     return second
+
+
+def _epoch(stamp: str) -> float:
+    """k6's RFC 3339 stamp to epoch seconds: ``…T19:22:35.401027Z`` (k6 runs with TZ=UTC)
+    or, should it not, with an offset such as ``…T20:22:35.401027+01:00``."""
+    rest = stamp[19:]
+    offset = 0
+    if rest.endswith("Z"):
+        rest = rest[:-1]
+    elif len(rest) >= 6 and rest[-6] in "+-" and rest[-3] == ":":
+        sign = 1 if rest[-6] == "+" else -1
+        offset = sign * (int(rest[-5:-3]) * 3600 + int(rest[-2:]) * 60)
+        rest = rest[:-6]
+    return _wall_second(stamp) - offset + (float("0" + rest) if rest else 0.0)
 
 
 @dataclass
@@ -129,6 +143,7 @@ class LiveMetrics:
         self.vu_seconds = 0.0
         self.points = 0
         self.late = 0
+        self.broken = False  # set by the caller when the stream could not be read
         self.outbox: list[dict[str, Any]] = []
 
     # -- input ---------------------------------------------------------------------------
@@ -165,10 +180,14 @@ class LiveMetrics:
         newest = self.newest
         for point in points:
             data = point.data
-            second = _second_of(data.time)
+            try:
+                epoch = _epoch(data.time)
+            except ValueError:
+                continue  # not a time k6 writes: skip the point, keep the stream
+            second = int(epoch // 1)
             if self.first is None:
                 self.first = second
-            newest = max(newest, second + float("0" + data.time[19:].rstrip("Z")))
+            newest = max(newest, epoch)
             if self.closed_through is not None and second <= self.closed_through:
                 self._late(point)
                 continue
@@ -194,7 +213,8 @@ class LiveMetrics:
         name = tags.name if tags is not None else ""
         if name in self.known:
             return name
-        if name and len(self.known) < MAX_SERIES:
+        # A raw script's URL names can be long; they are stored in a 200-character column.
+        if name and len(name) <= MAX_NAME and len(self.known) < MAX_SERIES:
             self.known.add(name)
             return name
         return ALL
@@ -241,7 +261,9 @@ class LiveMetrics:
         overall = _Series()
         for series in per_name.values():
             overall.add(series)
-        for name, series in [*per_name.items(), (ALL, overall)]:
+        # Requests folded into ALL are in ``overall`` already: added once, through it.
+        named = [(name, series) for name, series in per_name.items() if name != ALL]
+        for name, series in [*named, (ALL, overall)]:
             self._window_series(name).add(series)
             self.totals.setdefault(name, _Series()).add(series)
         everything = self.totals.get(ALL, _Series())

@@ -17,11 +17,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import RunEvent, RunHistogram, RunSample
 
 log = logging.getLogger(__name__)
+
+# The database is away (down, unreachable, connection cut): what the spool waits out.
+UNREACHABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
 
 
 def _rows(run_id: uuid.UUID, record: dict[str, Any]) -> list[RunSample | RunEvent | RunHistogram]:
@@ -99,7 +103,7 @@ class Spool:
             try:
                 async with sessionmaker() as session, session.begin():
                     session.add_all(_all_rows(self.run_id, [*pending, record]))
-            except Exception as exc:
+            except UNREACHABLE as exc:
                 await asyncio.to_thread(self._append, record)
                 log.warning(
                     "run %s: database unreachable (%s); %d records spooled to %s",
@@ -107,6 +111,16 @@ class Spool:
                     type(exc).__name__,
                     len(pending) + 1,
                     self.path,
+                )
+                return False
+            except SQLAlchemyError as exc:
+                # The database answered and refused this record (bad data): spooling it would
+                # block every later write behind it. Drop it, loudly; keep the rest.
+                log.error(
+                    "run %s: a %s record was refused and dropped: %s",
+                    self.run_id,
+                    record.get("type"),
+                    exc,
                 )
                 return False
             if pending:

@@ -172,3 +172,32 @@ def test_a_line_cut_short_by_a_killed_k6_is_skipped_not_fatal() -> None:
     live.finish()
 
     assert live.results(["a"], None)[1]["requests"] == 2
+
+
+def test_a_stamp_with_a_utc_offset_lands_in_the_right_second() -> None:
+    from app.runs.live import _epoch
+
+    assert _epoch("2026-11-25T20:22:35.5+01:00") == _epoch("2026-11-25T19:22:35.5Z")
+    assert _epoch("2026-11-25T14:22:35-05:00") == _epoch("2026-11-25T19:22:35Z")
+
+
+def test_unnamed_requests_are_counted_once_in_all_requests() -> None:
+    live = LiveMetrics(["a"])
+
+    live.feed(request(T0 + 0.1, 1.0, "a") + request(T0 + 0.2, 2.0, ""))
+    live.finish()
+    (sample,) = samples(live.drain())
+
+    assert sample["requests"] == 2
+    assert live.results(["a"], None)[0]["requests"] == 2
+
+
+def test_a_name_too_long_to_store_is_counted_in_all_requests_only() -> None:
+    live = LiveMetrics([])
+
+    live.feed(request(T0 + 0.1, 1.0, "/x" * 150))
+    live.finish()
+    items = live.drain()
+
+    assert samples(items)[0]["endpoints"] == {}
+    assert [s["endpoint"] for s in windows(items)[0]["series"]] == [ALL]
