@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.analysis import findings as findings_mod
@@ -500,7 +501,21 @@ async def give_feedback(
     feedback.verdict = body.verdict
     feedback.comment = body.comment
     feedback.author = body.author
-    await repo.add_feedback(feedback)
+    try:
+        async with session.begin_nested():
+            await repo.add_feedback(feedback)
+    except IntegrityError:
+        # Someone gave the first verdict at the same moment: this one replaces it.
+        existing = await repo.feedback(analysis_id, recommendation_id)
+        if existing is None:
+            raise
+        existing.verdict, existing.comment, existing.author = (
+            body.verdict,
+            body.comment,
+            body.author,
+        )
+        feedback, created = existing, False
+        await session.flush()
     metrics.RECOMMENDATION_FEEDBACK.labels(verdict=body.verdict, kind=finding["kind"]).inc()
     return feedback, created
 

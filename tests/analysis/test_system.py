@@ -154,3 +154,17 @@ async def test_a_prometheus_url_obeys_the_host_guardrail(client: AsyncClient) ->
 
     assert response.status_code == 422
     assert response.json()["code"] == "guardrail.host_denied"
+
+
+async def test_a_prometheus_answer_of_nans_or_odd_shapes_is_a_warning_not_a_failure() -> None:
+    from app.analysis.system import _prometheus_totals
+
+    nans = {"status": "success", "data": {"result": [{"values": [[1, "NaN"], [2, "NaN"]]}]}}
+    for status, body, reason in [
+        (200, nans, "non-finite"),
+        (200, {"status": "success", "data": None}, "no data"),
+        (200, ["not", "a", "dict"], "not a Prometheus answer"),
+        (503, {"status": "error", "error": "overloaded"}, "overloaded"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            _prometheus_totals(status, body)

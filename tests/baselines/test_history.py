@@ -63,8 +63,11 @@ async def test_bad_history_is_refused_with_a_reason(
     plan = await make_plan(session)
     url = f"{API}/plans/{plan.id}/history"
     unknown = {"series": [series("nope", "p95", [1.0])]}
-    naive = {"series": [{"endpoint": "*", "sli": "p95",
-                         "points": [{"at": "2026-10-01T10:00:00", "value": 1}]}]}  # fmt: skip
+    naive = {
+        "series": [
+            {"endpoint": "*", "sli": "p95", "points": [{"at": "2026-10-01T10:00:00", "value": 1}]}
+        ]
+    }
     negative = {"series": [series("*", "p95", [-1.0])]}
     bad_sli = {"series": [series("*", "p42", [1.0])]}
 
@@ -130,3 +133,19 @@ def test_a_steady_noisy_history_has_no_shift() -> None:
     for seed in range(50):
         points = [(START + timedelta(days=i), v) for i, v in enumerate(steady(100, 30, seed))]
         assert shifts({("*", "p95"): points}) == [], seed
+
+
+async def test_an_import_too_large_is_refused_whole(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    plan = await make_plan(session)
+    big = {
+        "series": [
+            series("*", p, [1.0] * 10_000) for p in ("p50", "p90", "p95", "p99", "avg", "max")
+        ]
+    }
+
+    response = await client.post(f"{API}/plans/{plan.id}/history", json=big)
+
+    assert response.status_code == 422
+    assert "at most 50000" in response.json()["detail"]

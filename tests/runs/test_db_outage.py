@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url, select
@@ -80,3 +81,36 @@ async def test_a_database_outage_mid_run_loses_no_second_of_data(
     assert len(samples) >= 7  # an 8 s test, a sample a second, the outage included
     assert max(gaps) < 1.6, gaps  # no hole where the database was away
     assert kinds[-1] == "finished"
+
+
+async def test_a_record_the_database_refuses_is_dropped_not_spooled_ahead_of_the_rest(
+    committed: async_sessionmaker[AsyncSession], settings: Settings, tmp_path: Path
+) -> None:
+    from app.runs.spool import Spool
+
+    async with committed() as session, session.begin():
+        run = await make_run(session, await make_plan(session), status="running")
+    spool = Spool(tmp_path / "spool.jsonl", run.id)
+    refused = {
+        "type": "event",
+        "at": "2026-11-25T00:00:00+00:00",
+        "kind": "x" * 500,
+        "message": "too long a kind for its column",
+        "data": None,
+    }
+    fine = {
+        "type": "event",
+        "at": "2026-11-25T00:00:01+00:00",
+        "kind": "ok",
+        "message": "stored",
+        "data": None,
+    }
+
+    assert await spool.write(committed, refused) is False
+    assert await spool.write(committed, fine) is True
+
+    assert not spool.path.exists()
+    async with committed() as session:
+        kinds = list(await session.scalars(select(RunEvent.kind).where(RunEvent.run_id == run.id)))
+    assert kinds.count("ok") == 1
+    assert all(len(kind) < 100 for kind in kinds)
