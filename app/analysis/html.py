@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from app.analysis import charts
-from app.analysis.repository import Point
+from app.analysis.repository import Second
 from app.analysis.saturation import Saturation
 from app.analysis.schemas import Comparison, SloResult
 from app.models import Analysis, Plan, Run, RunResult
@@ -38,33 +38,42 @@ def _value(sli: str, value: float | None) -> str:
 
 
 def build_charts(
-    series: Sequence[Point],
-    baseline: Sequence[Point] | None,
-    knee: Saturation | None,
-    cpu: Sequence[tuple[int, float]] = (),
+    series: Sequence[Second], baseline: Sequence[Second] | None, knee: Saturation | None
 ) -> list[str]:
+    cpu = [
+        (s.elapsed, float(s.system["cpu_percent"]))
+        for s in series
+        if s.system and s.system.get("cpu_percent") is not None
+    ]
     markers = []
     if knee is not None and knee.knee_load is not None:
         level = knee.knee_load
         first = next(
-            (p[0] for p in series if (p[1] if knee.load_metric == "vus" else p[2]) >= level), None
+            (
+                p.elapsed
+                for p in series
+                if (p.vus if knee.load_metric == "vus" else p.requests) >= level
+            ),
+            None,
         )
         if first is not None:
             unit = "VUs" if knee.load_metric == "vus" else "req/s"
             markers.append(charts.Marker(first, f"knee: {knee.knee_load:g} {unit}"))
     latency = [
-        charts.Series("p50", "#2563eb", [(p[0], p[4]) for p in series]),
-        charts.Series("p95", "#d97706", [(p[0], p[5]) for p in series]),
-        charts.Series("p99", "#7c3aed", [(p[0], p[6]) for p in series]),
+        charts.Series("p50", "#2563eb", [(p.elapsed, p.p50) for p in series]),
+        charts.Series("p95", "#d97706", [(p.elapsed, p.p95) for p in series]),
+        charts.Series("p99", "#7c3aed", [(p.elapsed, p.p99) for p in series]),
     ]
     if baseline:
         latency.append(
-            charts.Series("baseline p95", "#6b7280", [(p[0], p[5]) for p in baseline], True)
+            charts.Series("baseline p95", "#6b7280", [(p.elapsed, p.p95) for p in baseline], True)
         )
-    load = [charts.Series("RPS", "#059669", [(p[0], float(p[2])) for p in series])]
+    load = [charts.Series("RPS", "#059669", [(p.elapsed, float(p.requests)) for p in series])]
     if baseline:
         load.append(
-            charts.Series("baseline RPS", "#6b7280", [(p[0], float(p[2])) for p in baseline], True)
+            charts.Series(
+                "baseline RPS", "#6b7280", [(p.elapsed, float(p.requests)) for p in baseline], True
+            )
         )
     return [
         charts.render(charts.Chart("Latency (all requests)", "ms", latency, markers)),
@@ -73,7 +82,11 @@ def build_charts(
             charts.Chart(
                 "Errors",
                 "failed requests/s",
-                [charts.Series("errors", "#dc2626", [(p[0], float(p[3])) for p in series])],
+                [
+                    charts.Series(
+                        "errors", "#dc2626", [(p.elapsed, float(p.failures)) for p in series]
+                    )
+                ],
                 markers,
             )
         ),
@@ -83,7 +96,7 @@ def build_charts(
                     charts.Chart(
                         "Target CPU (its processes on the worker's machine)",
                         "% of one core",
-                        [charts.Series("CPU", "#be185d", list(cpu))],
+                        [charts.Series("CPU", "#be185d", cpu)],
                         markers,
                     )
                 )
@@ -95,7 +108,7 @@ def build_charts(
             charts.Chart(
                 "Virtual users",
                 "VUs",
-                [charts.Series("VUs", "#0891b2", [(p[0], float(p[1])) for p in series])],
+                [charts.Series("VUs", "#0891b2", [(p.elapsed, float(p.vus)) for p in series])],
                 markers,
             )
         ),
@@ -108,9 +121,8 @@ def render_html(
     plan: Plan,
     run: Run,
     results: Sequence[RunResult],
-    series: Sequence[Point],
-    baseline_series: Sequence[Point] | None,
-    cpu: Sequence[tuple[int, float]] = (),
+    series: Sequence[Second],
+    baseline_series: Sequence[Second] | None,
 ) -> str:
     knee = Saturation.model_validate(analysis.saturation) if analysis.saturation else None
     slo_results: list[dict[str, Any]] = []
@@ -141,7 +153,7 @@ def render_html(
         run=run,
         test_date=(run.started_at or run.created_at).strftime("%Y-%m-%d %H:%M UTC"),
         baseline_run_ids=analysis.baseline_run_ids,
-        charts=build_charts(series, baseline_series, knee, cpu),
+        charts=build_charts(series, baseline_series, knee),
         slo_results=slo_results,
         results=results,
         comparisons=comparisons,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,8 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.analysis.regression import PerSecond
 from app.models import Analysis, Plan, RecommendationFeedback, Run, RunStatus
 
-# One second of a run for the charts: (elapsed_s, vus, requests, failures, p50, p95, p99).
-Point = tuple[int, int, int, int, float | None, float | None, float | None]
+
+class Second(NamedTuple):
+    """One second of a run, overall: load, latency, the target's process readings."""
+
+    elapsed: int
+    vus: int
+    requests: int
+    failures: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    system: dict[str, Any] | None  # psutil readings of a local target, if sampled
+    epoch: float  # when the second started
 
 
 class AnalysisRepository:
@@ -87,56 +98,21 @@ class AnalysisRepository:
             found[run_id].setdefault(endpoint, []).append((requests, failures, p50, p95, p99))
         return found
 
-    async def chart_series(self, run_id: uuid.UUID) -> list[Point]:
-        rows = await self.session.execute(text(_CHART_SERIES), {"run": run_id})
-        return [(e, v, r, f, p50, p95, p99) for e, v, r, f, p50, p95, p99 in rows]
-
-    async def system_series(
-        self, run_id: uuid.UUID
-    ) -> list[tuple[int, dict[str, Any] | None, int, float | None, float]]:
-        """(elapsed, the target's process readings, requests, p95, epoch of the second)."""
-        rows = await self.session.execute(text(_SYSTEM_SERIES), {"run": run_id})
-        return [(e, system, requests, p95, at) for e, system, requests, p95, at in rows]
-
-    async def load_series(self, run_id: uuid.UUID) -> list[tuple[int, int, int, float | None]]:
-        """The run's seconds in order: (VUs, requests, failures, p95 over all requests)."""
-        rows = await self.session.execute(text(_LOAD_SERIES), {"run": run_id})
-        return [(vus, requests, failures, p95) for vus, requests, failures, p95 in rows]
+    async def seconds(self, run_id: uuid.UUID) -> list[Second]:
+        """The run's seconds in order, of its latest attempt."""
+        rows = await self.session.execute(text(_SECONDS), {"run": run_id})
+        return [Second(*row) for row in rows]
 
 
-# The latest attempt's seconds for the charts: elapsed, VUs, requests, failures, percentiles.
-_CHART_SERIES = """
+# The latest attempt's per-second samples (older samples, cumulative, are left out).
+_SECONDS = """
 SELECT floor(coalesce((data->>'elapsed_s')::float8, 0))::int,
        coalesce((data->>'vus')::int, vus), requests, failures,
        (data->'latency_ms'->>'p50')::float8, (data->'latency_ms'->>'p95')::float8,
-       (data->'latency_ms'->>'p99')::float8
+       (data->'latency_ms'->>'p99')::float8, data->'system', extract(epoch FROM at)::float8
 FROM run_samples
 WHERE run_id = :run
-  AND data->>'total_requests' IS NOT NULL  -- per-second samples (older ones were cumulative)
-  AND coalesce((data->>'attempt')::int, 1) = (
-      SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
-ORDER BY at, id
-"""
-
-# The latest attempt's seconds: elapsed, the target's process readings, requests, p95.
-_SYSTEM_SERIES = """
-SELECT floor(coalesce((data->>'elapsed_s')::float8, 0))::int, data->'system', requests,
-       (data->'latency_ms'->>'p95')::float8, extract(epoch FROM at)::float8
-FROM run_samples
-WHERE run_id = :run
-  AND data->>'total_requests' IS NOT NULL  -- per-second samples (older ones were cumulative)
-  AND coalesce((data->>'attempt')::int, 1) = (
-      SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
-ORDER BY at, id
-"""
-
-# The latest attempt's seconds, overall: load and latency side by side.
-_LOAD_SERIES = """
-SELECT coalesce((data->>'vus')::int, vus), requests, failures,
-       (data->'latency_ms'->>'p95')::float8
-FROM run_samples
-WHERE run_id = :run
-  AND data->>'total_requests' IS NOT NULL  -- per-second samples (older ones were cumulative)
+  AND data->>'total_requests' IS NOT NULL
   AND coalesce((data->>'attempt')::int, 1) = (
       SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
 ORDER BY at, id

@@ -16,7 +16,7 @@ from app.analysis import system as system_mod
 from app.analysis.evaluate import evaluate, total_score
 from app.analysis.html import render_html
 from app.analysis.report import load_text, render_markdown
-from app.analysis.repository import AnalysisRepository
+from app.analysis.repository import AnalysisRepository, Second
 from app.analysis.schemas import (
     AcceptanceRate,
     Comparison,
@@ -128,20 +128,19 @@ async def run_series(
 
 
 async def gather_system_metrics(
-    session: AsyncSession, run: Run, spec: PlanSpec, warnings: list[str]
+    spec: PlanSpec, seconds: list[Second], warnings: list[str]
 ) -> dict[str, Any] | None:
-    seconds = await AnalysisRepository(session).system_series(run.id)
     gathered: dict[str, Any] = {}
-    local = system_mod.from_samples([(s, r, p) for _, s, r, p, _ in seconds])
+    local = system_mod.from_samples([(s.system, s.requests, s.p95) for s in seconds])
     if local:
         gathered["local"] = local
     if spec.system_metrics is not None and seconds:
         # The window of the attempt the results come from: its first to its last second.
         remote, problems = await system_mod.from_prometheus(
             spec.system_metrics,
-            seconds[0][4],
-            seconds[-1][4] + 1,
-            [(float(e), r, p) for e, _, r, p, _ in seconds],
+            seconds[0].epoch,
+            seconds[-1].epoch + 1,
+            [(float(s.elapsed), s.requests, s.p95) for s in seconds],
         )
         if remote:
             gathered["prometheus"] = remote
@@ -150,8 +149,8 @@ async def gather_system_metrics(
     return gathered or None
 
 
-async def find_knee(
-    session: AsyncSession, run: Run, spec: PlanSpec, slos: list[SLO]
+def find_knee(
+    spec: PlanSpec, slos: list[SLO], seconds: list[Second]
 ) -> saturation.Saturation | None:
     def target(sli: str) -> float | None:
         for slo in slos:
@@ -159,10 +158,6 @@ async def find_knee(
                 return slo.target
         return None
 
-    seconds = [
-        saturation.Second(vus=vus, requests=requests, failures=failures, p95_ms=p95)
-        for vus, requests, failures, p95 in await AnalysisRepository(session).load_series(run.id)
-    ]
     executor = str(spec.load_profile.executor().get("executor", ""))
     if executor == "constant-arrival-rate":
         # The planned load is constant: a varying throughput is the target falling behind,
@@ -170,7 +165,10 @@ async def find_knee(
         return None
     open_model = "arrival" in executor
     return saturation.detect(
-        seconds,
+        [
+            saturation.Second(vus=s.vus, requests=s.requests, failures=s.failures, p95_ms=s.p95)
+            for s in seconds
+        ],
         open_model=open_model,
         p95_target_ms=target("p95"),
         error_target=target("error_rate"),
@@ -326,13 +324,13 @@ async def analyse(
     past = await history_series(
         session, plan, spec.target.environment, before=run.created_at, exclude_run=run.id
     )
+    past_values = {key: [(at, value) for at, value, *_ in pts] for key, pts in past.items()}
     if not baselines:
         current = {
             endpoint: {sli: getattr(row, column) for sli, column in history.SLI_COLUMNS.items()}
             for endpoint, row in results.items()
         }
-        values = {key: [(at, value) for at, value, *_ in points] for key, points in past.items()}
-        comparisons = history.compare_to_history(current, values)
+        comparisons = history.compare_to_history(current, past_values)
         if any(c.verdict != "insufficient_data" for c in comparisons):
             baseline_source = "history"
         else:
@@ -342,7 +340,8 @@ async def analyse(
                 f"the plan's history (at least {history.MIN_POINTS} past values); regressions "
                 "were not looked for."
             )
-    timeline = {key: [(at, value) for at, value, *_ in points] for key, points in past.items()}
+    # The history with this run as its newest point, for lasting shifts.
+    timeline = {key: list(points) for key, points in past_values.items()}
     now = run.started_at or run.created_at
     for endpoint, row in results.items():
         for sli in ("p95", "error_rate"):
@@ -366,8 +365,9 @@ async def analyse(
             "k6's own threshold verdict differs from this analysis for: " + ", ".join(disagreements)
         )
 
-    knee = await find_knee(session, run, spec, slos)
-    system_metrics = await gather_system_metrics(session, run, spec, warnings)
+    seconds = await AnalysisRepository(session).seconds(run.id)
+    knee = find_knee(spec, slos, seconds)
+    system_metrics = await gather_system_metrics(spec, seconds, warnings)
     found = findings_mod.all_findings(
         slo_results, results, comparisons, knee, history_shifts, run.summary, system_metrics
     )
@@ -451,19 +451,14 @@ async def html_report(session: AsyncSession, analysis_id: uuid.UUID) -> str:
     repo = AnalysisRepository(session)
     baseline = None
     if analysis.baseline_run_ids:
-        baseline = await repo.chart_series(uuid.UUID(analysis.baseline_run_ids[0]))
+        baseline = await repo.seconds(uuid.UUID(analysis.baseline_run_ids[0]))
     return render_html(
         analysis=analysis,
         plan=plan,
         run=run,
         results=await RunRepository(session).results(run.id),
-        series=await repo.chart_series(run.id),
+        series=await repo.seconds(run.id),
         baseline_series=baseline,
-        cpu=[
-            (elapsed, float(system["cpu_percent"]))
-            for elapsed, system, _, _, _ in await repo.system_series(run.id)
-            if system and system.get("cpu_percent") is not None
-        ],
     )
 
 
