@@ -14,7 +14,7 @@ from app.core import metrics
 from app.core.errors import Conflict, NotFound, ProblemError
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
-from app.models import PlanStatus, Run, RunStatus
+from app.models import PlanStatus, Run, RunHistogram, RunStatus
 from app.models.base import utcnow
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec
@@ -91,6 +91,22 @@ async def list_runs(
     return await repo.list_runs(plan_id=plan_id, status=status, limit=limit)
 
 
+def merge_windows(windows: Sequence[RunHistogram]) -> Histogram:
+    """Stored windows of one endpoint as one histogram: counts added, never percentiles."""
+    merged = Histogram()
+    for window in windows:
+        merged.add(
+            Histogram.decode(
+                window.counts,
+                count=window.count,
+                sum_ms=window.sum_ms,
+                min_ms=window.min_ms,
+                max_ms=window.max_ms,
+            )
+        )
+    return merged
+
+
 async def latency(
     repo: RunRepository,
     run_id: uuid.UUID,
@@ -111,17 +127,7 @@ async def latency(
             f"run {run_id} has no stored latency for {endpoint!r} in that span",
             code="run.no_histograms",
         )
-    merged = Histogram()
-    for window in windows:
-        merged.add(
-            Histogram.decode(
-                window.counts,
-                count=window.count,
-                sum_ms=window.sum_ms,
-                min_ms=window.min_ms,
-                max_ms=window.max_ms,
-            )
-        )
+    merged = merge_windows(windows)
     return LatencyOut(
         endpoint=endpoint,
         attempt=windows[0].attempt,

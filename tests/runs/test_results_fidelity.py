@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.settings import Settings
 from app.models import Run, RunEvent, RunHistogram, RunResult, RunSample, RunStatus
-from app.runs.histogram import Histogram
+from app.runs.service import merge_windows
 from app.runs.summary import parse_results
 from app.runs.worker import Worker
 from tests.builders import API, make_plan, make_run
@@ -74,17 +74,7 @@ async def test_per_endpoint_p95_and_p99_from_the_histograms_are_within_1_percent
         assert ours.rps == pytest.approx(theirs["rps"], rel=1e-3)
 
     # The stored windows are those same histograms: merged, they give the same figures.
-    product = Histogram()
-    for window in (w for w in windows if w.endpoint == "product"):
-        product.add(
-            Histogram.decode(
-                window.counts,
-                count=window.count,
-                sum_ms=window.sum_ms,
-                min_ms=window.min_ms,
-                max_ms=window.max_ms,
-            )
-        )
+    product = merge_windows([w for w in windows if w.endpoint == "product"])
     assert len({w.start_s for w in windows}) >= 3  # 2 s windows over a 5 s test
     assert product.percentile(95) == pytest.approx(results["product"].p95_ms, rel=1e-9)
     late = finished_event["late_points"] if finished_event else 0
