@@ -91,9 +91,9 @@ class BudgetWatch:
         if not due:
             return
         async with httpx.AsyncClient(timeout=2.0) as client:
-            await self._judge(client, self.on_exhausted)
+            await self._judge(client)
 
-    async def _judge(self, client: httpx.AsyncClient, on_exhausted: Callable[[], None]) -> None:
+    async def _judge(self, client: httpx.AsyncClient) -> None:
         for resource, share in self.shares().items():
             data = {
                 "resource": resource,
@@ -119,7 +119,7 @@ class BudgetWatch:
                     f"{resource.replace('_', '-')} budget spent; stopping k6 gracefully",
                     data,
                 )
-                on_exhausted()
+                self.on_exhausted()
                 await self._stop(client)
                 return
 
