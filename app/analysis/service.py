@@ -47,7 +47,11 @@ LAST_PASSING_RUNS = 3
 
 
 async def choose_baselines(
-    session: AsyncSession, run: Run, plan: Plan, requested: list[uuid.UUID] | None
+    session: AsyncSession,
+    run: Run,
+    plan: Plan,
+    spec: PlanSpec,
+    requested: list[uuid.UUID] | None,
 ) -> tuple[list[Run], str | None]:
     """The runs to compare with, and why: requested, the promoted baseline, or the plan's
     last passing runs."""
@@ -73,7 +77,6 @@ async def choose_baselines(
                     code="baseline.not_succeeded",
                 )
         return [found[i] for i in ids], "requested"
-    spec = PlanSpec.model_validate(plan.spec)
     promoted = await BaselineRepository(session).current(
         plan.id, environment=spec.target.environment, excluding_run=run.id
     )
@@ -289,7 +292,7 @@ async def analyse(
             + ", ".join(PLATFORM_DEFAULT_SLOS)
             + "). Add SLOs to the plan to judge it against its own targets."
         )
-    baselines, baseline_source = await choose_baselines(session, run, plan, baseline_run_ids)
+    baselines, baseline_source = await choose_baselines(session, run, plan, spec, baseline_run_ids)
     comparisons: list[Comparison] = []
     scenario_bases: dict[str, Run] = {}
     if baseline_run_ids is None:
