@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from app.core.settings import Settings
 from app.main import create_app
 from tests.llm.fake_llm import fake_llm as fake_llm
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+TEMPORARY = Path(tempfile.gettempdir()).resolve()
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = (
     "llm_calls",
@@ -39,6 +42,23 @@ TABLES = (
     "runs",
     "plans",
 )
+
+
+def _refuse_siblings_of_the_repository(event: str, args: tuple[object, ...]) -> None:
+    """A user's fresh clone has nothing beside it (no ``../shared``): a test that opens a file
+    in a sibling of the repository would pass here and fail there, so it fails here too."""
+    if event != "open" or not isinstance(args[0], str | Path):
+        return
+    path = Path(os.path.abspath(args[0]))
+    if (
+        path.is_relative_to(REPOSITORY.parent)
+        and not path.is_relative_to(REPOSITORY)
+        and not path.is_relative_to(TEMPORARY)  # a clone in /tmp has pytest's tmp_path beside it
+    ):
+        raise PermissionError(f"tests may not read outside the repository: {path}")
+
+
+sys.addaudithook(_refuse_siblings_of_the_repository)
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -6,7 +6,7 @@ from httpx import AsyncClient
 
 from tests.builders import API
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LOCAL = "http://127.0.0.1:8080"
 
 

@@ -13,7 +13,7 @@ from app.plans.k6script import render
 from app.plans.schemas import PlanSpec, effective_slos
 
 ROOT = Path(__file__).resolve().parents[3]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 BASE_URL = "http://127.0.0.1:8080"
 
 
