@@ -72,6 +72,12 @@ def launcher_argv(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), binary, *argv[1:]]
 
 
+def is_script_error(line: str) -> bool:
+    """An exception k6 logged inside an iteration. k6 logs its threshold verdict at
+    level=error too; that is a result, not an error of the script."""
+    return "level=error" in line and 'msg="thresholds on metrics' not in line
+
+
 @dataclass(frozen=True)
 class K6Outcome:
     exit_code: int
@@ -103,7 +109,7 @@ class K6Outcome:
     @property
     def thrown(self) -> list[str]:
         """The stderr tail's level=error lines: exceptions k6 logged inside iterations."""
-        return [line for line in self.stderr_tail.splitlines() if "level=error" in line]
+        return [line for line in self.stderr_tail.splitlines() if is_script_error(line)]
 
     def describe(self) -> str:
         meaning = EXIT_MEANINGS.get(self.exit_code, "unexpected exit")
@@ -191,10 +197,11 @@ async def _pump(
         return
     while line := await stream.readline():
         sink.write(line)
-        if counts is not None and b"level=error" in line:
+        text = line.decode("utf-8", errors="replace").rstrip()
+        if counts is not None and is_script_error(text):
             counts.errors += 1
         if tail is not None:
-            tail.append(line.decode("utf-8", errors="replace").rstrip())
+            tail.append(text)
 
 
 async def _read_metrics(

@@ -78,6 +78,22 @@ async def test_dry_run_reports_each_step_of_a_working_workflow(
     assert all(c["passed"] for c in body["checks"])
 
 
+async def test_a_dry_run_ignores_slo_thresholds_that_one_iteration_cannot_meet(
+    client: AsyncClient, demo_target: str
+) -> None:
+    # The demo's recent_orders is slow on purpose: its p95 < 100ms objective fails under load,
+    # and a single iteration would cross it too. A dry run checks the steps, not the SLOs.
+    plan = await post_yaml(
+        client, workflow_yaml(demo_target, slos=["p95 < 1ms", {"objective": "p99 < 1ms"}])
+    )
+
+    body = (await client.post(f"{API}/plans/{plan['id']}/dry-run")).json()
+
+    assert body["ok"] is True, body
+    assert body["exit_code"] == 0
+    assert body["error"] is None
+
+
 async def test_dry_run_shows_where_a_workflow_breaks(client: AsyncClient, demo_target: str) -> None:
     broken = yaml.safe_load(workflow_yaml(demo_target))
     broken["data"]["users"]["inline"] = "username,password\nuser1,wrong\n"

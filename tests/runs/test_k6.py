@@ -123,3 +123,24 @@ async def test_exceptions_inside_iterations_are_counted_though_k6_exits_0(
     assert outcome.exit_code == 0
     assert outcome.script_errors == 3
     assert "boom" in outcome.stderr_tail
+
+
+async def test_a_crossed_threshold_is_a_result_not_a_script_error(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # k6 logs "thresholds on metrics … have been crossed" at level=error and exits 99.
+    script = write_script(
+        tmp_path,
+        "export const options = { vus: 1, iterations: 2,"
+        " thresholds: { iterations: ['count<1'] } };\n"
+        "export default function () {}",
+    )
+
+    outcome = await run_k6(
+        binary=settings.k6_binary, script=script, workdir=tmp_path / "w", timeout_s=30, grace_s=5
+    )
+
+    assert outcome.exit_code == 99
+    assert "have been crossed" in outcome.stderr_tail
+    assert outcome.script_errors == 0
+    assert outcome.thrown == []
