@@ -34,27 +34,50 @@ def _code(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
+# What each profile is, as the subject of the report's first sentence ("A ramp (the `ramp`
+# profile, k6 `ramping-vus`: …)"): a profile's name alone is no noun ("A load load profile").
+PROFILE_NOUNS = {
+    "smoke": "A smoke test",
+    "load": "A constant load",
+    "ramp": "A ramp",
+    "spike": "A spike",
+    "stress": "A stress test in steps",
+    "soak": "A soak test",
+    "constant-arrival": "A constant arrival rate",
+    "ramping-arrival": "A ramping arrival rate",
+    "breakpoint": "A breakpoint test",
+}
+
+
+def _vus(count: int) -> str:
+    return f"{count} VU" if count == 1 else f"{count} VUs"
+
+
 def load_text(spec: PlanSpec) -> str:
     load = spec.load_profile
     if spec.is_raw:
         return (
-            f"A hand-written k6 script (its own options: at most {load.vus_at_peak} VUs, "
+            f"A hand-written k6 script (its own options: at most {_vus(load.vus_at_peak)}, "
             f"{format_duration(load.total_duration_s)} with graceful stops)"
         )
     executor = load.executor()
+    per = executor.get("timeUnit", "1s")
+    rate = "iterations/s" if per == "1s" else f"iterations per {per}"
     if "stages" in executor:
-        unit = "iterations/s" if "arrival" in executor["executor"] else "VUs"
-        steps = ", ".join(f"{s['target']} {unit} over {s['duration']}" for s in executor["stages"])
-        shape = f"stages {steps}"
-    elif "rate" in executor:
-        shape = (
-            f"{executor['rate']} iterations per {executor['timeUnit']} for {executor['duration']}"
+        arrival = "arrival" in executor["executor"]
+        shape = "stages " + ", ".join(
+            (f"{s['target']} {rate}" if arrival else _vus(s["target"])) + f" over {s['duration']}"
+            for s in executor["stages"]
         )
+    elif "rate" in executor:
+        shape = f"{executor['rate']} {rate} for {executor['duration']}"
     else:
-        shape = f"{executor['vus']} virtual users for {executor['duration']}"
+        users = "virtual user" if executor["vus"] == 1 else "virtual users"
+        shape = f"{executor['vus']} {users} for {executor['duration']}"
+    noun = PROFILE_NOUNS.get(load.profile, "A load")
     return (
-        f"A {load.profile} load profile (k6 `{executor['executor']}`: {shape}; "
-        f"at most {load.vus_at_peak} VUs, {format_duration(load.total_duration_s)})"
+        f"{noun} (the {_code(load.profile)} profile, k6 `{executor['executor']}`: {shape}; "
+        f"at most {_vus(load.vus_at_peak)}, {format_duration(load.total_duration_s)})"
     )
 
 
