@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 
 API = "/api/agents/performance-agent"
-FINISHED = ("succeeded", "failed", "aborted", "timed_out", "partial")
 
 
 class PerfAgentClient:
@@ -65,7 +64,7 @@ class PerfAgentClient:
         deadline = time.monotonic() + timeout_s if timeout_s else None
         while True:
             run: dict[str, Any] = self.http.get(f"/runs/{run_id}").raise_for_status().json()
-            if run["status"] in FINISHED:
+            if run["finished"]:
                 return run
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {run['status']} after {timeout_s:g}s")

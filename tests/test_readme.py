@@ -12,6 +12,8 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.models import RunStatus
+from tests.builders import make_plan, make_run
 from tests.conftest import running_live_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,5 +65,73 @@ def test_the_readme_curl_walkthrough_works(
 
     assert done.returncode == 0, done.stderr
     assert "import http from 'k6/http';" in done.stdout  # the script
+    assert re.search(r"^true\n\[", done.stdout, re.M), "the dry run is not ok: " + done.stdout
     assert '"fail"' in done.stdout  # the verdict: recent_orders is slow
     assert "### Performance Test Report: `demo-shop`" in done.stdout
+
+
+def poll_loop() -> str:
+    """The walkthrough's wait for a run: the one line that loops until the run has ended."""
+    lines = [line for line in curl_walkthrough().splitlines() if line.startswith("until ")]
+    assert len(lines) == 1, "the README's walkthrough should wait for a run in one loop"
+    return lines[0]
+
+
+def run_poll_loop(api: str, run_id: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
+    script = f"API={api}/api/agents/performance-agent\nRUN={run_id}\n{poll_loop()}"
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+async def test_the_readme_poll_loop_ends_for_every_finished_state(
+    live_service: str, committed: async_sessionmaker[AsyncSession]
+) -> None:
+    finished = [status for status in RunStatus if status.finished]
+    async with committed() as session:
+        plan = await make_plan(session)
+        runs = {status: await make_run(session, plan, status=status) for status in finished}
+        await session.commit()
+
+    for status, run in runs.items():
+        done = run_poll_loop(live_service, str(run.id))  # a hang raises TimeoutExpired
+
+        assert done.returncode == 0, (status, done.stderr)
+    assert {"succeeded", "failed", "aborted", "timed_out", "partial"} <= set(runs)
+
+
+def test_the_readme_poll_loop_ends_when_a_run_is_aborted(
+    live_service: str, demo_target: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
+) -> None:
+    import httpx
+
+    plan = yaml.safe_load((ROOT / "app/demo/plan.yaml").read_text())
+    plan["target"]["base_url"] = demo_target
+    plan["load"] = {"vus": 1, "duration": "5m"}
+    api = f"{live_service}/api/agents/performance-agent"
+    with httpx.Client(base_url=api, timeout=60) as http:
+        stored = http.post("/plan", json=plan).raise_for_status().json()
+        http.post(
+            f"/plans/{stored['id']}/review", json={"action": "approve", "reviewer": "test"}
+        ).raise_for_status()
+        run = http.post("/execute", json={"plan_id": stored["id"]}).raise_for_status().json()
+        loop = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", f"API={api}\nRUN={run['id']}\n{poll_loop()}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            http.post(f"/runs/{run['id']}/abort").raise_for_status()
+            assert loop.wait(timeout=60) == 0, loop.stderr.read() if loop.stderr else ""
+        finally:
+            loop.kill()
+            loop.wait()
+        ended = http.get(f"/runs/{run['id']}").raise_for_status().json()
+
+    assert ended["status"] == "aborted"
+    assert ended["finished"] is True

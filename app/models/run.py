@@ -75,6 +75,8 @@ class Run(IdMixin, Base):
         Boolean, nullable=False, default=False, server_default="false"
     )
     seed: Mapped[int | None] = mapped_column(Integer)
+    # The load profile's length when queued: what a progress display counts towards.
+    planned_duration_s: Mapped[float | None] = mapped_column(Float)
     load_factor: Mapped[float] = mapped_column(
         Float, nullable=False, default=1.0, server_default="1.0"
     )

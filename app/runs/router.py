@@ -44,6 +44,7 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
         stderr_tail=run.stderr_tail,
         k6_version=run.k6_version,
         test_duration_s=run.test_duration_s,
+        planned_duration_s=run.planned_duration_s,
         thresholds_failed=failed_thresholds(run.summary),
         results=[EndpointResult.model_validate(r) for r in results],
         checks=[CheckResult.model_validate(c) for c in check_results(run.summary)],

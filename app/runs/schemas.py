@@ -4,7 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from app.models.run import FINISHED_STATUSES, RunStatus
 
 
 class ExecuteIn(BaseModel):
@@ -65,7 +67,10 @@ class RunOut(BaseModel):
     plan_id: uuid.UUID
     plan_version: int
     script_sha256: str
-    status: str
+    status: RunStatus = Field(
+        description="queued → running → one of the finished states: "
+        + ", ".join(FINISHED_STATUSES)
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -76,6 +81,9 @@ class RunOut(BaseModel):
     stderr_tail: str | None = Field(default=None, description="The last lines k6 logged")
     k6_version: str | None
     test_duration_s: float | None
+    planned_duration_s: float | None = Field(
+        default=None, description="The load profile's length: what a progress display shows"
+    )
     thresholds_failed: list[str] = Field(
         default_factory=list, description="k6's own verdicts: thresholds it marked failed."
     )
@@ -89,6 +97,14 @@ class RunOut(BaseModel):
     abort_requested: bool = False
     heartbeat_at: datetime | None = None
     links: dict[str, str]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="True once the run is in a final state (it will not change again); poll "
+        "until this, not until particular states"
+    )
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
 
 
 class LatencyOut(BaseModel):

@@ -58,8 +58,8 @@ async def enqueue(
             plan_status=plan.status,
         )
     # Limits may have tightened since the plan was stored: check again now and at claim time.
-    check_plan(PlanSpec.model_validate(plan.spec), settings)
     spec = PlanSpec.model_validate(plan.spec)
+    check_plan(spec, settings)
     run = Run(
         id=uuid.uuid4(),
         plan_id=plan.id,
@@ -68,6 +68,7 @@ async def enqueue(
         status=RunStatus.queued,
         attempts=0,
         seed=spec.seed,
+        planned_duration_s=spec.load_profile.total_duration_s,
     )
     repo = RunRepository(session)
     await repo.add(run)
