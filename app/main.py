@@ -1,4 +1,4 @@
-"""The ASGI application: routers under /api/agents/performance-agent, health at the root."""
+"""The ASGI application: routers under /api/agents/performance-agent; health, docs at the root."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 from app.analysis.router import router as analysis_router
 from app.baselines.router import router as baselines_router
 from app.core import migrate
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
+from app.core.openapi import DOCS_URL, install_docs
 from app.core.settings import Settings, get_settings
 from app.datasets.router import router as datasets_router
 from app.health.router import router as health_router
@@ -22,6 +24,8 @@ from app.runs.router import router as runs_router
 from app.runs.worker import Worker
 
 API_PREFIX = "/api/agents/performance-agent"
+# Where `GET /` sends a person: Swagger UI until the console at /ui exists.
+HOME_URL = DOCS_URL
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Plans load tests, runs them with k6 inside guardrails, and judges the results.",
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves both pages from local files instead of a CDN
+        redoc_url=None,
     )
     app.state.settings = settings or get_settings()
     app.state.sessionmaker = None
@@ -66,4 +72,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (plans_router, datasets_router, runs_router, analysis_router, baselines_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health_router)
+    install_docs(app)
+    app.add_api_route("/", home, methods=["GET"], include_in_schema=False)
     return app
+
+
+async def home(request: Request) -> RedirectResponse:
+    """A person opening the service's address lands on its UI (307: the target will change)."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(root + HOME_URL, status_code=307)
