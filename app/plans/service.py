@@ -95,7 +95,7 @@ def validate_spec(document: Any) -> PlanSpec:
     try:
         return PlanSpec.model_validate(document)
     except ValidationError as exc:
-        raise invalid_body(exc) from exc
+        raise invalid_body(exc, model=PlanSpec, document=document) from exc
 
 
 async def _build(
