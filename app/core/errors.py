@@ -346,9 +346,14 @@ def problem_response(
 
 
 def request_validation_problem(request: Request, exc: RequestValidationError) -> ProblemError:
-    """FastAPI's validation errors as one problem: a 422 that sums up every error (see
-    :func:`describe_errors`)."""
+    """FastAPI's validation errors as one problem: a 415 when a JSON body was not sent as
+    JSON, else a 422 that sums up every error (see :func:`describe_errors`)."""
+    from app.core.content_type import unsupported_body_type
+
     raw = list(exc.errors())
+    wrong_type = unsupported_body_type(request, raw)
+    if wrong_type is not None:
+        return wrong_type
     for err in raw:
         if err.get("type") == "json_invalid":
             position = tuple(err.get("loc", ()))[1:]

@@ -49,14 +49,20 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
-    """Decode a JSON or YAML request body; errors are 400/413/415 problems."""
+def document_type(content_type: str | None) -> str:
+    """The media type of a JSON or YAML document; any other is a 415 problem."""
     kind = media_type(content_type)
     if kind not in JSON_TYPES + YAML_TYPES:
         raise UnsupportedMediaType(
             f"send the plan as application/json or application/yaml, not {kind or 'no type'!r}",
             accepted=list(JSON_TYPES + YAML_TYPES),
         )
+    return kind
+
+
+def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
+    """Decode a JSON or YAML request body; errors are 400/413/415 problems."""
+    kind = document_type(content_type)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ProblemError(
             f"the plan is {len(body)} bytes; the limit is {MAX_DOCUMENT_BYTES}",
@@ -225,6 +231,7 @@ async def create_version(
     settings: Settings,
 ) -> Plan:
     """An edit: the document becomes the next version (a draft) of the plan's family."""
+    document_type(content_type)  # a wrong type is a 415 whatever the plan, as on every route
     base = await get_plan(repo, plan_id)
     number = await repo.latest_version_number(base.family_id) + 1
     plan = await _build(
