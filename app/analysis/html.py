@@ -8,10 +8,12 @@ knee marked. Charts are inline SVG
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from app.analysis import charts
 from app.analysis.repository import Second
@@ -25,6 +27,25 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def inline_code(text: str | None) -> Markup:
+    """Prose whose Markdown code spans (`` `name` ``, as findings write them) become ``<code>``;
+    everything, inside a span or not, is escaped: no HTML from data reaches the page."""
+    if not text:
+        return Markup("")
+    parts: list[Markup] = []
+    at = 0
+    for span in _CODE_SPAN.finditer(text):
+        parts.append(escape(text[at : span.start()]))
+        parts.append(Markup("<code>{}</code>").format(span.group(1)))
+        at = span.end()
+    parts.append(escape(text[at:]))
+    return Markup("").join(parts)
+
+
+_ENV.filters["code"] = inline_code
 
 
 def _ms(value: float | None) -> str:
