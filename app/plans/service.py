@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import ValidationError
@@ -37,8 +38,33 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 MAX_DOCUMENT_BYTES = 1_000_000
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors/aliases: a plan never needs them and they allow 'billion laughs'."""
+class DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping names a key twice; YAML (like JSON) would silently keep only the last."""
+
+    def __init__(self, key: Any, first: yaml.Mark | None, again: yaml.Mark | None) -> None:
+        super().__init__(None, None, f"duplicate key {key!r}", again)
+        self.key = key
+        self.first_line = first.line + 1 if first is not None else None
+        self.line = again.line + 1 if again is not None else None
+        self.column = again.column + 1 if again is not None else None
+
+
+class PlanLoader(yaml.SafeLoader):
+    """YAML for plans and imported documents: the YAML 1.2 core schema, JSON's types only.
+
+    - ``true``/``false`` are the only booleans: ``on``, ``off``, ``yes``, ``no`` stay strings
+      (YAML 1.1 made ``vus: on`` a ``True`` that pydantic then took as 1 VU); likewise
+      ``1:30`` (base 60), ``0777`` (octal), ``1_000`` and dates are not numbers or dates.
+    - no anchors/aliases: a plan never needs them and they allow 'billion laughs'; no ``<<``
+      merge keys either (YAML 1.1).
+    - a key repeated in a mapping, at any depth, is an error (:class:`DuplicateKey`).
+    - only the tags of JSON's types (str, int, float, bool, null, seq, map); any other tag,
+      e.g. ``!!binary`` or ``!!timestamp``, is an error.
+    """
+
+    # Own tables, so SafeLoader's (YAML 1.1) resolvers and constructors are not inherited.
+    yaml_implicit_resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}  # noqa: RUF012
+    yaml_constructors: ClassVar[dict[Any, Any]] = {}
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -47,6 +73,131 @@ class _NoAliasLoader(yaml.SafeLoader):
                 None, None, "YAML aliases are not accepted in plans", event.start_mark
             )
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping node, but found {node.id}", node.start_mark
+            )
+        mapping: dict[Any, Any] = {}
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "found an unhashable key",
+                    key_node.start_mark,
+                )
+            if key in mapping:
+                raise DuplicateKey(key, first[key], key_node.start_mark)
+            first[key] = key_node.start_mark
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_yaml_bool(self, node: Any) -> bool:
+        value = self.construct_scalar(node)
+        if value in ("true", "True", "TRUE"):
+            return True
+        if value in ("false", "False", "FALSE"):
+            return False
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{value!r} is not a boolean (true or false)", node.start_mark
+        )
+
+    def construct_yaml_int(self, node: Any) -> int:
+        value = str(self.construct_scalar(node))
+        try:
+            if value.startswith("0o"):
+                return int(value[2:], 8)
+            if value.startswith("0x"):
+                return int(value[2:], 16)
+            return int(value, 10)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value!r} is not an integer", node.start_mark
+            ) from None
+
+    def construct_yaml_float(self, node: Any) -> float:
+        value = str(self.construct_scalar(node))
+        special = value.lower().lstrip("+")
+        if special in (".inf", "-.inf", ".nan"):
+            return float(special.replace(".", ""))
+        try:
+            return float(value)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value!r} is not a number", node.start_mark
+            ) from None
+
+
+# YAML 1.2.2, 10.3.2 (core schema): the tags plain scalars resolve to. Order matters (int
+# before float).
+for _tag, _pattern, _first in (
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?(?:\.inf|\.Inf|\.INF)|\.nan|\.NaN|\.NAN)$",
+        list("-+.0123456789"),
+    ),
+):
+    PlanLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), _first)
+_CONSTRUCTORS: dict[str, Callable[[PlanLoader, Any], Any]] = {
+    "null": PlanLoader.construct_yaml_null,
+    "bool": PlanLoader.construct_yaml_bool,
+    "int": PlanLoader.construct_yaml_int,
+    "float": PlanLoader.construct_yaml_float,
+    "str": PlanLoader.construct_yaml_str,
+    "seq": PlanLoader.construct_yaml_seq,
+    "map": PlanLoader.construct_yaml_map,
+}
+for _tag, _construct in _CONSTRUCTORS.items():
+    PlanLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _construct)
+_UNDEFINED: Callable[[PlanLoader, Any], Any] = PlanLoader.construct_undefined
+PlanLoader.add_constructor(None, _UNDEFINED)  # any other tag: an error
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for JSON: a repeated key is an error, not 'the last one wins'."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKey(key, None, None)
+        obj[key] = value
+    return obj
+
+
+def load_yaml(body: bytes | str) -> Any:
+    """A YAML document read with :class:`PlanLoader`; raises ``yaml.YAMLError``."""
+    return yaml.load(body, Loader=PlanLoader)
+
+
+def _duplicate_key_problem(exc: DuplicateKey, body: bytes, fmt: str) -> ProblemError:
+    line, first_line, column = exc.line, exc.first_line, exc.column
+    if line is None and fmt == "JSON":
+        # json does not say where; JSON is YAML, and the YAML reader knows the lines.
+        try:
+            load_yaml(body)
+        except DuplicateKey as located:
+            if located.key == exc.key:
+                line, first_line, column = located.line, located.first_line, located.column
+        except yaml.YAMLError:
+            pass
+    where = f" (first at line {first_line}, again at line {line}, column {column})" if line else ""
+    return ProblemError(
+        f"the key {exc.key!r} appears twice in the same mapping{where}; {fmt} would keep only "
+        "the last one silently: remove or merge one of them",
+        code="plan.duplicate_key",
+        title="Duplicate key",
+        key=exc.key,
+        line=line,
+        column=column,
+        first_line=first_line,
+    )
 
 
 def document_type(content_type: str | None) -> str:
@@ -74,17 +225,22 @@ def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
         raise ProblemError("the request body is empty", code="plan.empty", title="Empty plan")
     if kind in JSON_TYPES:
         try:
-            return json.loads(body), "json"
+            return json.loads(body, object_pairs_hook=_unique_keys), "json"
+        except DuplicateKey as exc:
+            raise _duplicate_key_problem(exc, body, "JSON") from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ProblemError(
                 f"the body is not valid JSON: {exc}", code="plan.malformed_json", title="Bad JSON"
             ) from exc
     try:
-        return yaml.load(body, Loader=_NoAliasLoader), "yaml"
+        return load_yaml(body), "yaml"
+    except DuplicateKey as exc:
+        raise _duplicate_key_problem(exc, body, "YAML") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+        problem = ", ".join(str(p) for p in parts if p) or str(exc)
         raise ProblemError(
             f"the body is not valid YAML{where}: {problem}",
             code="plan.malformed_yaml",
