@@ -1,9 +1,10 @@
 """The self-contained HTML report: the analysis, and charts of the run second by second.
 
 Latency percentiles, throughput with errors, the target's CPU (when the worker could sample
-it) and VUs over the test's seconds, the first baseline run's p95 overlaid (dashed) and the
-knee marked. Charts are inline SVG
-(``charts.py``), styles inline: the file opens anywhere, offline, and prints.
+it) and VUs over the test's whole seconds, all on one time axis, the first baseline run's p95
+overlaid (dashed) and the knee marked. Markdown code spans in the prose become ``<code>``.
+Charts are inline SVG (``charts.py``), styles inline: the file opens anywhere, offline, and
+prints.
 """
 
 from __future__ import annotations
@@ -58,9 +59,39 @@ def _value(sli: str, value: float | None) -> str:
     return f"{value * 100:.2f}%" if sli in ("error_rate",) else _ms(value)
 
 
+def complete_seconds(series: Sequence[Second]) -> list[Second]:
+    """The seconds the run lasted whole: every second but its last.
+
+    The live path (``runs.live``) bins k6's points by wall-clock second and closes a second
+    once points half a second past its end arrive, and, when k6 exits, closes whatever is
+    still open. The second in which k6 stopped holds only the fraction of a second the run
+    had left, and in it only the responses still in flight at the end, the slow ones: its
+    throughput drops and its percentiles jump (a p50 of about a second where every other
+    second had tens of ms). A second followed by another one ended while the run went on, so
+    it is whole; the last one is not known to be, and is left out of the charts (not of the
+    tables: those count every response).
+    """
+    return list(series[:-1])
+
+
+def time_domain(*runs: Sequence[Second]) -> tuple[float, float] | None:
+    """One time axis for every chart: from the first to the last second any run has."""
+    seconds = [s.elapsed for run in runs for s in run]
+    return (min(seconds), max(seconds)) if seconds else None
+
+
 def build_charts(
     series: Sequence[Second], baseline: Sequence[Second] | None, knee: Saturation | None
 ) -> list[str]:
+    """The report's charts, on one time axis, of the run's (and the baseline's) whole seconds.
+
+    Every chart spans the same seconds (``time_domain``), so they line up and a series starts
+    where its data starts: a second with no response has no latency, and its latency line
+    begins at the first second with one, while throughput (0 then) is drawn from the start.
+    """
+    series = complete_seconds(series)
+    baseline = complete_seconds(baseline) if baseline else None
+    domain = time_domain(series, baseline or [])
     cpu = [
         (s.elapsed, float(s.system["cpu_percent"]))
         for s in series
@@ -80,6 +111,10 @@ def build_charts(
         if first is not None:
             unit = "VUs" if knee.load_metric == "vus" else "req/s"
             markers.append(charts.Marker(first, f"knee: {knee.knee_load:g} {unit}"))
+
+    def chart(title: str, unit: str, lines: list[charts.Series]) -> str:
+        return charts.render(charts.Chart(title, unit, lines, markers, domain))
+
     latency = [
         charts.Series("p50", "#2563eb", [(p.elapsed, p.p50) for p in series]),
         charts.Series("p95", "#d97706", [(p.elapsed, p.p95) for p in series]),
@@ -97,41 +132,28 @@ def build_charts(
             )
         )
     return [
-        charts.render(charts.Chart("Latency (all requests)", "ms", latency, markers)),
-        charts.render(charts.Chart("Throughput", "requests/s", load, markers)),
-        charts.render(
-            charts.Chart(
-                "Errors",
-                "failed requests/s",
-                [
-                    charts.Series(
-                        "errors", "#dc2626", [(p.elapsed, float(p.failures)) for p in series]
-                    )
-                ],
-                markers,
-            )
+        chart("Latency (all requests)", "ms", latency),
+        chart("Throughput", "requests/s", load),
+        chart(
+            "Errors",
+            "failed requests/s",
+            [charts.Series("errors", "#dc2626", [(p.elapsed, float(p.failures)) for p in series])],
         ),
         *(
             [
-                charts.render(
-                    charts.Chart(
-                        "Target CPU (its processes on the worker's machine)",
-                        "% of one core",
-                        [charts.Series("CPU", "#be185d", cpu)],
-                        markers,
-                    )
+                chart(
+                    "Target CPU (its processes on the worker's machine)",
+                    "% of one core",
+                    [charts.Series("CPU", "#be185d", cpu)],
                 )
             ]
             if cpu
             else []
         ),
-        charts.render(
-            charts.Chart(
-                "Virtual users",
-                "VUs",
-                [charts.Series("VUs", "#0891b2", [(p.elapsed, float(p.vus)) for p in series])],
-                markers,
-            )
+        chart(
+            "Virtual users",
+            "VUs",
+            [charts.Series("VUs", "#0891b2", [(p.elapsed, float(p.vus)) for p in series])],
         ),
     ]
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import os
 import re
 import shutil
 import subprocess
 import uuid
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,8 +21,10 @@ from httpx import AsyncClient
 from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analysis import charts
 from app.analysis.html import inline_code, render_html
-from app.models import Analysis, Plan, Run, RunResult
+from app.models import Analysis, Plan, Run, RunResult, RunSample
+from app.runs.live import LiveMetrics
 from tests.builders import API, add_seconds, make_plan, make_run, result
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -124,6 +129,73 @@ async def test_the_targets_cpu_is_charted_when_the_worker_sampled_it(
 
 # -- reading the page back -------------------------------------------------------------------
 
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def svgs(html: str) -> list[ET.Element]:
+    return [ET.fromstring(m) for m in re.findall(r"<svg\b.*?</svg>", html, re.DOTALL)]
+
+
+def title(svg: ET.Element) -> str:
+    node = svg.find(f"{SVG}text[@class='title']")
+    assert node is not None
+    assert node.text is not None
+    return node.text
+
+
+def chart(html: str, name: str) -> ET.Element:
+    return next(svg for svg in svgs(html) if title(svg).startswith(name))
+
+
+def x_ticks(svg: ET.Element) -> list[tuple[float, str]]:
+    return [
+        (float(t.attrib["x"]), t.text or "")
+        for t in svg.iter(f"{SVG}text")
+        if "xtick" in t.attrib.get("class", "").split()
+    ]
+
+
+def y_ticks(svg: ET.Element) -> list[float]:
+    return [
+        float((t.text or "").replace(",", ""))
+        for t in svg.iter(f"{SVG}text")
+        if "ytick" in t.attrib.get("class", "").split()
+    ]
+
+
+def lines(svg: ET.Element) -> list[list[tuple[float, float]]]:
+    """Each polyline's points (x, y) in pixels."""
+    return [
+        [(float(x), float(y)) for x, y in (p.split(",") for p in line.attrib["points"].split())]
+        for line in svg.iter(f"{SVG}polyline")
+    ]
+
+
+def seconds_of(label: str) -> int:
+    """``45s``, ``1m30s``, ``2m``, ``1h``, ``1h05m`` → seconds."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", label)
+    assert label
+    assert match is not None, label
+    hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + secs
+
+
+NICE_STEPS = {1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200}
+
+
+def assert_nice_time_axis(ticks: list[tuple[float, str]]) -> int:
+    """Labels at exact multiples of one nice step, evenly spaced on the page; the step."""
+    values = [seconds_of(label) for _, label in ticks]
+    assert 3 <= len(values) <= charts.MAX_TIME_TICKS, values
+    steps = {b - a for a, b in itertools.pairwise(values)}
+    assert len(steps) == 1, values
+    step = steps.pop()
+    assert step in NICE_STEPS, values
+    assert all(v % step == 0 for v in values), values
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) - min(gaps) <= 0.2, gaps  # (positions are rounded to 0.1 px)
+    return step
+
 
 class Tables(HTMLParser):
     """Every table as rows of cells: (tag, classes, text)."""
@@ -157,7 +229,144 @@ def tables(html: str) -> list[list[list[tuple[str, set[str], str]]]]:
     return parser.tables
 
 
-# -- the defects a new user reported (issue 9, item 16) --------------------------------------
+# -- a run as k6 streams it --------------------------------------------------------------------
+
+T0 = 1_795_000_000.4  # k6 starts 0.4 s into a wall-clock second
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _point(metric: str, epoch: float, value: float, name: str = "list_orders") -> bytes:
+    data: dict[str, Any] = {"time": _stamp(epoch), "value": value}
+    if metric == "http_req_duration":
+        data["tags"] = {"name": name, "expected_response": "true"}
+    # Compact, keys in k6's order: the live path tells lines apart by their first bytes.
+    line = {"metric": metric, "type": "Point", "data": data}
+    return json.dumps(line, separators=(",", ":")).encode()
+
+
+def k6_stream_of_a_run_cut_short() -> list[bytes]:
+    """14.9 s of k6: two seconds of 0 VUs (a ramp's start: no responses), then 5 VUs with 50
+    responses a second at about 40 ms, and k6 stopping 0.3 s into its last wall second, where
+    only the 3 responses still in flight — about a second each — arrive."""
+    lines = []
+    start = int(T0)
+    for i in range(14):
+        second = start + i
+        lines.append(_point("vus", max(T0, second + 0.01), 0 if i < 2 else 5))
+        if i >= 2:
+            lines += [
+                _point("http_req_duration", second + (k + 0.5) / 50, 38.0 + k % 5)
+                for k in range(50)
+            ]
+    lines += [_point("http_req_duration", start + 14 + 0.1 * k, 990.0 + k) for k in range(3)]
+    return lines
+
+
+async def report_of_a_run_cut_short(client: AsyncClient, session: AsyncSession) -> str:
+    plan = await make_plan(session)
+    run = await make_run(
+        session, plan, results=[result("*", p95=42), result("list_orders", p95=42)]
+    )
+    live = LiveMetrics(["list_orders"])
+    live.feed(b"\n".join(k6_stream_of_a_run_cut_short()) + b"\n")
+    live.finish()
+    samples = [r for r in live.drain() if r["type"] == "sample"]
+    for record in samples:  # as runs.spool stores them
+        sample = record["sample"]
+        session.add(
+            RunSample(
+                run_id=run.id,
+                at=datetime.fromisoformat(record["at"]),
+                vus=sample["vus"],
+                requests=sample["requests"],
+                failures=sample["failures"],
+                data=sample,
+            )
+        )
+    await session.flush()
+    # What the live path made of it: 15 seconds; the last one, k6's final 0.3 s, is the spike.
+    assert [s["sample"]["elapsed_s"] for s in samples] == list(range(15))
+    assert [s["sample"]["requests"] for s in samples] == [0, 0] + [50] * 12 + [3]
+    assert samples[-1]["sample"]["latency_ms"]["p50"] > 900
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(run.id)})).json()
+    response = await client.get(body["links"]["report_html"])
+    assert response.status_code == 200
+    return response.text
+
+
+# -- the defects a new user reported (issue 9, items 11 and 16) --------------------------------
+
+
+async def test_the_last_partial_second_draws_no_spike(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    html = await report_of_a_run_cut_short(client, session)
+
+    latency = chart(html, "Latency")
+    assert max(y_ticks(latency)) < 100  # the axis is sized for ~40 ms, not for ~1 s
+    plot_top = min(y for line in lines(latency) for _, y in line)
+    assert plot_top >= charts.TOP  # and no line is clipped at its ceiling
+    for svg in svgs(html):
+        assert seconds_of(x_ticks(svg)[-1][1]) <= 13, title(svg)
+    throughput = lines(chart(html, "Throughput"))[0]
+    assert len(throughput) == 14  # seconds 0‥13: the partial 14th is not drawn
+    assert len({y for _, y in throughput[2:]}) == 1  # flat at 50/s to the end, no drop to 3
+
+
+async def test_every_chart_has_one_time_axis_and_each_line_starts_with_its_data(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    html = await report_of_a_run_cut_short(client, session)
+
+    axes = {title(svg): x_ticks(svg) for svg in svgs(html)}
+    assert len(axes) == 4
+    assert len({tuple(ticks) for ticks in axes.values()}) == 1, axes
+    (left, first), (right, last) = axes["Throughput"][0], axes["Throughput"][-1]
+    assert (left, first) == (charts.LEFT, "0s")
+
+    def x_of(second: float) -> float:  # the axis starts at 0 s
+        return left + second * (right - left) / seconds_of(last)
+
+    # Throughput is 0 in the two seconds before the first response; latency has none there.
+    assert lines(chart(html, "Throughput"))[0][0][0] == pytest.approx(charts.LEFT)
+    for line in lines(chart(html, "Latency")):
+        assert line[0][0] == pytest.approx(x_of(2), abs=0.1)
+
+
+async def test_time_ticks_are_nice_steps_at_exact_multiples(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    html = await report_of_a_run_cut_short(client, session)  # seconds 0‥13
+
+    for svg in svgs(html):
+        assert assert_nice_time_axis(x_ticks(svg)) == 2
+        assert [label for _, label in x_ticks(svg)] == ["0s", "2s", "4s", "6s", "8s", "10s", "12s"]
+
+
+@pytest.mark.parametrize(
+    ("x0", "x1"), [(0, 1), (0, 5), (0, 11), (0, 13), (0, 39), (0, 59), (0, 61), (0, 119),
+                   (0, 299), (0, 900), (0, 3599), (0, 3 * 3600 + 7), (0, 26 * 3600), (7, 93)],
+)  # fmt: skip
+def test_a_time_axis_of_any_length_gets_a_nice_step(x0: int, x1: int) -> None:
+    ticks = charts.time_ticks(x0, x1)
+    step = charts.time_step(x1 - x0)
+
+    assert step in NICE_STEPS or step % charts.DAY == 0
+    assert 2 <= len(ticks) <= charts.MAX_TIME_TICKS
+    assert all(t % step == 0 and x0 <= t <= x1 for t in ticks)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, step))
+    assert ticks[0] - x0 < step  # the whole axis is ticked
+    assert x1 - ticks[-1] < step
+    assert [seconds_of(charts.time_label(t)) for t in ticks] == ticks
+
+
+def test_time_labels_read_as_durations() -> None:
+    assert [charts.time_label(s) for s in (0, 45, 60, 90, 600, 3600, 5400, 3900)] == [
+        "0s", "45s", "1m", "1m30s", "10m", "1h", "1h30m", "1h05m"
+    ]  # fmt: skip
 
 
 async def test_numeric_headers_are_right_aligned_over_their_numbers_and_p90_is_there(
@@ -232,3 +441,77 @@ def test_a_finding_cannot_inject_html_through_a_code_span() -> None:
     assert "<b>" not in html
     assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code> is slow." in html
     assert "→ Look at <code>&lt;/div&gt;&lt;b&gt;</code>" in html
+
+
+def legend_boxes(svg: ET.Element) -> list[tuple[float, float]]:
+    """Each legend entry's (first x, baseline y), as drawn."""
+    out = []
+    for group in svg.iter(f"{SVG}g"):
+        if group.attrib.get("class") == "legend":
+            line = group.find(f"{SVG}line")
+            text = group.find(f"{SVG}text")
+            assert line is not None
+            assert text is not None
+            out.append((float(line.attrib["x1"]), float(text.attrib["y"])))
+    return out
+
+
+def test_a_legend_that_does_not_fit_beside_its_title_gets_a_row_of_its_own() -> None:
+    series = [charts.Series(n, "#000", [(0, 1.0), (10, 2.0)]) for n in ("p50", "p95", "p99")]
+    short = svgs(charts.render(charts.Chart("Latency", "ms", series)))[0]
+    long = svgs(charts.render(charts.Chart("A title " * 12, "ms", series)))[0]
+
+    assert {y for _, y in legend_boxes(short)} == {18.0}  # the title's row, right-aligned
+    assert min(x for x, _ in legend_boxes(short)) > charts.WIDTH / 2
+    assert {y for _, y in legend_boxes(long)} == {18.0 + charts.LEGEND_ROW}
+    assert int(long.attrib["height"]) == charts.HEIGHT + charts.LEGEND_ROW
+    assert min(y for line in lines(long) for _, y in line) >= charts.TOP + charts.LEGEND_ROW
+
+
+MEASURE = """<script>
+const out = [];
+const box = (el) => { const b = el.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; };
+for (const svg of document.querySelectorAll("svg.chart")) {
+  out.push({title: box(svg.querySelector(".title")), width: svg.width.baseVal.value,
+            legend: [...svg.querySelectorAll(".legend")].map(box)});
+}
+const pre = document.createElement("pre"); pre.id = "boxes"; pre.textContent = JSON.stringify(out);
+document.body.appendChild(pre);
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt install chromium)")
+async def test_no_legend_overlaps_a_title_as_chromium_lays_them_out(
+    client: AsyncClient, session: AsyncSession, tmp_path: Path
+) -> None:
+    html, _ = await report_with_cpu(client, session)
+    many = [charts.Series(n, "#000", [(0, 1.0), (9, 2.0)]) for n in ("p50", "p95", "p99", "x y")]
+    extra = charts.render(charts.Chart("Target CPU (its processes) " * 3, "%", many))
+    page = tmp_path / "measure.html"
+    # The report has no script; this copy of it gets one, to ask Chromium where text went.
+    page.write_text(html.replace("</body>", extra + MEASURE + "</body>"))
+
+    assert CHROMIUM is not None
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+        check=True, capture_output=True, timeout=60, text=True,
+    )  # fmt: skip
+
+    found = re.search(r'<pre id="boxes">(.*?)</pre>', done.stdout, re.DOTALL)
+    assert found is not None, done.stdout[-2000:]
+    boxes = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert len(boxes) == 6
+
+    def overlap(a: list[float], b: list[float]) -> bool:
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    for chart_boxes in boxes:
+        legend = chart_boxes["legend"]
+        assert legend
+        for entry in legend:
+            assert not overlap(chart_boxes["title"], entry), chart_boxes
+            assert entry[0] >= 0, chart_boxes
+            assert entry[2] <= chart_boxes["width"], chart_boxes
+        for a, b in itertools.pairwise(legend):
+            assert not overlap(a, b), chart_boxes
