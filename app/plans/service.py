@@ -36,6 +36,13 @@ from app.runs.k6 import ScriptRejected, inspect_script
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 MAX_DOCUMENT_BYTES = 1_000_000
+# Mappings and lists inside one another. Plans and OpenAPI/HAR documents nest about 12 deep;
+# far deeper ones would exhaust Python's recursion in the parsers and everything after them.
+MAX_DOCUMENT_DEPTH = 100
+
+
+class TooDeep(yaml.composer.ComposerError):
+    """A document nests mappings/lists deeper than :data:`MAX_DOCUMENT_DEPTH`."""
 
 
 class DuplicateKey(yaml.constructor.ConstructorError):
@@ -72,7 +79,15 @@ class PlanLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases are not accepted in plans", event.start_mark
             )
-        return super().compose_node(parent, index)
+        depth = self.__dict__.get("_depth", 0)  # collections around this node
+        opens = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        if opens and depth >= MAX_DOCUMENT_DEPTH:
+            raise TooDeep(None, None, "too deep", self.peek_event().start_mark)
+        self._depth = depth + 1 if opens else depth
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, yaml.MappingNode):
@@ -211,6 +226,28 @@ def document_type(content_type: str | None) -> str:
     return kind
 
 
+def _depth(document: Any) -> int:
+    """How deep mappings and lists nest in ``document`` (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DOCUMENT_DEPTH:
+                items = value.values() if isinstance(value, dict) else value
+                stack.extend((item, depth + 1) for item in items)
+    return deepest
+
+
+def _too_deep() -> ProblemError:
+    return ProblemError(
+        f"the document nests mappings/lists more than {MAX_DOCUMENT_DEPTH} levels deep",
+        code="plan.too_deep",
+        title="Document nested too deeply",
+        max_depth=MAX_DOCUMENT_DEPTH,
+    )
+
+
 def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
     """Decode a JSON or YAML request body; errors are 400/413/415 problems."""
     kind = document_type(content_type)
@@ -225,17 +262,24 @@ def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
         raise ProblemError("the request body is empty", code="plan.empty", title="Empty plan")
     if kind in JSON_TYPES:
         try:
-            return json.loads(body, object_pairs_hook=_unique_keys), "json"
+            document = json.loads(body, object_pairs_hook=_unique_keys)
         except DuplicateKey as exc:
             raise _duplicate_key_problem(exc, body, "JSON") from exc
+        except RecursionError as exc:
+            raise _too_deep() from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ProblemError(
                 f"the body is not valid JSON: {exc}", code="plan.malformed_json", title="Bad JSON"
             ) from exc
+        if _depth(document) > MAX_DOCUMENT_DEPTH:
+            raise _too_deep()
+        return document, "json"
     try:
         return load_yaml(body), "yaml"
     except DuplicateKey as exc:
         raise _duplicate_key_problem(exc, body, "YAML") from exc
+    except TooDeep as exc:
+        raise _too_deep() from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -12,7 +12,7 @@ import yaml
 from httpx import AsyncClient
 
 from app.core.errors import ProblemError
-from app.plans.service import parse_document
+from app.plans.service import MAX_DOCUMENT_DEPTH, parse_document
 from tests.builders import API, plan_doc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,6 +207,26 @@ def test_aliases_are_still_refused() -> None:
 
     assert problem.code == "plan.malformed_yaml"
     assert "aliases" in problem.detail
+
+
+@pytest.mark.parametrize("content_type", ["application/json", YAML])
+def test_nesting_is_limited_instead_of_exhausting_the_stack(content_type: str) -> None:
+    fine = "[" * MAX_DOCUMENT_DEPTH + "]" * MAX_DOCUMENT_DEPTH
+    assert parse_document(fine.encode(), content_type)[0] is not None
+
+    for levels in (MAX_DOCUMENT_DEPTH + 1, 50_000):  # 50 000: a RecursionError, unchecked
+        problem = _problem("[" * levels + "]" * levels, content_type)
+        assert (problem.status, problem.code) == (400, "plan.too_deep")
+
+
+async def test_a_deeply_nested_plan_is_a_400_not_a_500(client: AsyncClient) -> None:
+    deep = b"[" * 50_000 + b"]" * 50_000
+    for content_type in ("application/json", YAML):
+        response = await client.post(
+            f"{API}/plan", content=deep, headers={"Content-Type": content_type}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "plan.too_deep"
 
 
 @pytest.mark.parametrize(
