@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -20,35 +24,108 @@ import yaml
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
+from rich.text import Text
 
 from app.client import API, PerfAgentClient
 from app.core import migrate
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
+from app.progress import follow
 
+# Plain click help: metavars instead of <str>/<bool>, readable in a CI log at any width.
+HELP = {"max_content_width": 100, "help_option_names": ["-h", "--help"]}
 app = typer.Typer(
-    help="perf-agent: plan, run (k6) and analyse API load tests.", no_args_is_help=True
+    help="perf-agent: plan, run (k6) and analyse API load tests.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP,
 )
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Database schema (Alembic migrations).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP,
+)
 app.add_typer(db_app, name="db")
-console = Console()
+
+
+def make_console() -> Console:
+    """A terminal gets rich output at its width. A CI log has no width to fit: lines are not
+    wrapped (a path or URL stays whole, to be copied) and tables get room (COLUMNS, else 200)."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=int(os.environ.get("COLUMNS") or 200), soft_wrap=True)
+
+
+console = make_console()
+
+
+@app.callback()
+def _per_invocation() -> None:
+    global console
+    console = make_console()  # stdout may have changed since import (tests, pipes)
+
+
+def say(message: str, style: str | None = None) -> None:
+    """One line as it is: no markup read into it, never wrapped mid-path."""
+    console.print(Text(message, style=style or ""), soft_wrap=True)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    say(message, "red")
+    raise typer.Exit(code)
+
 
 DEMO_PLAN = Path(__file__).parent / "demo" / "plan.yaml"
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Default: PERF_AGENT_HOST")] = None,
-    port: Annotated[int | None, typer.Option(help="Default: PERF_AGENT_PORT")] = None,
-    worker: Annotated[bool, typer.Option(help="Run one worker in this process.")] = True,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST",
+            help="Where to listen",
+            show_default=f"PERF_AGENT_HOST, else {Settings.model_fields['host'].default}",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT",
+            help="Where to listen",
+            show_default=f"PERF_AGENT_PORT, else {Settings.model_fields['port'].default}",
+        ),
+    ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker", show_default=False, help="Run one worker in this process"
+        ),
+    ] = True,
 ) -> None:
     """Run the API (Swagger UI at /docs), migrating the database first."""
     from app.main import create_app
 
     configure_logging()
     settings = get_settings().model_copy(update={"embedded_worker": worker})
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    host, port = host or settings.host, port or settings.port
+    database = "; database at PERF_AGENT_DATABASE_URL" if settings.database_url else ""
+    say(f"perf-agent {version('perf-agent')}: data in {settings.data_dir}{database}")
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+    )
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            url = f"http://{host}:{port}"
+            say(f"ready on {url} — Swagger UI {url}/docs — Ctrl-C stops", "bold green")
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()
 
 
 @app.command("worker")
@@ -80,7 +157,9 @@ def worker_cmd() -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(metavar="REVISION", help="Target revision")] = "head",
+) -> None:
     """Apply the migrations up to REVISION."""
     configure_logging()
     url = resolve_database_url(get_settings())
@@ -108,7 +187,9 @@ def plan_schema_cmd() -> None:
 
 
 @app.command("demo-target")
-def demo_target(port: int = 8001) -> None:
+def demo_target(
+    port: Annotated[int, typer.Option(metavar="PORT", help="Where to listen")] = 8001,
+) -> None:
     """Serve the demo shop (the system under test of `perf-agent demo`) on 127.0.0.1."""
     from app.demo.target import create_target
 
@@ -186,17 +267,19 @@ def demo_plan(base_url: str) -> str:
     return yaml.safe_dump(plan, sort_keys=False)
 
 
-def run_demo_flow(api: str, target: str, *, out_dir: Path) -> dict[str, Any]:
+def run_demo_flow(
+    api: str, target: str, *, out_dir: Path, progress_every: float = 10.0
+) -> dict[str, Any]:
     """Plan → execute → analyse through the service's HTTP API, as any client would."""
     with PerfAgentClient(api) as client:
         plan = client.create_plan(demo_plan(target))
-        console.print(f"plan    {plan['id']} stored; script: {api}{API}/plans/{plan['id']}/script")
+        say(f"plan    {plan['id']} stored; script: {api}{API}/plans/{plan['id']}/script")
         client.approve(plan["id"], reviewer="perf-agent demo", comment="demo plan")
         run = client.execute(plan["id"])
-        console.print(f"run     {run['id']} queued; k6 is running the plan …")
-        run = client.wait(run["id"])
+        say(f"run     {run['id']} queued; k6 runs the plan for {run['planned_duration_s']:g} s")
+        run = follow(client, run["id"], console, interval_s=progress_every)
         if run["status"] != "succeeded":
-            raise RuntimeError(f"run {run['id']} {run['status']}: {run['error']}")
+            fail(f"run {run['id']} {run['status']}: {run['error']}", GATE_ERROR)
         body = client.analyse(run["id"])
         report = client.report(body["id"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +293,8 @@ def print_verdict(analysis: dict[str, Any]) -> None:
     console.rule()
     table = Table(title=f"verdict: {analysis['verdict'].upper()}")
     for column in ("objective", "scope", "measured", "result"):
-        table.add_column(column)
+        # Narrow terminals fold a cell onto more lines; nothing is cut off with an ellipsis.
+        table.add_column(column, overflow="fold", justify="left")
     for res in analysis["slo_results"]:
         measured = res["measured"]
         if measured is None:
@@ -228,27 +312,55 @@ def print_verdict(analysis: dict[str, Any]) -> None:
         )
     console.print(table)
     for finding in analysis["findings"]:
-        console.print(f"• {finding['summary']}")
-    console.print(f"\nreport: [bold]{analysis['report_path']}[/]")
+        say(f"• {finding['summary']}")
+    say(f"\nreport: {analysis['report_path']}", "bold")
+
+
+ProgressEvery = Annotated[
+    float,
+    typer.Option(
+        "--progress-every",
+        metavar="SECONDS",
+        help="Without a terminal (CI), print a progress line this often (at least 1 s) while "
+        "the run executes",
+    ),
+]
+
+
+@contextlib.contextmanager
+def talking_to(api: str) -> Iterator[None]:
+    """Whatever goes wrong between us and the service becomes one clear line and exit 2."""
+    try:
+        yield
+    except httpx.HTTPStatusError as exc:
+        fail(f"perf-agent at {api} refused: {_problem(exc)}", GATE_ERROR)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach perf-agent at {api} ({type(exc).__name__}: {exc})", GATE_ERROR)
+    except TimeoutError as exc:
+        fail(f"gave up waiting: {exc}", GATE_ERROR)
 
 
 @app.command()
 def demo(
     api: Annotated[
-        str | None, typer.Option(help="Use a running service instead of starting one.")
+        str | None,
+        typer.Option(metavar="URL", help="Use a running service instead of starting one"),
     ] = None,
+    every: ProgressEvery = 10.0,
 ) -> None:
     """Start the demo shop, then plan, execute and analyse it through the service's API."""
     configure_logging("WARNING")
     settings = get_settings()
+    reports = settings.data_dir / "reports"
     with running_demo_target(free_port()) as target:
-        console.print(f"demo shop on {target}")
+        say(f"demo shop on {target}")
         if api:
-            analysis = run_demo_flow(api, target, out_dir=settings.data_dir / "reports")
+            with talking_to(api):
+                analysis = run_demo_flow(api, target, out_dir=reports, progress_every=every)
         else:
-            with running_service(settings, free_port()) as service_url:
-                console.print(f"perf-agent on {service_url} (Swagger: {service_url}/docs)")
-                analysis = run_demo_flow(service_url, target, out_dir=settings.data_dir / "reports")
+            with running_service(settings, free_port()) as url, talking_to(url):
+                say(f"perf-agent on {url} (Swagger UI: {url}/docs; data in {settings.data_dir})")
+                analysis = run_demo_flow(url, target, out_dir=reports, progress_every=every)
     print_verdict(analysis)
 
 
@@ -266,77 +378,103 @@ def _problem(exc: httpx.HTTPStatusError) -> str:
 @app.command()
 def gate(
     plan_file: Annotated[
-        Path | None, typer.Argument(help="Plan (YAML/JSON) to run; omit to rerun --plan-id")
+        Path | None,
+        typer.Argument(
+            metavar="PLAN_FILE", help="Plan (YAML/JSON) to run; omit to rerun --plan-id"
+        ),
     ] = None,
-    api: Annotated[str, typer.Option(envvar="PERF_AGENT_API", help="The service's URL")] = (
-        "http://127.0.0.1:8000"
-    ),
+    api: Annotated[
+        str, typer.Option(metavar="URL", envvar="PERF_AGENT_API", help="The service's URL")
+    ] = "http://127.0.0.1:8000",
     plan_id: Annotated[
         str | None,
         typer.Option(
+            metavar="PLAN_ID",
             help="An existing plan: the file becomes its next version (history and "
-            "baselines accumulate); without a file, its approved version runs"
+            "baselines accumulate); without a file, its approved version runs",
         ),
     ] = None,
     ci_token: Annotated[
-        str | None, typer.Option(envvar="PERF_AGENT_CI_TOKEN", help="Auto-approves the draft")
+        str | None,
+        typer.Option(
+            metavar="TOKEN", envvar="PERF_AGENT_CI_TOKEN", help="Auto-approves the new draft"
+        ),
     ] = None,
     baseline: Annotated[
-        list[str] | None, typer.Option(help="Run ids to compare with (default: the service's)")
+        list[str] | None,
+        typer.Option(
+            metavar="RUN_ID",
+            help="A run to compare with; repeat the option for several (default: the "
+            "service's choice of baseline)",
+        ),
     ] = None,
-    allow_warning: Annotated[bool, typer.Option(help="A 'warning' verdict passes")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the run")] = 3600,
-    out: Annotated[Path, typer.Option(help="Where report.md/.html and analysis.json go")] = Path(
-        "perf-agent-report"
-    ),
+    allow_warning: Annotated[
+        bool, typer.Option("--allow-warning", help="A 'warning' verdict passes too")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="How long to wait for the run")
+    ] = 3600,
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Where report.md, report.html and analysis.json go")
+    ] = Path("perf-agent-report"),
+    every: ProgressEvery = 10.0,
 ) -> None:
-    """For CI: run a plan through the service, analyse it, write the reports, and exit 0 when
-    the verdict passes, 1 when it fails, 2 when something went wrong on the way."""
+    """For CI: run a plan through the service, analyse it, write the reports. Exit 0 when the
+    verdict passes, 1 when it fails, 2 when the service refused, the run failed or the service
+    could not be reached."""
     if plan_file is None and plan_id is None:
-        console.print("[red]give a plan file, --plan-id, or both[/]")
-        raise typer.Exit(GATE_ERROR)
+        fail("give a plan file, --plan-id, or both", GATE_ERROR)
     try:
-        with PerfAgentClient(api) as client:
-            if plan_file is not None:
-                text = plan_file.read_text()
-                plan = client.create_version(plan_id, text) if plan_id else client.create_plan(text)
-            else:
-                assert plan_id is not None
-                plan = client.http.get(f"/plans/{plan_id}").raise_for_status().json()
-            console.print(f"plan    {plan['id']} v{plan['version']} ({plan['status']})")
-            run = client.execute(
-                plan["id"], auto_approve=plan["status"] == "draft", ci_token=ci_token
-            )
-            console.print(f"run     {run['id']} queued")
-            run = client.wait(run["id"], timeout_s=timeout)
-            console.print(
-                f"run     {run['status']}" + (f": {run['error']}" if run["error"] else "")
-            )
-            if run["status"] == "failed":
-                raise typer.Exit(GATE_FAIL)
-            analysis = client.analyse(run["id"], baseline_run_ids=baseline)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "report.md").write_text(client.report(analysis["id"]))
-            (out / "report.html").write_text(client.report(analysis["id"], kind="html"))
-            (out / "analysis.json").write_text(json.dumps(analysis, indent=2))
-    except httpx.HTTPStatusError as exc:
-        console.print(f"[red]perf-agent refused: {_problem(exc)}[/]")
-        raise typer.Exit(GATE_ERROR) from exc
-    except (httpx.HTTPError, OSError, TimeoutError) as exc:
-        console.print(f"[red]{type(exc).__name__}: {exc}[/]")
-        raise typer.Exit(GATE_ERROR) from exc
+        text = plan_file.read_text() if plan_file is not None else None
+    except OSError as exc:
+        fail(f"cannot read the plan: {exc}", GATE_ERROR)
+    with talking_to(api), PerfAgentClient(api) as client:
+        if text is not None:
+            plan = client.create_version(plan_id, text) if plan_id else client.create_plan(text)
+        else:
+            plan = client.http.get(f"/plans/{plan_id}").raise_for_status().json()
+        say(f"plan    {plan['id']} v{plan['version']} ({plan['status']})")
+        run = _execute_or_archive(client, plan, ci_token=ci_token, created=text is not None)
+        say(f"run     {run['id']} queued; {run['planned_duration_s']:g} s of load")
+        run = follow(client, run["id"], console, interval_s=every, timeout_s=timeout)
+        if run["status"] == "failed":
+            raise typer.Exit(GATE_ERROR)  # no measurement to judge: not a verdict
+        analysis = client.analyse(run["id"], baseline_run_ids=baseline)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.md").write_text(client.report(analysis["id"]))
+        (out / "report.html").write_text(client.report(analysis["id"], kind="html"))
+        (out / "analysis.json").write_text(json.dumps(analysis, indent=2))
     verdict = analysis["verdict"]
     score = analysis.get("score") or {}
-    console.print(
+    say(
         f"verdict {verdict.upper()} (score {score.get('value', '-')}; compared with "
         f"{len(analysis.get('baseline_run_ids') or [])} baseline run(s))"
     )
     for finding in analysis["findings"]:
         if finding["severity"] != "info":
-            console.print(f"  • {finding['summary']}")
-    console.print(f"reports in {out.resolve()}")
+            say(f"  • {finding['summary']}")
+    say(f"reports in {out.resolve()}")
     passed = verdict == "pass" or (verdict == "warning" and allow_warning)
     raise typer.Exit(GATE_PASS if passed else GATE_FAIL)
+
+
+def _execute_or_archive(
+    client: PerfAgentClient, plan: dict[str, Any], *, ci_token: str | None, created: bool
+) -> dict[str, Any]:
+    """Queue the plan's run. A draft this gate stored and the service then refused to run is
+    archived with the reason, not left behind as an orphan draft for somebody to review."""
+    try:
+        return client.execute(plan["id"], auto_approve=plan["status"] == "draft", ci_token=ci_token)
+    except httpx.HTTPStatusError as exc:
+        if created and plan["status"] == "draft":
+            with contextlib.suppress(httpx.HTTPError):
+                client.review(
+                    plan["id"],
+                    "archive",
+                    reviewer="perf-agent gate",
+                    comment=f"stored by a CI gate whose run was refused: {_problem(exc)}",
+                )
+        raise
 
 
 def main() -> None:

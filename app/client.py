@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -32,11 +34,17 @@ class PerfAgentClient:
         plan: dict[str, Any] = response.raise_for_status().json()
         return plan
 
-    def approve(self, plan_id: str, *, reviewer: str, comment: str | None = None) -> None:
+    def review(
+        self, plan_id: str, action: str, *, reviewer: str, comment: str | None = None
+    ) -> None:
+        """``approve`` or ``archive`` a plan version."""
         self.http.post(
             f"/plans/{plan_id}/review",
-            json={"action": "approve", "reviewer": reviewer, "comment": comment},
+            json={"action": action, "reviewer": reviewer, "comment": comment},
         ).raise_for_status()
+
+    def approve(self, plan_id: str, *, reviewer: str, comment: str | None = None) -> None:
+        self.review(plan_id, "approve", reviewer=reviewer, comment=comment)
 
     def create_version(self, plan_id: str, document: str) -> dict[str, Any]:
         """The document (YAML or JSON text) as the next version of a plan, a draft."""
@@ -63,12 +71,35 @@ class PerfAgentClient:
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s if timeout_s else None
         while True:
-            run: dict[str, Any] = self.http.get(f"/runs/{run_id}").raise_for_status().json()
+            run = self.get_run(run_id)
             if run["finished"]:
                 return run
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} still {run['status']} after {timeout_s:g}s")
             time.sleep(poll_s)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        run: dict[str, Any] = self.http.get(f"/runs/{run_id}").raise_for_status().json()
+        return run
+
+    def events(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The run's server-sent events as (event, data) until its ``end`` event. The server
+        sends a comment at least every 15 s, so a read that waits a minute means it is gone."""
+        timeout = httpx.Timeout(self.http.timeout.connect, read=60.0)
+        with self.http.stream("GET", f"/runs/{run_id}/stream", timeout=timeout) as response:
+            response.raise_for_status()
+            event, data = "message", ""
+            for line in response.iter_lines():
+                if not line:
+                    if data:
+                        yield event, json.loads(data)
+                        if event == "end":
+                            return
+                    event, data = "message", ""
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data += ("\n" if data else "") + line[5:].strip()
 
     def run_approved(
         self, document: dict[str, Any] | str, *, reviewer: str

@@ -101,7 +101,52 @@ def test_a_breached_objective_fails_the_gate(
 def test_without_the_ci_token_the_gate_stops_with_the_services_reason(
     service: str, demo_target: str, tmp_path: Path
 ) -> None:
+    import httpx
+
     code, output = gate(str(plan_file(tmp_path, demo_target, "2000ms")), "--api", service)
 
     assert code == GATE_ERROR
-    assert "403 review.auto_approve_forbidden" in output
+    assert f"perf-agent at {service} refused: 403 review.auto_approve_forbidden" in output
+    # The draft it stored is not left behind for somebody to review: archived, with why.
+    plans = httpx.get(f"{service}/api/agents/performance-agent/plans", params={"name": "gate"})
+    [plan] = plans.json()
+    assert plan["status"] == "archived"
+    assert plan["reviewed_by"] == "perf-agent gate"
+    assert "review.auto_approve_forbidden" in plan["review_comment"]
+
+
+def test_a_run_that_fails_is_an_error_of_the_gate_not_a_verdict(
+    service: str, demo_target: str, tmp_path: Path
+) -> None:
+    plan = yaml.safe_load(plan_file(tmp_path, demo_target, "2000ms").read_text())
+    plan["target"]["auth"] = {"type": "bearer", "secret": "NOT_SET_FOR_THE_WORKER"}
+    path = tmp_path / "secret.yaml"
+    path.write_text(yaml.safe_dump(plan))
+
+    code, output = gate(str(path), "--api", service, "--ci-token", TOKEN, "--out", str(tmp_path))
+
+    assert code == GATE_ERROR, output
+    assert " failed: " in output
+    assert "NOT_SET_FOR_THE_WORKER" in output
+    assert not (tmp_path / "analysis.json").exists()
+
+
+def test_an_unreachable_service_is_one_line_naming_its_url(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: x\n")
+
+    code, output = gate(str(plan), "--api", "http://127.0.0.1:9")
+
+    assert code == GATE_ERROR
+    assert output.strip().splitlines() == [
+        "cannot reach perf-agent at http://127.0.0.1:9 (ConnectError: [Errno 111] Connection "
+        "refused)"
+    ]
+
+
+def test_a_missing_plan_file_is_one_line(tmp_path: Path) -> None:
+    code, output = gate(str(tmp_path / "nope.yaml"), "--api", "http://127.0.0.1:9")
+
+    assert code == GATE_ERROR
+    assert output.strip().startswith("cannot read the plan:")
+    assert "Traceback" not in output

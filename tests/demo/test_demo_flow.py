@@ -113,9 +113,30 @@ def test_demo_command_prints_the_verdict_and_writes_the_report(
 
     assert done.returncode == 0, done.stderr
     assert "verdict: FAIL" in done.stdout
+    # No terminal: the run is followed with plain progress lines (vus, rps, p95, errors).
+    assert re.search(r"running\s+0:\d\d/0:10\s+vus \d+\s+rps [\d,]+\s+p95", done.stdout)
+    assert "\x1b[" not in done.stdout
     assert re.search(rf"p95 < 100ms\s*│\s*{SLOW}\s*│[^│]*│\s*fail", done.stdout), done.stdout
     for fast in ("list_products", "get_product", "create_order"):
         assert re.search(rf"p95 < 100ms\s*│\s*{fast}\s*│[^│]*│\s*pass", done.stdout), done.stdout
     path = Path(re.search(r"report: (\S+\.md)", done.stdout)[1])  # type: ignore[index]
     assert path.exists()
     assert "### Performance Test Report: `demo-shop`" in path.read_text()
+
+
+def test_the_demo_against_an_unreachable_service_says_so_in_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo", "--api", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stdout + done.stderr
+    assert (
+        "cannot reach perf-agent at http://127.0.0.1:9 (ConnectError: [Errno 111] Connection "
+        "refused)" in done.stdout
+    )
+    assert len(done.stdout.strip().splitlines()) == 2  # the demo shop's line, then the error
