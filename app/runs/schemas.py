@@ -68,8 +68,7 @@ class RunOut(BaseModel):
     plan_version: int
     script_sha256: str
     status: RunStatus = Field(
-        description="queued → running → one of the finished states: "
-        + ", ".join(FINISHED_STATUSES)
+        description="queued → running → one of the finished states: " + ", ".join(FINISHED_STATUSES)
     )
     created_at: datetime
     started_at: datetime | None
