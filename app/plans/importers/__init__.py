@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from pydantic import ValidationError
 
+from app.core.errors import describe_errors
 from app.plans.schemas import PlanSpec
 
 __all__ = [
@@ -142,8 +143,8 @@ def checked(doc: dict[str, Any]) -> dict[str, Any]:
     try:
         PlanSpec.model_validate(doc)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(map(str, err['loc'])) or 'plan'}: {err['msg']}" for err in exc.errors()[:5]
-        ]
-        raise ImportProblem("the imported plan is not valid: " + "; ".join(problems)) from exc
+        summary, _ = describe_errors(
+            exc.errors(include_url=False, include_input=False), model=PlanSpec, document=doc
+        )
+        raise ImportProblem(f"the imported plan is not valid: {summary}") from exc
     return doc

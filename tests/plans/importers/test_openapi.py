@@ -410,3 +410,18 @@ def test_more_operations_than_a_scenario_holds_asks_for_a_filter() -> None:
 def test_a_base_url_the_plan_would_reject_is_an_import_problem() -> None:
     with pytest.raises(ImportProblem, match=r"target\.base_url"):
         plan_from_openapi(fixture("petstore"), base_url="ftp://example")
+
+
+def test_an_import_the_options_make_invalid_names_every_error_at_its_own_path() -> None:
+    document = tiny(one_op({}, "get"))
+
+    with pytest.raises(ImportProblem) as raised:
+        plan_from_openapi(
+            document, base_url="ftp://127.0.0.1", load={"profile": "load", "duraton": "10s"}
+        )
+
+    message = str(raised.value)
+    assert message.startswith("the imported plan is not valid: 4 errors: ")
+    assert "load.duraton: unknown key (did you mean `duration`?)" in message
+    assert "load.load" not in message
+    assert "target.base_url" in message
