@@ -289,7 +289,10 @@ def run_demo_flow(
 
 
 def print_verdict(analysis: dict[str, Any]) -> None:
-    console.print(Markdown(analysis["report"]))
+    if console.is_terminal:
+        console.print(Markdown(analysis["report"]))
+    else:  # a log: the Markdown as written, whose tables no width can truncate
+        say(analysis["report"])
     console.rule()
     table = Table(title=f"verdict: {analysis['verdict'].upper()}")
     for column in ("objective", "scope", "measured", "result"):

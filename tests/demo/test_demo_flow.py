@@ -99,7 +99,7 @@ def test_demo_command_prints_the_verdict_and_writes_the_report(
         **os.environ,
         "PERF_AGENT_DATABASE_URL": database_url,
         "PERF_AGENT_DATA_DIR": str(tmp_path / "data"),
-        "COLUMNS": "200",
+        "COLUMNS": "80",  # a CI log's width: nothing may be cut off to fit it
     }
 
     done = subprocess.run(
@@ -121,7 +121,13 @@ def test_demo_command_prints_the_verdict_and_writes_the_report(
         assert re.search(rf"p95 < 100ms\s*│\s*{fast}\s*│[^│]*│\s*pass", done.stdout), done.stdout
     path = Path(re.search(r"report: (\S+\.md)", done.stdout)[1])  # type: ignore[index]
     assert path.exists()
-    assert "### Performance Test Report: `demo-shop`" in path.read_text()
+    report = path.read_text()
+    assert "### Performance Test Report: `demo-shop`" in report
+    # Without a terminal the report is printed as written: every table row whole, none cut.
+    assert "…" not in done.stdout
+    rows = [line for line in report.splitlines() if line.startswith("|")]
+    assert rows
+    assert all(row in done.stdout.splitlines() for row in rows)
 
 
 def test_the_demo_against_an_unreachable_service_says_so_in_one_line() -> None:
