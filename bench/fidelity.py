@@ -28,7 +28,7 @@ from targets import local_target
 from app.cli import free_port, running_service
 from app.client import PerfAgentClient
 from app.core.settings import get_settings
-from app.runs.k6 import k6_env
+from app.k6.process import k6_env
 
 
 def plan(target: str, load: dict[str, Any]) -> dict[str, Any]:

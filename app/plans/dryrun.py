@@ -13,11 +13,11 @@ from pydantic import BaseModel, Field
 from app.core.settings import Settings
 from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
+from app.k6.process import EXIT_MEANINGS, run_k6
+from app.k6.summary import check_results
 from app.models import Plan
 from app.plans.schemas import PlanSpec
-from app.runs.k6 import EXIT_MEANINGS, run_k6
-from app.runs.service import MissingSecret, plan_secrets
-from app.runs.summary import check_results
+from app.plans.secrets import MissingSecret, plan_secrets
 
 DRY_RUN_TIMEOUT_S = 60.0
 

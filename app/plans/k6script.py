@@ -17,10 +17,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from app.k6.process import TREND_STATS
 from app.plans import templating
 from app.plans.schemas import SLO, PlanSpec, Scenario, Step, ThinkRange
-
-TREND_STATS = ["avg", "min", "med", "max", "p(50)", "p(90)", "p(95)", "p(99)", "count"]
 
 _K6_STAT = {
     "avg": "avg",

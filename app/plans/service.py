@@ -24,6 +24,7 @@ from app.core.media import media_type
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.guardrails.service import check_plan
+from app.k6.process import ScriptRejected, inspect_script
 from app.models import Plan, PlanStatus
 from app.models.base import utcnow
 from app.plans import intent, k6script
@@ -31,7 +32,6 @@ from app.plans.importers import ImportProblem, har, openapi
 from app.plans.load_profiles import Raw, parse_duration
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec, effective_slos
-from app.runs.k6 import ScriptRejected, inspect_script
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")

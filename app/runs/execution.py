@@ -25,17 +25,18 @@ from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
 from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
+from app.k6.process import K6Outcome, k6_version, run_k6
+from app.k6.summary import test_duration_s
 from app.models import Plan, Run, RunResult, RunStatus
 from app.models.base import utcnow
 from app.plans import k6script
 from app.plans.load_profiles import scaled
 from app.plans.schemas import PlanSpec, effective_slos
+from app.plans.secrets import MissingSecret, plan_secrets
 from app.runs import summary as k6summary
 from app.runs.budget import BudgetWatch, Limits
-from app.runs.k6 import K6Outcome, k6_version, run_k6
 from app.runs.live import LiveMetrics
 from app.runs.repository import RunRepository
-from app.runs.service import MissingSecret, plan_secrets
 from app.runs.spool import Spool
 from app.runs.system import ProcessSampler, is_loopback
 
@@ -332,7 +333,7 @@ class Job:
         """Per-endpoint results from the live histograms; from k6's summary only when k6's
         metric stream gave nothing (a k6 killed before it flushed a single point)."""
         summary = outcome.summary
-        duration = k6summary.test_duration_s(summary) if summary else None
+        duration = test_duration_s(summary) if summary else None
         if self.live is not None and self.live.broken and summary is not None:
             self.notes.append(
                 (
@@ -386,7 +387,7 @@ class Job:
                 run.stderr_tail = outcome.stderr_tail or None
                 run.summary = outcome.summary
                 if outcome.summary is not None:
-                    run.test_duration_s = k6summary.test_duration_s(outcome.summary)
+                    run.test_duration_s = test_duration_s(outcome.summary)
             # Partial figures (a run stopped early) are kept: they are still k6's measurement.
             await repo.replace_results(self.run_id, rows)
             replayed = await self.spool.replay(session)

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.openapi import problems
+from app.k6.summary import check_results, failed_thresholds
 from app.models import Run, RunStatus
 from app.runs import service, stream
 from app.runs.repository import RunRepository
@@ -20,7 +21,6 @@ from app.runs.schemas import (
     RunEventOut,
     RunOut,
 )
-from app.runs.summary import check_results, failed_thresholds
 
 router = APIRouter(tags=["execute"])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import uuid
 from collections.abc import Sequence
 
@@ -139,24 +138,6 @@ async def latency(
         failures=sum(w.failures for w in windows),
         latency_ms=merged.stats(),
     )
-
-
-class MissingSecret(LookupError):
-    pass
-
-
-def plan_secrets(spec: PlanSpec) -> dict[str, str]:
-    """The secrets a plan references, read from this process's environment."""
-    auth = spec.target.auth
-    if auth is None:
-        return {}
-    value = os.environ.get(auth.env_var)
-    if not value:
-        raise MissingSecret(
-            f"the plan authenticates with secret {auth.secret!r}, but {auth.env_var} is not "
-            "set for the worker"
-        )
-    return {auth.env_var: value}
 
 
 async def abort(session: AsyncSession, run_id: uuid.UUID) -> Run:

@@ -43,14 +43,14 @@ from app.cli import stop_process
 from app.core.errors import GuardrailViolation, ProblemError
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
+from app.k6.process import ScriptRejected, inspect_script, k6_version, run_k6
+from app.k6.summary import check_results, failed_thresholds
 from app.plans import k6script
 from app.plans.importers import ImportProblem
 from app.plans.importers.har import plan_from_har
 from app.plans.importers.openapi import plan_from_openapi
 from app.plans.schemas import PlanSpec, effective_slos
 from app.plans.service import parse_document
-from app.runs.k6 import ScriptRejected, inspect_script, k6_version, run_k6
-from app.runs.summary import check_results, failed_thresholds
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

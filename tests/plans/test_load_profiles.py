@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from app.core.settings import Settings
+from app.k6.process import inspect_script
 from app.plans.k6script import render
 from app.plans.schemas import PlanSpec, effective_slos
-from app.runs.k6 import inspect_script
 from tests.builders import plan_doc
 
 # (load as written in a plan, what k6 reports for options.scenarios.main — the fields that matter)

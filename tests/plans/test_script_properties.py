@@ -53,10 +53,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.core.settings import Settings
+from app.k6.process import k6_env
 from app.plans import templating
 from app.plans.k6script import render
 from app.plans.schemas import NAME_PATTERN, PlanSpec, effective_slos
-from app.runs.k6 import k6_env
 from tests.plans.echo_server import EchoServer, Recorded, echo_server
 
 __all__ = ["echo_server"]  # the fixture, imported so that pytest finds it here

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.settings import Settings
+from app.k6.process import EXIT_STOPPED_BY_SIGNAL, run_k6
 from app.models import Run, RunStatus
-from app.runs.k6 import EXIT_STOPPED_BY_SIGNAL, run_k6
 from app.runs.worker import Worker
 from tests.builders import make_plan, make_run
 
