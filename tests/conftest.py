@@ -50,12 +50,13 @@ def _refuse_siblings_of_the_repository(event: str, args: tuple[object, ...]) -> 
     if event != "open" or not isinstance(args[0], str | Path):
         return
     path = Path(os.path.abspath(args[0]))
-    if (
-        path.is_relative_to(REPOSITORY.parent)
-        and not path.is_relative_to(REPOSITORY)
-        and not path.is_relative_to(TEMPORARY)  # a clone in /tmp has pytest's tmp_path beside it
-    ):
-        raise PermissionError(f"tests may not read outside the repository: {path}")
+    if not path.is_relative_to(REPOSITORY.parent) or path.is_relative_to(REPOSITORY):
+        return
+    # A clone made right in the temp dir has every temporary file (pytest's tmp_path) beside
+    # it: only then are those allowed.
+    if TEMPORARY.is_relative_to(REPOSITORY.parent) and path.is_relative_to(TEMPORARY):
+        return
+    raise PermissionError(f"tests may not read outside the repository: {path}")
 
 
 sys.addaudithook(_refuse_siblings_of_the_repository)
