@@ -9,17 +9,31 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import ProblemError, invalid_body
 from app.core.settings import Settings
 from app.guardrails.service import check_host
 from app.llm.service import LLMFailure, structured_call
-from app.plans.load_profiles import PROFILES, Strict
-from app.plans.schemas import PlanSpec, Target, plan_json_schema
+from app.plans.load_profiles import (
+    PROFILES,
+    Breakpoint,
+    ConstantArrival,
+    Load,
+    Ramp,
+    RampingArrival,
+    Smoke,
+    Soak,
+    Spike,
+    Stress,
+    Strict,
+    _infer_profile,
+)
+from app.plans.schemas import PlanSpec, Target
 
 SYSTEM = """You design HTTP load tests for perf-agent. Reply with one JSON object that is a valid
 perf-agent plan (the JSON Schema you are given). Rules:
@@ -38,6 +52,59 @@ _PROBLEMS = {
     "provider_error": (502, "The language model failed"),
     "invalid_output": (502, "The language model's plan is not valid"),
 }
+
+# A drafted plan is a document: the plan language's fields that run code as it is are not
+# part of what the model may write. ``script`` is a hand-written k6 script (run verbatim) and
+# the ``raw`` load is the one only such a script sets. A prompt injection in the intent's
+# context must not reach the k6 script path, so these are refused whatever the model answers.
+CODE_FIELDS = ("script", "load.profile: raw")
+_CODE_REFUSED = "a drafted plan is a document, never code"
+
+
+def code_fields(document: Any) -> list[str]:
+    """Which of :data:`CODE_FIELDS` a plan document carries (a drafted one: none)."""
+    if not isinstance(document, dict):
+        return []
+    found = ["script"] if "script" in document else []
+    load = document.get("load")
+    if isinstance(load, dict) and load.get("profile") == "raw":
+        found.append("load.profile: raw")
+    return found
+
+
+# Every preset but ``raw`` (:data:`app.plans.load_profiles.LoadProfile` without it).
+DraftLoad = Annotated[
+    Smoke | Load | Ramp | Spike | Stress | Soak | ConstantArrival | RampingArrival | Breakpoint,
+    Field(discriminator="profile"),
+    BeforeValidator(_infer_profile),
+]
+
+
+class PlanDraft(PlanSpec):
+    """A plan as a model may write it: scenarios of steps and a preset load, never a script.
+
+    Its JSON Schema is what the model is given; validating the answer with it refuses a
+    ``script`` or a ``raw`` load even when the model writes one against the schema."""
+
+    load: DraftLoad | None = Field(default=None, description="A load profile preset")
+    script: SkipJsonSchema[None] = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_code(cls, value: Any) -> Any:
+        found = code_fields(value)
+        if found:
+            raise ValueError(f"{_CODE_REFUSED}; it carries: {', '.join(found)}")
+        return value
+
+
+def draft_json_schema() -> dict[str, Any]:
+    """The JSON Schema a model answers in: the plan language without ``script``/``raw``."""
+    schema = PlanDraft.model_json_schema(by_alias=True, mode="validation")
+    schema["$id"] = "urn:perf-agent:plan:v1"
+    schema["title"] = "perf-agent test plan (v1)"
+    schema["description"] = "A test plan: scenarios of steps, a load profile preset and SLOs."
+    return schema
 
 
 class IntentIn(Strict):
@@ -89,13 +156,16 @@ async def plan_document_from_intent(
             provider_name=settings.llm_planning_provider,
             system=system,
             prompt=prompt,
-            output=PlanSpec,
-            schema=plan_json_schema(),
+            output=PlanDraft,
+            schema=draft_json_schema(),
             settings=settings,
             sessionmaker=sessionmaker,
             subject_id=plan_id,
         )
     except LLMFailure as exc:
+        if exc.kind == "invalid_output" and _CODE_REFUSED in str(exc):
+            carried = str(exc).split(_CODE_REFUSED, 1)[1]
+            raise _code_refused([f for f in CODE_FIELDS if f in carried]) from exc
         status, title = _PROBLEMS[exc.kind]
         raise ProblemError(
             f"{exc}; nothing was stored. Write the plan by hand, or try again.",
@@ -104,6 +174,8 @@ async def plan_document_from_intent(
             title=title,
         ) from exc
     generated = spec.model_dump(mode="json", by_alias=True)
+    if code_fields(generated):  # never reached while PlanDraft has no script: kept in case
+        raise _code_refused(code_fields(generated))
     generated["target"] = request.target.model_dump(mode="json", by_alias=True)
     if request.name:
         generated["name"] = request.name
@@ -115,3 +187,16 @@ async def plan_document_from_intent(
         "latency_ms": round(call.latency_ms, 1),
     }
     return generated, origin
+
+
+def _code_refused(fields: list[str]) -> ProblemError:
+    return ProblemError(
+        f"the model's plan carries {', '.join(fields)}: a drafted plan is a document "
+        "(scenarios of steps with a preset load), never code such as a hand-written k6 script, "
+        "so it was refused and nothing was stored. Write the plan by hand, or try again (and "
+        "check the intent's context for instructions aimed at the model).",
+        code="llm.invalid_plan",
+        status=502,
+        title="The language model's plan carries code",
+        fields=fields,
+    )
