@@ -5,36 +5,22 @@ The limits come from settings only; a request can ask for less, never for more.
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
-from urllib.parse import urlsplit
-
 from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
+from app.guardrails.hosts import check_host
+from app.guardrails.network import check_outbound, check_url, target_addresses
 from app.plans.schemas import PlanSpec
 
+__all__ = ["check_host", "check_plan", "check_plan_addresses"]
 
-def check_host(hostname: str, settings: Settings) -> None:
-    host = hostname.lower().strip("[]")
-    if any(fnmatch(host, pattern) for pattern in settings.denied_hosts):
-        raise GuardrailViolation(
-            f"{host} matches the production deny-list; load tests never target it",
-            code="guardrail.host_denied",
-            host=host,
-        )
-    if not any(fnmatch(host, pattern) for pattern in settings.allowed_hosts):
-        raise GuardrailViolation(
-            f"{host} is not an allowed test environment (allowed: "
-            f"{', '.join(settings.allowed_hosts)})",
-            code="guardrail.host_not_allowed",
-            host=host,
-        )
+PROMETHEUS = "system_metrics.prometheus_url"
 
 
 def check_plan(spec: PlanSpec, settings: Settings) -> None:
     check_host(spec.target.hostname, settings)
     if spec.system_metrics is not None:
         # The service itself calls this URL: the same host rules as the target.
-        check_host(urlsplit(spec.system_metrics.prometheus_url).hostname or "", settings)
+        check_url(spec.system_metrics.prometheus_url, settings, purpose=PROMETHEUS)
     peak = spec.load_profile.vus_at_peak
     if peak > settings.max_vus:
         raise GuardrailViolation(
@@ -51,3 +37,23 @@ def check_plan(spec: PlanSpec, settings: Settings) -> None:
             requested_s=duration,
             limit_s=settings.max_duration_s,
         )
+
+
+async def check_plan_addresses(spec: PlanSpec, settings: Settings) -> None:
+    """Where a plan's names resolve, judged when it is stored (the run judges again when a
+    worker claims it, the dry run before it starts k6): the target's and the Prometheus URL's
+    addresses must be outside ``PERF_AGENT_DENIED_NETWORKS`` (``guardrail.address_denied``).
+
+    A name that does not resolve yet (an environment still to be created) is let through
+    here; the run refuses it (``guardrail.unresolvable``) if it still does not."""
+    try:
+        await target_addresses(spec.target.hostname, settings)
+    except GuardrailViolation as exc:
+        if exc.code != "guardrail.unresolvable":
+            raise
+    if spec.system_metrics is not None:
+        try:
+            await check_outbound(spec.system_metrics.prometheus_url, settings, purpose=PROMETHEUS)
+        except GuardrailViolation as exc:
+            if exc.code != "guardrail.unresolvable":
+                raise

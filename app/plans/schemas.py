@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from app.core.errors import GuardrailViolation
+from app.guardrails.hosts import normalise_host, unsafe_character
 from app.plans import templating
 from app.plans.load_profiles import (
     Duration,
@@ -109,11 +111,26 @@ class Target(Strict):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        bad = unsafe_character(value)
+        if bad is not None:  # urlsplit would silently drop a CR, LF or tab
+            raise ValueError(
+                f"base_url must not contain whitespace or control characters (found {bad})"
+            )
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("base_url must be an absolute http(s) URL, e.g. http://127.0.0.1:8080")
         if parts.query or parts.fragment:
             raise ValueError("base_url must not carry a query string or fragment")
+        try:
+            host = normalise_host(parts.hostname)
+        except GuardrailViolation as exc:
+            raise ValueError(f"base_url: {exc.detail}") from None
+        if not parts.hostname.isascii():
+            # Stored, rendered and resolved as the IDNA name the guardrails judge.
+            userinfo, at, _ = parts.netloc.rpartition("@")
+            port = f":{parts.port}" if parts.port is not None else ""
+            shown = f"[{host}]" if ":" in host else host
+            value = parts._replace(netloc=f"{userinfo}{at}{shown}{port}").geturl()
         return value.rstrip("/")
 
     @property
