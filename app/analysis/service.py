@@ -131,7 +131,7 @@ async def run_series(
 
 
 async def gather_system_metrics(
-    spec: PlanSpec, seconds: list[Second], warnings: list[str]
+    spec: PlanSpec, seconds: list[Second], warnings: list[str], settings: Settings | None = None
 ) -> dict[str, Any] | None:
     gathered: dict[str, Any] = {}
     local = system_mod.from_samples([(s.system, s.requests, s.p95) for s in seconds])
@@ -144,6 +144,7 @@ async def gather_system_metrics(
             seconds[0].epoch,
             seconds[-1].epoch + 1,
             [(float(s.elapsed), s.requests, s.p95) for s in seconds],
+            settings,  # the outbound policy it is checked by
         )
         if remote:
             gathered["prometheus"] = remote
@@ -370,7 +371,7 @@ async def analyse(
 
     seconds = await AnalysisRepository(session).seconds(run.id)
     knee = find_knee(spec, slos, seconds)
-    system_metrics = await gather_system_metrics(spec, seconds, warnings)
+    system_metrics = await gather_system_metrics(spec, seconds, warnings, settings)
     found = findings_mod.all_findings(
         slo_results, results, comparisons, knee, history_shifts, run.summary, system_metrics
     )

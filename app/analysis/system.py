@@ -18,6 +18,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from app.core.errors import GuardrailViolation
+from app.core.settings import Settings, get_settings
+from app.guardrails.network import check_outbound, pinned_client
 from app.plans.schemas import SystemMetrics
 
 log = logging.getLogger(__name__)
@@ -108,19 +111,32 @@ async def from_prometheus(
     start: float,
     end: float,
     load: Sequence[tuple[float, int, float | None]],
+    settings: Settings | None = None,
 ) -> tuple[dict[str, Any] | None, list[str]]:
     """Each query's series over [start, end] (epoch seconds; ``start`` is the run's first
     second), aligned with the run's seconds (elapsed, requests, p95) by time. Returns the
-    summary and what could not be fetched."""
+    summary and what could not be fetched.
+
+    The URL passes the guardrails' outbound policy first (its host patterns, then every
+    address it resolves to against the denied networks) and the requests go to the addresses
+    that were checked; a refused URL is not called at all, and is a problem, not an error."""
     problems: list[str] = []
     series: dict[str, Any] = {}
     begin = start
     by_second = {int(elapsed): (requests, p95) for elapsed, requests, p95 in load}
-    async with httpx.AsyncClient(timeout=PROMETHEUS_TIMEOUT_S) as client:
+    try:
+        prometheus = await check_outbound(
+            config.prometheus_url,
+            settings or get_settings(),
+            purpose="system_metrics.prometheus_url",
+        )
+    except GuardrailViolation as exc:
+        return None, [f"Prometheus not queried: {exc.detail} ({exc.code})"]
+    async with pinned_client(prometheus, timeout=PROMETHEUS_TIMEOUT_S) as client:
         for name, query in config.queries.items():
             try:
                 response = await client.get(
-                    f"{config.prometheus_url}/api/v1/query_range",
+                    f"{prometheus.url}/api/v1/query_range",
                     params={
                         "query": query,
                         "start": f"{begin:.3f}",
