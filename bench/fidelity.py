@@ -74,7 +74,7 @@ def bare(binary: str, script: str) -> dict[str, Any]:
                 "script.js",
             ],
             cwd=work,
-            env=k6_env(work, summary, {}),
+            env=k6_env({}),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,

@@ -53,6 +53,24 @@ class Settings(BaseSettings):
         default=2, ge=1, description="A run whose worker died is re-queued until claimed this often"
     )
 
+    # The k6 sandbox (app/k6/sandbox.py): kernel-enforced file and network confinement.
+    sandbox: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="auto: sandbox k6 when the kernel allows it here; required: refuse to start "
+        "k6 without it; off: never (hand-written scripts then need allow_unsandboxed_scripts)",
+    )
+    allow_unsandboxed_scripts: bool = Field(
+        default=False,
+        description="Run hand-written scripts even without a sandbox (an administrator's choice: "
+        "such a script can read and write what the worker can)",
+    )
+    sandbox_root: Path = Field(
+        default=Path("/var/lib/perf-agent-sandbox"),
+        description="Per-uid working directories of sandboxed k6 processes and a copy of k6",
+    )
+    sandbox_uid_base: int = Field(default=620_000, ge=1000, description="First sandbox uid")
+    sandbox_uids: int = Field(default=64, ge=1, le=4096, description="Sandbox uids (runs at once)")
+
     # Guardrails. Requests can only stay below these; the validators cap them at the hard limits.
     max_vus: int = Field(default=HARD_VU_CEILING, ge=1)
     max_duration_s: int = Field(default=HARD_MAX_DURATION_S, ge=1)

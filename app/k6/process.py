@@ -22,6 +22,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from app.core.settings import Settings
+from app.k6 import sandbox
+
 # Trend statistics every summary reports (p99 is not in k6's default set).
 TREND_STATS = ["avg", "min", "med", "max", "p(50)", "p(90)", "p(95)", "p(99)", "count"]
 
@@ -54,6 +57,9 @@ STDERR_TAIL_LINES = 60
 # worker dies (PR_SET_PDEATHSIG, kept across exec), then becomes k6. A worker killed with
 # SIGKILL thus still stops its k6 gracefully instead of leaving load running unwatched. Doing
 # this in the launcher rather than in a preexec_fn keeps the fork safe in a threaded server.
+# For a sandbox it also becomes the sandbox's uid and ignores SIGINT before it becomes bwrap:
+# bwrap would die of the SIGINT that asks k6 (which installs its own handler) to stop
+# gracefully, and take k6 with it before its summary is written.
 _LAUNCHER = """
 import ctypes, os, signal, sys
 try:
@@ -62,15 +68,23 @@ except (OSError, AttributeError):
     pass
 if os.getppid() != int(sys.argv[1]):
     sys.exit(70)
-os.execv(sys.argv[2], sys.argv[2:])
+uid = int(sys.argv[2])
+if uid >= 0:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+os.execv(sys.argv[3], sys.argv[3:])
 """
 
 
-def launcher_argv(argv: list[str]) -> list[str]:
+def launcher_argv(argv: list[str], *, uid: int = -1) -> list[str]:
+    """``argv`` started through the launcher (as ``uid`` when one is given)."""
     binary = shutil.which(argv[0]) or argv[0]
     if not os.access(binary, os.X_OK):
-        raise FileNotFoundError(f"no executable k6 at {argv[0]}")
-    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), binary, *argv[1:]]
+        raise FileNotFoundError(f"no executable at {argv[0]}")
+    launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), str(uid)]
+    return [*launcher, binary, *argv[1:]]
 
 
 def is_script_error(line: str) -> bool:
@@ -117,19 +131,24 @@ class K6Outcome:
         return f"k6 exited with {self.exit_code} ({meaning})"
 
 
-def k6_env(workdir: Path, summary_path: Path | None, secrets: dict[str, str]) -> dict[str, str]:
-    # A fresh environment: the script can read __ENV, so only the secrets its plan names go in.
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(workdir),
+SUMMARY_FILE = "summary.json"  # handleSummary's output, relative to k6's working directory
+EXPORT_FILE = "summary-export.json"
+SECRET_PLACEHOLDER = "(set when the run starts)"
+
+
+def k6_env(secrets: dict[str, str]) -> dict[str, str]:
+    """k6's whole environment, the same for ``inspect`` and ``run`` but for secret values: a
+    script whose options depend on ``__ENV`` must read the same options at both (only the
+    secrets its plan names go in, never the service's own environment)."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/tmp",
         "K6_NO_USAGE_REPORT": "true",
         # Metric timestamps in UTC ("…Z"), whatever the host's zone.
         "TZ": "UTC",
+        "PERF_AGENT_SUMMARY": SUMMARY_FILE,
         **secrets,
     }
-    if summary_path is not None:
-        env["PERF_AGENT_SUMMARY"] = str(summary_path)
-    return env
 
 
 class ScriptRejected(ValueError):
@@ -137,31 +156,53 @@ class ScriptRejected(ValueError):
 
 
 async def inspect_script(
-    binary: str, script: str, *, timeout_s: float = 30.0, requirements: bool = False
+    binary: str,
+    script: str,
+    *,
+    timeout_s: float = 30.0,
+    requirements: bool = False,
+    settings: Settings | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Have k6 parse the script and return the options it would run with (with
-    ``requirements``: also ``maxVUs`` and ``totalDuration`` over all its scenarios)."""
+    ``requirements``: also ``maxVUs`` and ``totalDuration`` over all its scenarios).
+
+    With ``settings`` and a sandbox available there, k6 runs in it with no network at all, so
+    the script's init code (which ``inspect`` runs) reaches no file and no host. ``secrets``
+    are the run's (names with placeholder values at plan time), so ``__ENV`` reads the same."""
     with tempfile.TemporaryDirectory(prefix="perf-agent-inspect-") as tmp:
         path = Path(tmp) / "script.js"
         await asyncio.to_thread(path.write_text, script)
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            "inspect",
-            *(["--execution-requirements"] if requirements else []),
-            str(path),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=tmp,
-            env=k6_env(Path(tmp), None, {}),
-        )
-        try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.shield(proc.wait())
+        flags = ["--execution-requirements"] if requirements else []
+        async with contextlib.AsyncExitStack() as stack:
+            if settings is not None and sandbox.enabled(settings):
+                box = await stack.enter_async_context(sandbox.confined(settings, binary, None))
+                inside = await asyncio.to_thread(box.bring_in, path, "script.js")
+                argv = launcher_argv(box.argv(["inspect", *flags, inside]), uid=box.uid)
+                cwd = "/"
+            else:
+                argv, cwd = [binary, "inspect", *flags, str(path)], tmp
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=cwd,
+                env=k6_env(secrets or {}),
+                start_new_session=True,
+            )
+            try:
+                stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
+            except TimeoutError:
+                raise ScriptRejected(
+                    f"k6 took longer than {timeout_s:g} s to read the script's options (its init "
+                    "code runs when it is inspected: keep it short)"
+                ) from None
+            finally:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    await asyncio.shield(proc.wait())
     if proc.returncode != 0:
         message = stderr.decode(errors="replace").strip() or stdout.decode(errors="replace")
         raise ScriptRejected(message[-2000:])
@@ -222,18 +263,22 @@ async def _read_metrics(
             log.exception("live metrics failed; the rest of k6's stream is dropped")
 
 
+def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """To k6's whole process group (k6 alone, or bwrap with k6 inside it)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
 async def _stop(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     """SIGINT (graceful: k6 still writes its summary), then SIGKILL after the grace period."""
     if proc.returncode is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGINT)
+    _signal(proc, signal.SIGINT)
     try:
         await asyncio.wait_for(proc.wait(), grace_s)
     except TimeoutError:
         log.warning("k6 (pid %s) ignored SIGINT for %ss; killing it", proc.pid, grace_s)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        _signal(proc, signal.SIGKILL)
         await proc.wait()
 
 
@@ -280,7 +325,7 @@ def from_summary_export(export: dict[str, Any]) -> dict[str, Any]:
 def _prepare(workdir: Path, summary_path: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     summary_path.unlink(missing_ok=True)
-    (workdir / "summary-export.json").unlink(missing_ok=True)
+    (workdir / EXPORT_FILE).unlink(missing_ok=True)
 
 
 def _read_summary(path: Path) -> dict[str, Any] | None:
@@ -303,12 +348,19 @@ async def run_k6(
     on_start: Callable[[int], Awaitable[None]] | None = None,
     address: str = "127.0.0.1:0",
     on_metrics: Callable[[bytes], None] | None = None,
+    box: sandbox.Confinement | None = None,
 ) -> K6Outcome:
     """Run k6 until it exits, times out or is asked to stop. With ``on_metrics``, k6 writes
-    its metric samples as JSON lines to stdout and each chunk of them is passed on."""
-    summary_path = workdir / "summary.json"
-    export_path = workdir / "summary-export.json"
+    its metric samples as JSON lines to stdout and each chunk of them is passed on. In a
+    sandbox (``box``), k6 sees only the script, and what it writes comes back to ``workdir``."""
+    summary_path = workdir / SUMMARY_FILE
+    export_path = workdir / EXPORT_FILE
     await asyncio.to_thread(_prepare, workdir, summary_path)
+    if box is not None:
+        script_arg = await asyncio.to_thread(box.bring_in, script, "script.js")
+        export_arg = box.inside(EXPORT_FILE)
+    else:
+        script_arg, export_arg = str(script), str(export_path)
     argv = [
         binary,
         "run",
@@ -321,22 +373,25 @@ async def run_k6(
         ",".join(TREND_STATS),
         # Hand-written scripts have no handleSummary of ours: k6's export is the fallback.
         "--summary-export",
-        str(export_path),
+        export_arg,
         *(["--out", "json=-"] if on_metrics is not None else []),
         *(extra_args or []),
-        str(script),
+        script_arg,
     ]
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     counts = _Counts()
     timed_out = stopped = False
     with (workdir / "k6.log").open("wb") as sink:
+        command = (
+            launcher_argv(argv) if box is None else launcher_argv(box.argv(argv[1:]), uid=box.uid)
+        )
         proc = await asyncio.create_subprocess_exec(
-            *launcher_argv(argv),
+            *command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            cwd=workdir,
-            env=k6_env(workdir, summary_path, secrets or {}),
+            cwd=workdir if box is None else "/",
+            env=k6_env(secrets or {}),
             start_new_session=True,  # a Ctrl-C aimed at the service does not hit k6 directly
         )
         log.info("k6 started (pid %s): %s", proc.pid, " ".join(argv))
@@ -361,10 +416,12 @@ async def run_k6(
         finally:
             if proc.returncode is None:
                 # Cancelled (shutdown, abort): never leave k6 running behind us.
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                _signal(proc, signal.SIGKILL)
                 await asyncio.shield(proc.wait())
             await asyncio.shield(pumps)
+    if box is not None:
+        for name in (SUMMARY_FILE, EXPORT_FILE):
+            await asyncio.to_thread(box.take_out, name, workdir / name)
     summary = None
     try:
         summary = await asyncio.to_thread(_read_summary, summary_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -10,9 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.core.errors import GuardrailViolation, ProblemError
 from app.core.settings import Settings
+from app.guardrails.egress import egress_for
 from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
+from app.k6 import sandbox
 from app.k6.process import EXIT_MEANINGS, run_k6
 from app.k6.summary import check_results
 from app.models import Plan
@@ -69,19 +73,42 @@ def _calls(lines: list[str]) -> list[StepCall]:
     return calls
 
 
+def _sandboxed(spec: PlanSpec, settings: Settings) -> bool:
+    try:
+        inside = sandbox.enabled(settings)
+    except sandbox.SandboxUnavailable as exc:
+        raise ProblemError(
+            str(exc), code="sandbox.unavailable", status=503, title="No sandbox"
+        ) from exc
+    if spec.is_raw and not inside and not settings.allow_unsandboxed_scripts:
+        raise GuardrailViolation(
+            "hand-written k6 scripts run only inside the sandbox, and there is none here "
+            f"({sandbox.status(settings).reason})",
+            code="guardrail.unsandboxed_script",
+        )
+    return inside
+
+
 async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
     spec = PlanSpec.model_validate(plan.spec)
     check_plan(spec, settings)
     network_args = await k6_network_args(spec.target.hostname, settings)
-    with tempfile.TemporaryDirectory(prefix="perf-agent-dry-run-") as tmp:
+    egress = await egress_for(spec, settings)
+    stream = bytearray()  # k6's metric points (--out json=-), one JSON object a line
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="perf-agent-dry-run-"))
         workdir = Path(tmp)
         script = workdir / "script.js"
-        points = workdir / "points.json"
         await asyncio.to_thread(script.write_text, plan.script)
         try:
             secrets = plan_secrets(spec)
         except MissingSecret as exc:
             return DryRunOut(ok=False, exit_code=-1, error=str(exc), steps=[], checks=[])
+        box = None
+        if _sandboxed(spec, settings):
+            box = await stack.enter_async_context(
+                sandbox.confined(settings, settings.k6_binary, egress)
+            )
         outcome = await run_k6(
             binary=settings.k6_binary,
             script=script,
@@ -92,14 +119,11 @@ async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
             # CLI execution options replace the plan's scenarios: one VU, one iteration. The
             # SLO thresholds judge a load, not one iteration: a dry run checks that the steps
             # work, so a slow single request must not fail it (k6 would exit 99).
-            extra_args=[
-                *network_args,
-                *("--vus", "1", "--iterations", "1", "--no-thresholds"),
-                *("--out", f"json={points}"),
-            ],
+            extra_args=[*network_args, "--vus", "1", "--iterations", "1", "--no-thresholds"],
+            on_metrics=stream.extend,
+            box=box,
         )
-        lines = (await asyncio.to_thread(points.read_text)).splitlines() if points.exists() else []
-    steps = _calls(lines)
+    steps = _calls(stream.decode("utf-8", errors="replace").splitlines())
     checks = [
         DryRunCheck(name=c["name"], group=c["group"], passed=c["fails"] == 0)
         for c in check_results(outcome.summary)

@@ -323,6 +323,15 @@ class Raw(_Profile):
         return {"executor": "as the script's options say"}
 
 
+def raw_load(needs: dict[str, Any]) -> Raw:
+    """A hand-written script's load from ``k6 inspect --execution-requirements``."""
+    return Raw(
+        profile="raw",
+        max_vus=int(needs.get("maxVUs") or 0),
+        duration=parse_duration(needs.get("totalDuration") or 1),
+    )
+
+
 def _infer_profile(value: Any) -> Any:
     # v0 plans gave vus + duration or stages without naming a preset.
     if isinstance(value, dict) and "profile" not in value:

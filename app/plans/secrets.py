@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from app.k6.process import SECRET_PLACEHOLDER
 from app.plans.schemas import PlanSpec
 
 
@@ -23,3 +24,10 @@ def plan_secrets(spec: PlanSpec) -> dict[str, str]:
             "set for the worker"
         )
     return {auth.env_var: value}
+
+
+def secret_placeholders(spec: PlanSpec) -> dict[str, str]:
+    """The plan's secret names with stand-in values: k6 sees the same variables when it is
+    inspected (where the secrets are not read) as when it runs."""
+    auth = spec.target.auth
+    return {auth.env_var: SECRET_PLACEHOLDER} if auth is not None else {}

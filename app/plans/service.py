@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import (
     Conflict,
+    GuardrailViolation,
     InvalidInput,
     NotFound,
     ProblemError,
@@ -24,14 +25,16 @@ from app.core.media import media_type
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.guardrails.service import check_plan
+from app.k6 import sandbox
 from app.k6.process import ScriptRejected, inspect_script
 from app.models import Plan, PlanStatus
 from app.models.base import utcnow
 from app.plans import intent, k6script
 from app.plans.importers import ImportProblem, har, openapi
-from app.plans.load_profiles import Raw, parse_duration
+from app.plans.load_profiles import raw_load
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec, effective_slos
+from app.plans.secrets import secret_placeholders
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -344,7 +347,12 @@ async def _from_document(
     script = k6script.render(spec, slos=slos, version=version)
     try:
         # k6 itself must accept the script before anything is stored.
-        await inspect_script(settings.k6_binary, script)
+        await inspect_script(
+            settings.k6_binary,
+            script,
+            settings=settings if _sandboxed(settings) else None,
+            secrets=secret_placeholders(spec),
+        )
     except ScriptRejected as exc:
         raise InvalidInput(f"k6 rejected the script: {exc}", code="plan.script_rejected") from exc
     return Plan(
@@ -389,18 +397,37 @@ async def import_plan(
 
 
 async def _with_script_load(spec: PlanSpec, settings: Settings) -> PlanSpec:
-    """A hand-written script's load, read by k6 from its options, so guardrails apply."""
+    """A hand-written script's load, read by k6 from its options, so guardrails apply. Such a
+    script is stored only where it can run: inside the sandbox, or where an administrator
+    allowed unsandboxed scripts."""
     assert spec.script is not None
+    if not _sandboxed(settings) and not settings.allow_unsandboxed_scripts:
+        raise GuardrailViolation(
+            "hand-written k6 scripts run only inside the sandbox, and there is none here "
+            f"({sandbox.status(settings).reason}); generated plans still run. An administrator "
+            "may allow them unsandboxed (PERF_AGENT_ALLOW_UNSANDBOXED_SCRIPTS=true)",
+            code="guardrail.unsandboxed_script",
+        )
     try:
-        needs = await inspect_script(settings.k6_binary, spec.script, requirements=True)
+        needs = await inspect_script(
+            settings.k6_binary,
+            spec.script,
+            requirements=True,
+            settings=settings,
+            secrets=secret_placeholders(spec),
+        )
     except ScriptRejected as exc:
         raise InvalidInput(f"k6 rejected the script: {exc}", code="plan.script_rejected") from exc
-    load = Raw(
-        profile="raw",
-        max_vus=int(needs.get("maxVUs") or 0),
-        duration=parse_duration(needs.get("totalDuration") or 1),
-    )
-    return spec.model_copy(update={"load": load})
+    return spec.model_copy(update={"load": raw_load(needs)})
+
+
+def _sandboxed(settings: Settings) -> bool:
+    try:
+        return sandbox.enabled(settings)
+    except sandbox.SandboxUnavailable as exc:
+        raise ProblemError(
+            str(exc), code="sandbox.unavailable", status=503, title="No sandbox"
+        ) from exc
 
 
 async def create_plan(

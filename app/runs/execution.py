@@ -23,14 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core import metrics
 from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
+from app.guardrails.egress import egress_for
 from app.guardrails.network import k6_network_args
 from app.guardrails.service import check_plan
-from app.k6.process import K6Outcome, k6_version, run_k6
+from app.k6 import sandbox
+from app.k6.process import K6Outcome, ScriptRejected, inspect_script, k6_version, run_k6
+from app.k6.sandbox import Egress, SandboxUnavailable
 from app.k6.summary import test_duration_s
 from app.models import Plan, Run, RunResult, RunStatus
 from app.models.base import utcnow
 from app.plans import k6script
-from app.plans.load_profiles import scaled
+from app.plans.load_profiles import raw_load, scaled
 from app.plans.schemas import PlanSpec, effective_slos
 from app.plans.secrets import MissingSecret, plan_secrets
 from app.runs import summary as k6summary
@@ -44,6 +47,18 @@ log = logging.getLogger(__name__)
 
 FALLBACK_FACTOR = 0.5
 TICK_S = 0.5
+
+
+def vu_ceiling(spec: PlanSpec, settings: Settings) -> int:
+    """The most VUs a run may have at any second: its reviewed peak, within the guardrail."""
+    return min(settings.max_vus, max(1, spec.load_profile.vus_at_peak))
+
+
+def _every_request_failed(outcome: K6Outcome) -> bool:
+    metrics = (outcome.summary or {}).get("metrics", {})
+    reqs = metrics.get("http_reqs", {}).get("values", {}).get("count", 0)
+    failed = metrics.get("http_req_failed", {}).get("values", {}).get("passes", 0)
+    return bool(reqs) and failed >= reqs
 
 
 def run_timeout_s(spec: PlanSpec, settings: Settings) -> float:
@@ -80,6 +95,9 @@ class Job:
         self.worker_id = worker_id
         self.control = Control()
         self.network_args: list[str] = []
+        self.egress: Egress | None = None  # set at claim: the sandbox's allowed destinations
+        self.sandboxed = False
+        self.blocked = 0  # connection attempts the sandbox refused, over all attempts
         self.spool = Spool(settings.data_dir.resolve() / "spool" / f"{run_id}.jsonl", run_id)
         self.live: LiveMetrics | None = None  # the latest attempt's
         self.notes: list[tuple[str, str, dict[str, Any]]] = []  # events for the final write
@@ -176,9 +194,21 @@ class Job:
                 finally:
                     outbox.task_done()
 
+        ceiling = vu_ceiling(spec, self.settings)
+
         async def judge() -> None:
             while True:
                 sample = await seconds.get()
+                vus = int(sample.get("vus") or 0)
+                if vus > ceiling and self.control.reason is None:
+                    # The plan was reviewed (and measured by k6 inspect) at its peak; a script
+                    # that runs more VUs than that is stopped at once, whatever it said.
+                    self.control.request_stop("vu_ceiling")
+                    await self.event(
+                        "guardrail",
+                        f"{vus} VUs running, above the ceiling of {ceiling}: stopping k6",
+                        {"code": "guardrail.vu_ceiling", "vus": vus, "ceiling": ceiling},
+                    )
                 try:
                     await watch.observe(sample)
                 except Exception:
@@ -194,19 +224,34 @@ class Job:
             self.sampler = ProcessSampler(spec.target.base_url)
             helpers.append(asyncio.create_task(self.sampler.run()))
         try:
-            outcome = await run_k6(
-                binary=self.settings.k6_binary,
-                script=workdir / "script.js",
-                workdir=workdir,
-                timeout_s=run_timeout_s(spec, self.settings),
-                grace_s=self.settings.stop_grace_s,
-                secrets=plan_secrets(spec),
-                extra_args=self.network_args,
-                stop=self.control.stop,
-                on_start=started,
-                address=address,
-                on_metrics=on_metrics,
-            )
+            async with contextlib.AsyncExitStack() as stack:
+                box = None
+                if self.sandboxed:
+                    box = await stack.enter_async_context(
+                        sandbox.confined(self.settings, self.settings.k6_binary, self.egress)
+                    )
+                outcome = await run_k6(
+                    binary=self.settings.k6_binary,
+                    script=workdir / "script.js",
+                    workdir=workdir,
+                    timeout_s=run_timeout_s(spec, self.settings),
+                    grace_s=self.settings.stop_grace_s,
+                    secrets=plan_secrets(spec),
+                    extra_args=self.network_args,
+                    stop=self.control.stop,
+                    on_start=started,
+                    address=address,
+                    on_metrics=on_metrics,
+                    box=box,
+                )
+            if box is not None and box.blocked:
+                self.blocked += box.blocked
+                await self.event(
+                    "guardrail",
+                    f"the sandbox refused {box.blocked} connection attempts to addresses other "
+                    f"than the target's",
+                    {"code": "guardrail.egress_blocked", "attempts": box.blocked},
+                )
             if not live.broken:
                 try:
                     live.finish()
@@ -259,8 +304,14 @@ class Job:
             check_plan(spec, self.settings)
             plan_secrets(spec)
             self.network_args = await k6_network_args(spec.target.hostname, self.settings)
-        except (GuardrailViolation, MissingSecret) as exc:
-            code = getattr(exc, "code", "secret.missing")
+            self.egress = await egress_for(spec, self.settings)
+            self.sandboxed = sandbox.enabled(self.settings)
+            if spec.is_raw:
+                await self.check_script_here(spec, script)
+        except (GuardrailViolation, MissingSecret, SandboxUnavailable) as exc:
+            code = getattr(exc, "code", None) or (
+                "secret.missing" if isinstance(exc, MissingSecret) else "sandbox.unavailable"
+            )
             await self.event("refused", str(exc), {"code": code})
             return await self.finish(spec, None, RunStatus.failed, str(exc), 1.0)
         beating = asyncio.create_task(self.heartbeat())
@@ -279,7 +330,43 @@ class Job:
         status, error = self.verdict(outcome)
         return await self.finish(spec, outcome, status, error, factor)
 
+    async def check_script_here(self, spec: PlanSpec, script: str) -> None:
+        """A hand-written script, where it is about to run: only in the sandbox (or where an
+        administrator allowed unsandboxed scripts), and measured again by ``k6 inspect`` with
+        the run's own environment, secrets included, so options that depend on ``__ENV`` are
+        judged as they will run."""
+        if not self.sandboxed and not self.settings.allow_unsandboxed_scripts:
+            raise GuardrailViolation(
+                "hand-written k6 scripts run only inside the sandbox, and this worker has none "
+                f"({sandbox.status(self.settings).reason})",
+                code="guardrail.unsandboxed_script",
+            )
+        try:
+            needs = await inspect_script(
+                self.settings.k6_binary,
+                script,
+                requirements=True,
+                settings=self.settings,
+                secrets=plan_secrets(spec),
+            )
+        except ScriptRejected as exc:
+            raise GuardrailViolation(
+                f"k6 rejected the script here: {exc}", code="plan.script_rejected"
+            ) from exc
+        measured = spec.model_copy(update={"load": raw_load(needs)})
+        if measured.load_profile.vus_at_peak > spec.load_profile.vus_at_peak:
+            raise GuardrailViolation(
+                f"the script asks for {measured.load_profile.vus_at_peak} VUs where it runs, "
+                f"but was reviewed at {spec.load_profile.vus_at_peak}",
+                code="guardrail.vu_ceiling",
+            )
+        check_plan(measured, self.settings)
+
     def verdict(self, outcome: K6Outcome) -> tuple[RunStatus, str | None]:
+        if self.control.reason == "vu_ceiling":
+            return RunStatus.failed, (
+                "guardrail.vu_ceiling: k6 ran more VUs than the plan's ceiling and was stopped"
+            )
         if self.control.reason == "abort":
             return RunStatus.aborted, "aborted on request; partial results kept"
         if self.control.reason == "budget":
@@ -287,6 +374,11 @@ class Job:
         if outcome.timed_out:
             return RunStatus.timed_out, (
                 f"stopped at the time limit; partial results kept ({outcome.describe()})"
+            )
+        if self.blocked and outcome.summary is not None and _every_request_failed(outcome):
+            return RunStatus.failed, (
+                f"guardrail.egress_blocked: every request failed and the sandbox refused "
+                f"{self.blocked} connection attempts outside the target"
             )
         if outcome.completed and outcome.summary is not None:
             return RunStatus.succeeded, None

@@ -275,7 +275,7 @@ def run_once(
             timeout=30,
             check=False,
             cwd=workdir,
-            env=k6_env(workdir, summary_path, {}),
+            env=k6_env({}),
             stdin=subprocess.DEVNULL,
         )
         summary = json.loads(summary_path.read_text("utf-8")) if summary_path.exists() else {}

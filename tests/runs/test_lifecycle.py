@@ -126,6 +126,8 @@ async def test_a_run_past_its_time_limit_ends_timed_out_with_partial_results(
 def flaky_k6(tmp_path: Path, real_k6: str, failures: int) -> str:
     """A k6 that crashes (exit 255) on its first ``failures`` starts, then is the real one: the
     infrastructure failure the fallback exists for."""
+    # A shell wrapper with a counter file outside: it runs unsandboxed (the sandbox holds only
+    # the k6 binary); these tests are about the retry, not the confinement.
     counter = tmp_path / "starts"
     wrapper = tmp_path / "flaky-k6"
     wrapper.write_text(
@@ -147,6 +149,7 @@ async def test_a_crash_is_retried_once(
 ) -> None:
     run_id = await queue(committed, **slow_plan(demo_target, duration="1s"))
     settings.k6_binary = flaky_k6(tmp_path, settings.k6_binary, failures=1)
+    settings.sandbox = "off"
 
     await Worker(committed, settings).run_once()
 
@@ -168,6 +171,7 @@ async def test_a_second_crash_falls_back_to_half_the_load(
 ) -> None:
     run_id = await queue(committed, **slow_plan(demo_target, duration="1s", vus=4))
     settings.k6_binary = flaky_k6(tmp_path, settings.k6_binary, failures=2)
+    settings.sandbox = "off"
 
     await Worker(committed, settings).run_once()
 
