@@ -365,11 +365,15 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
         )
 
 
-def pinned_client(target: ResolvedTarget, *, timeout: float) -> httpx.AsyncClient:
+def pinned_client(
+    target: ResolvedTarget, *, timeout: float, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
     """A client for ``target`` only: connections to its checked addresses, no redirects, no
-    proxy or .netrc from the environment. Request ``target.url`` (or paths under it)."""
+    proxy or .netrc from the environment. Request ``target.url`` (or paths under it). TLS
+    verifies the certificate for the target's name (``verify``: httpx's, e.g. a CA's
+    ``ssl.SSLContext``; SSL_CERT_FILE is honoured)."""
     return httpx.AsyncClient(
-        transport=PinnedTransport(target),
+        transport=PinnedTransport(target, verify=verify),
         timeout=timeout,
         follow_redirects=False,
         trust_env=False,

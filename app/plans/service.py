@@ -24,7 +24,7 @@ from app.core.errors import (
 from app.core.media import media_type
 from app.core.settings import Settings
 from app.datasets import service as datasets
-from app.guardrails.service import check_plan
+from app.guardrails.service import check_plan, check_plan_addresses
 from app.k6 import sandbox
 from app.k6.process import ScriptRejected, inspect_script
 from app.models import Plan, PlanStatus
@@ -343,6 +343,7 @@ async def _from_document(
     if spec.script is not None:
         spec = await _with_script_load(spec, settings)
     check_plan(spec, settings)
+    await check_plan_addresses(spec, settings)  # where its names resolve, not only how spelt
     slos, _ = effective_slos(spec)
     script = k6script.render(spec, slos=slos, version=version)
     try:

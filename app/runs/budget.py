@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 
 from app.core import metrics
+from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
+from app.guardrails.network import check_outbound, pinned_client
 from app.plans.schemas import Budget
 
 log = logging.getLogger(__name__)
@@ -130,12 +132,31 @@ class BudgetWatch:
             log.warning("run %s: k6 REST stop failed; the run's stop signal follows", self.run_id)
 
     async def _webhook(self, client: httpx.AsyncClient, data: dict[str, Any]) -> None:
+        """POST the alert to ``PERF_AGENT_COST_ALERT_WEBHOOK`` — only once its URL passed the
+        outbound policy (the operator's URL: not the host patterns, but every address outside
+        the denied networks), to the addresses that were checked. ``client`` (k6's REST API
+        on loopback) is not used for it."""
         if not self.settings.cost_alert_webhook:
             return
         try:
-            await client.post(
+            hook = await check_outbound(
                 self.settings.cost_alert_webhook,
-                json={"event": "budget_alert", "run_id": self.run_id, **data},
+                self.settings,
+                purpose="cost-alert webhook",
+                host_patterns=False,
             )
+        except GuardrailViolation as exc:
+            log.warning("run %s: budget webhook not called: %s", self.run_id, exc.detail)
+            await self.event(
+                "budget_webhook_refused",
+                f"the cost-alert webhook was not called: {exc.detail}",
+                {"code": exc.code, **exc.extra},
+            )
+            return
+        try:
+            async with pinned_client(hook, timeout=2.0) as pinned:
+                await pinned.post(
+                    hook.url, json={"event": "budget_alert", "run_id": self.run_id, **data}
+                )
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
             log.warning("run %s: budget webhook failed: %s", self.run_id, exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ class Listener:
     address: str
     port: int = 0
     respond: Respond = field(default=lambda method, path, query: (200, {}))
+    tls: ssl.SSLContext | None = None  # serve HTTPS; ``server_names`` records each SNI
     connections: int = 0
+    server_names: list[str | None] = field(default_factory=list)
     requests: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -79,13 +82,20 @@ class Listener:
                 pass
 
         self.server = Server((self.address, self.port), Handler)
+        if self.tls is not None:
+
+            def sni(sock: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+                listener.server_names.append(name)
+
+            self.tls.sni_callback = sni
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def base(self) -> str:
-        return f"http://{self.address}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.address}:{self.port}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -98,8 +108,14 @@ class Listeners:
     def __init__(self) -> None:
         self.started: list[Listener] = []
 
-    def __call__(self, address: str, port: int = 0, respond: Respond | None = None) -> Listener:
-        listener = Listener(address, port) if respond is None else Listener(address, port, respond)
+    def __call__(
+        self,
+        address: str,
+        port: int = 0,
+        respond: Respond | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> Listener:
+        listener = Listener(address, port, respond or (lambda *_: (200, {})), tls)
         self.started.append(listener)
         return listener
 
