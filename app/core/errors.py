@@ -9,12 +9,15 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Tag, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.storable import is_unstorable_text_error
 
 log = logging.getLogger(__name__)
 
@@ -415,6 +418,21 @@ def install_error_handlers(app: FastAPI) -> None:
             code=_STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}"),
             title=str(exc.detail) if exc.status_code != 404 else "Not found",
             detail=str(exc.detail),
+        )
+
+    @app.exception_handler(sqlalchemy.exc.DataError)
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # A NUL character or a lone surrogate in a request's text: the database refuses it.
+        if not is_unstorable_text_error(exc):
+            return await _unexpected(request, exc)
+        return problem_response(
+            request,
+            status=422,
+            code="unstorable_text",
+            title="Text that cannot be stored",
+            detail="the request holds a NUL character (\\u0000) or a lone surrogate (\\ud800-"
+            "\\udfff) in a text, which cannot be stored; remove it",
         )
 
     @app.exception_handler(Exception)

@@ -6,6 +6,7 @@ version (and its script) stays self-contained and reproducible.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import uuid
@@ -16,12 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInput, NotFound, ProblemError, UnsupportedMediaType
 from app.core.media import media_type
+from app.core.storable import unstorable_text
 from app.datasets.repository import DatasetRepository
 from app.models import Dataset
 from app.plans.schemas import DataSet
 
 MAX_UPLOAD_BYTES = 10_000_000
 MEDIA_TYPES = {"text/csv": "csv", "application/json": "json"}
+# Lists and objects inside one another (rows are objects in a list: 2). Far deeper values would
+# exhaust Python's recursion in the readers and in every plan the rows are copied into.
+MAX_DEPTH = 100
 
 
 def _decode(body: bytes, content_type: str | None) -> tuple[str, str]:
@@ -47,20 +52,54 @@ def _decode(body: bytes, content_type: str | None) -> tuple[str, str]:
         ) from exc
 
 
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_DEPTH:
+                inner = item.values() if isinstance(item, dict) else item
+                stack.extend((child, depth + 1) for child in inner)
+    return deepest
+
+
+def _too_deep() -> ProblemError:
+    return ProblemError(
+        f"the data nests lists/objects more than {MAX_DEPTH} levels deep",
+        code="dataset.too_deep",
+        title="Data nested too deeply",
+        max_depth=MAX_DEPTH,
+    )
+
+
 def parse(text: str, kind: str) -> DataSet:
+    """The rows of an upload; a body that is no usable data set is a 400/422 problem."""
     inline: Any = text
     if kind == "json":
         try:
             inline = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except RecursionError as exc:
+            raise _too_deep() from exc
+        except ValueError as exc:  # not JSON, or an integer of more than 4300 digits
             raise ProblemError(
                 f"the body is not valid JSON: {exc}", code="dataset.malformed", title="Bad JSON"
             ) from exc
+        if _depth(inline) > MAX_DEPTH:
+            raise _too_deep()
+    unstorable = unstorable_text(inline)
+    if unstorable is not None:
+        raise InvalidInput(f"the data set is not usable: {unstorable}", code="dataset.invalid")
     try:
         return DataSet.model_validate({"format": kind, "inline": inline})
     except ValidationError as exc:
         detail = "; ".join(e["msg"] for e in exc.errors(include_url=False))
         raise InvalidInput(f"the data set is not usable: {detail}", code="dataset.invalid") from exc
+    except csv.Error as exc:  # e.g. a field longer than the csv module's limit (131072)
+        raise InvalidInput(
+            f"the data set is not usable: the CSV cannot be read: {exc}", code="dataset.invalid"
+        ) from exc
 
 
 async def upload(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import ProblemError, invalid_body
 from app.core.settings import Settings
+from app.core.storable import unstorable_text
 from app.guardrails.service import check_host
 from app.llm.service import LLMFailure, structured_call
 from app.plans.load_profiles import (
@@ -95,6 +96,9 @@ class PlanDraft(PlanSpec):
         found = code_fields(value)
         if found:
             raise ValueError(f"{_CODE_REFUSED}; it carries: {', '.join(found)}")
+        unstorable = unstorable_text(value)  # the model's fault, not the client's: no 422
+        if unstorable is not None:
+            raise ValueError(unstorable)
         return value
 
 
