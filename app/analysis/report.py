@@ -1,7 +1,15 @@
-"""The Markdown report, in the format of the Performance Benchmarker's §6."""
+"""The Markdown report, in the format of the Performance Benchmarker's §6.
+
+Text the report does not write itself — the plan's name, description, environment, URL and
+paths, data set and endpoint names (a hand-written script names its own), findings, warnings
+and the model's narrative — enters the Markdown only through :func:`_code` or :func:`_text`,
+so no renderer finds HTML, an autolink, a link or an image in it: ``<img src=x onerror=…>`` in
+a description reads as that text.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,8 +38,51 @@ def _measured(res: SloResult) -> str:
     return _ms(res.measured)
 
 
-def _code(text: str) -> str:
-    return "`" + text.replace("`", "'") + "`"
+_LINE_BREAKS = re.compile(r"\r\n?|\n")
+
+
+def _code(text: str, *, cell: bool = False) -> str:
+    """``text`` as one code span: literal in every renderer (no HTML, no emphasis).
+
+    A backtick would end the span early and a line break could start a new block (an HTML
+    block needs no closing span), so they become ``'`` and a space; in a table cell (``cell``)
+    a ``|`` would end the cell, and the span with it, so it is escaped (GFM reads ``\\|``
+    inside a cell's code span as ``|``)."""
+    text = _LINE_BREAKS.sub(" ", text).replace("`", "'")
+    return "`" + (text.replace("|", "\\|") if cell else text) + "`"
+
+
+# Outside code spans: what could start HTML (or an autolink) or an entity, links and images,
+# and the characters that would change which spans a renderer sees. ``<``/``>`` followed by
+# whitespace start nothing anywhere, so 'p95 < 300ms' stays as it is.
+_SPAN = re.compile(r"`([^`\r\n]+)`")
+_UNSAFE = re.compile(r"&|<(?!\s)|>(?![\s=])|[\\`\[\]|]")
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_FENCE = re.compile(r"^~", re.MULTILINE)
+
+
+def _escape(text: str) -> str:
+    return _UNSAFE.sub(lambda m: _ENTITIES.get(m[0][0]) or "\\" + m[0], text)
+
+
+def _text(text: str, *, lines: bool = False) -> str:
+    """Text from outside the report as Markdown that shows it as it is.
+
+    ``&``, ``<`` and ``>`` become entities (``<`` and ``>`` unless a space follows), and
+    ``\\ ` [ ] |`` are backslash-escaped, except in the text's own single-line code spans
+    (findings and the narrative quote names in them), which are rebuilt with :func:`_code`.
+    Line breaks become spaces unless ``lines`` (a description keeps its paragraphs and lists,
+    but no line is indented into a code block or opens a ``~~~`` fence over the report)."""
+    if lines:
+        text = "\n".join(line.strip() for line in _LINE_BREAKS.split(text))
+    else:
+        text = _LINE_BREAKS.sub(" ", text)
+    out, end = [], 0
+    for span in _SPAN.finditer(text):
+        out += [_escape(text[end : span.start()]), _code(span[1])]
+        end = span.end()
+    out.append(_escape(text[end:]))
+    return _FENCE.sub(r"\\~", "".join(out))
 
 
 # What each profile is, as the subject of the report's first sentence ("A ramp (the `ramp`
@@ -83,12 +134,13 @@ def load_text(spec: PlanSpec) -> str:
 
 def scenario_text(spec: PlanSpec) -> str:
     lines = [
-        f"{load_text(spec)} against {_code(spec.target.base_url)} ({spec.target.environment})."
+        f"{load_text(spec)} against {_code(spec.target.base_url)} "
+        f"({_text(spec.target.environment)})."
     ]
     total_weight = sum(s.weight for s in spec.scenarios)
     for sc in spec.scenarios:
         calls = " → ".join(f"{st.method} {_code(st.path)}" for st in sc.steps)
-        data = f", one `{sc.data}` row per iteration" if sc.data else ""
+        data = f", one {_code(sc.data)} row per iteration" if sc.data else ""
         share = (
             f"{100 * sc.weight / total_weight:.0f}% of iterations"
             if len(spec.scenarios) > 1
@@ -97,7 +149,7 @@ def scenario_text(spec: PlanSpec) -> str:
         lines.append(f"*   Workflow {_code(sc.name)} ({share}{data}): {calls}")
     text = "\n".join(lines)
     if spec.description:
-        text = f"{spec.description.strip()}\n\n{text}"
+        text = f"{_text(spec.description.strip(), lines=True)}\n\n{text}"
     return text
 
 
@@ -126,7 +178,7 @@ def render_markdown(
         f"**Test Date:** {test_date}",
         "",
         f"**Run:** {_code(str(run.id))} · plan version {run.plan_version} · "
-        f"{run.k6_version or 'k6'} · script sha256 {_code(run.script_sha256[:12])}"
+        f"{_text(run.k6_version or 'k6')} · script sha256 {_code(run.script_sha256[:12])}"
         + (
             " · compared with " + ", ".join(f"run {_code(str(b))}" for b in baseline_run_ids)
             if baseline_run_ids
@@ -135,7 +187,7 @@ def render_markdown(
         "",
     ]
     if warnings:
-        lines += [f"> **Warning:** {w}" for w in warnings] + [""]
+        lines += [f"> **Warning:** {_text(w)}" for w in warnings] + [""]
     lines += ["**Scenario:**", scenario_text(spec), "", "**Performance SLOs:**"]
     for res in slo_results:
         scope = _code(res.endpoint) if res.endpoint else "all requests"
@@ -170,7 +222,7 @@ def render_markdown(
             "fail": "❌ fail",
             "no_data": "❌ no data",
         }[res.status]
-        scope = _code(res.endpoint) if res.endpoint else "all"
+        scope = _code(res.endpoint, cell=True) if res.endpoint else "all"
         lines.append(f"| {res.objective} | {scope} | {_measured(res)} | {result} | {k6} |")
     lines += [
         "",
@@ -178,7 +230,7 @@ def render_markdown(
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in results.items():
-        label = "**all**" if name == RunResult.ALL else _code(name)
+        label = "**all**" if name == RunResult.ALL else _code(name, cell=True)
         lines.append(
             f"| {label} | {row.requests} | {row.rps:.1f} | {row.error_rate * 100:.2f}% | "
             f"{_ms(row.p50_ms)} | {_ms(row.p90_ms)} | {_ms(row.p95_ms)} | {_ms(row.p99_ms)} | "
@@ -206,7 +258,7 @@ def render_markdown(
         for c in comparisons:
             if c.verdict == "insufficient_data":
                 continue
-            scope = "**all**" if c.endpoint == RunResult.ALL else _code(c.endpoint)
+            scope = "**all**" if c.endpoint == RunResult.ALL else _code(c.endpoint, cell=True)
             value = _rate if c.sli == "error_rate" else _ms
             change = "—" if c.change is None else f"{c.change * 100:+.1f}%"
             effect = (
@@ -246,27 +298,29 @@ def render_markdown(
     if narrative is not None and narrative_meta:
         lines += [
             "",
-            f"**Root cause** (written by {narrative_meta.get('provider')} "
-            f"{narrative_meta.get('model')}; every number in it is one of the data's):",
+            f"**Root cause** (written by {_text(str(narrative_meta.get('provider')))} "
+            f"{_text(str(narrative_meta.get('model')))}; every number in it is one of the "
+            "data's):",
             "",
-            narrative.summary,
+            _text(narrative.summary),
         ]
         for cause in narrative.root_causes:
             scope = f" ({_code(cause.endpoint)})" if cause.endpoint else ""
             lines.append(
-                f"*   **{cause.title}**{scope}, {cause.confidence} confidence: {cause.explanation}"
+                f"*   **{_text(cause.title)}**{scope}, {_text(cause.confidence)} confidence: "
+                f"{_text(cause.explanation)}"
             )
-        lines += [f"*   Next: {step}" for step in narrative.next_steps]
+        lines += [f"*   Next: {_text(step)}" for step in narrative.next_steps]
     elif narrative_meta and narrative_meta.get("status") not in (None, "ok"):
         lines += [
             "",
-            f"*No narrative: {narrative_meta.get('status', '').replace('_', ' ')}"
-            + (f" — {narrative_meta['reason']}" if narrative_meta.get("reason") else "")
+            f"*No narrative: {_text(str(narrative_meta.get('status', '')).replace('_', ' '))}"
+            + (f" — {_text(str(narrative_meta['reason']))}" if narrative_meta.get("reason") else "")
             + ". The observations below are computed from the raw metrics alone.*",
         ]
     lines += ["", "**Analysis & Observations:**"]
     if findings:
-        lines += [f"*   {f.summary}." for f in findings]
+        lines += [f"*   {_text(f.summary)}." for f in findings]
     else:
         lines.append("*   No endpoint stood out: latency, errors and tails are unremarkable.")
     lines += ["", "**Recommendations:**"]
@@ -278,5 +332,5 @@ def render_markdown(
             "p95 or the error rate breaks away."
         )
     for text in dict.fromkeys(recommendations):
-        lines.append(f"*   **[RECOMMENDATION]** {text}")
+        lines.append(f"*   **[RECOMMENDATION]** {_text(text)}")
     return "\n".join(lines) + "\n"
