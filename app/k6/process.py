@@ -103,6 +103,8 @@ class K6Outcome:
     # Lines k6 logged at level=error: exceptions inside iterations. k6 still exits 0 for
     # them, yet the steps after the failing one never ran.
     script_errors: int = 0
+    # Requests k6 itself refused because their address is outside the run's (--blacklist-ip).
+    blacklisted: int = 0
 
     @property
     def completed(self) -> bool:
@@ -173,7 +175,10 @@ async def inspect_script(
     with tempfile.TemporaryDirectory(prefix="perf-agent-inspect-") as tmp:
         path = Path(tmp) / "script.js"
         await asyncio.to_thread(path.write_text, script)
-        flags = ["--execution-requirements"] if requirements else []
+        # `k6 run` passes its environment to __ENV, `k6 inspect` does not unless asked: without
+        # this flag a script's options could read one way here and another when it runs.
+        flags = ["--include-system-env-vars"]
+        flags += ["--execution-requirements"] if requirements else []
         async with contextlib.AsyncExitStack() as stack:
             if settings is not None and sandbox.enabled(settings):
                 box = await stack.enter_async_context(sandbox.confined(settings, binary, None))
@@ -204,7 +209,10 @@ async def inspect_script(
                         os.killpg(proc.pid, signal.SIGKILL)
                     await asyncio.shield(proc.wait())
     if proc.returncode != 0:
-        message = stderr.decode(errors="replace").strip() or stdout.decode(errors="replace")
+        redact = redactor(secrets)
+        message = redact(stderr).decode(errors="replace").strip() or redact(stdout).decode(
+            errors="replace"
+        )
         raise ScriptRejected(message[-2000:])
     options: dict[str, Any] = json.loads(stdout)
     return options
@@ -227,6 +235,23 @@ def k6_version(binary: str) -> str | None:
 @dataclass
 class _Counts:
     errors: int = 0
+    blacklisted: int = 0
+
+
+REDACTED = b"[redacted]"
+
+
+def redactor(secrets: dict[str, str] | None) -> Callable[[bytes], bytes]:
+    """Replaces every secret value in what k6 prints: a script may ``console.log`` them, and
+    its log is stored and shown (``stderr_tail``)."""
+    values = sorted({v.encode() for v in (secrets or {}).values() if len(v) >= 4}, key=len)
+
+    def redact(data: bytes) -> bytes:
+        for value in reversed(values):  # longest first: one secret may contain another
+            data = data.replace(value, REDACTED)
+        return data
+
+    return redact
 
 
 async def _pump(
@@ -234,14 +259,18 @@ async def _pump(
     sink: Any,
     tail: deque[str] | None,
     counts: _Counts | None = None,
+    redact: Callable[[bytes], bytes] = bytes,
 ) -> None:
     if stream is None:
         return
     while line := await stream.readline():
+        line = redact(line)
         sink.write(line)
         text = line.decode("utf-8", errors="replace").rstrip()
         if counts is not None and is_script_error(text):
             counts.errors += 1
+        if counts is not None and "is in a blacklisted range" in text:
+            counts.blacklisted += 1
         if tail is not None:
             tail.append(text)
 
@@ -380,6 +409,7 @@ async def run_k6(
     ]
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     counts = _Counts()
+    redact = redactor(secrets)
     timed_out = stopped = False
     with (workdir / "k6.log").open("wb") as sink:
         command = (
@@ -398,9 +428,9 @@ async def run_k6(
         stdout = (
             _read_metrics(proc.stdout, on_metrics)
             if on_metrics is not None
-            else _pump(proc.stdout, sink, None)
+            else _pump(proc.stdout, sink, None, redact=redact)
         )
-        pumps = asyncio.gather(stdout, _pump(proc.stderr, sink, tail, counts))
+        pumps = asyncio.gather(stdout, _pump(proc.stderr, sink, tail, counts, redact))
         try:
             if on_start is not None:
                 await on_start(proc.pid)
@@ -438,4 +468,5 @@ async def run_k6(
         summary=summary,
         stopped=stopped,
         script_errors=counts.errors,
+        blacklisted=counts.blacklisted,
     )

@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 
 from app.core.errors import GuardrailViolation, ProblemError
 from app.core.settings import Settings
-from app.guardrails.egress import egress_for
-from app.guardrails.network import k6_network_args
+from app.guardrails.egress import egress_for, k6_args
 from app.guardrails.service import check_plan
 from app.k6 import sandbox
 from app.k6.process import EXIT_MEANINGS, run_k6
@@ -92,8 +91,8 @@ def _sandboxed(spec: PlanSpec, settings: Settings) -> bool:
 async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
     spec = PlanSpec.model_validate(plan.spec)
     check_plan(spec, settings)
-    network_args = await k6_network_args(spec.target.hostname, settings)
     egress = await egress_for(spec, settings)
+    network_args = k6_args(egress)
     stream = bytearray()  # k6's metric points (--out json=-), one JSON object a line
     async with contextlib.AsyncExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="perf-agent-dry-run-"))

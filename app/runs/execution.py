@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core import metrics
 from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
-from app.guardrails.egress import egress_for
-from app.guardrails.network import k6_network_args
+from app.guardrails.egress import egress_for, k6_args
 from app.guardrails.service import check_plan
 from app.k6 import sandbox
 from app.k6.process import K6Outcome, ScriptRejected, inspect_script, k6_version, run_k6
@@ -166,6 +165,9 @@ class Job:
                     item["attempt"] = number
                 outbox.put_nowait(item)
 
+        ceiling = vu_ceiling(spec, self.settings)
+        ceiling_events: list[asyncio.Task[None]] = []
+
         def on_metrics(chunk: bytes) -> None:
             if live.broken:
                 return
@@ -175,6 +177,14 @@ class Job:
                 # Results will come from k6's summary instead (see results()).
                 live.broken = True
                 log.exception("run %s: k6's metric stream could not be read", self.run_id)
+            if live.reported_vus > ceiling and self.control.reason is None:
+                # The plan was reviewed (and measured by k6 inspect) at its peak; a script that
+                # runs more VUs than that is stopped the moment k6 reports them.
+                vus = int(live.reported_vus)
+                self.control.request_stop("vu_ceiling")
+                data = {"code": "guardrail.vu_ceiling", "vus": vus, "ceiling": ceiling}
+                message = f"{vus} VUs running, above the ceiling of {ceiling}: stopping k6"
+                ceiling_events.append(asyncio.create_task(self.event("guardrail", message, data)))
             post()
 
         async def tick() -> None:
@@ -194,21 +204,9 @@ class Job:
                 finally:
                     outbox.task_done()
 
-        ceiling = vu_ceiling(spec, self.settings)
-
         async def judge() -> None:
             while True:
                 sample = await seconds.get()
-                vus = int(sample.get("vus") or 0)
-                if vus > ceiling and self.control.reason is None:
-                    # The plan was reviewed (and measured by k6 inspect) at its peak; a script
-                    # that runs more VUs than that is stopped at once, whatever it said.
-                    self.control.request_stop("vu_ceiling")
-                    await self.event(
-                        "guardrail",
-                        f"{vus} VUs running, above the ceiling of {ceiling}: stopping k6",
-                        {"code": "guardrail.vu_ceiling", "vus": vus, "ceiling": ceiling},
-                    )
                 try:
                     await watch.observe(sample)
                 except Exception:
@@ -244,13 +242,19 @@ class Job:
                     on_metrics=on_metrics,
                     box=box,
                 )
-            if box is not None and box.blocked:
-                self.blocked += box.blocked
+            refused = (box.blocked if box is not None else 0) + outcome.blacklisted
+            if refused:
+                self.blocked += refused
                 await self.event(
                     "guardrail",
-                    f"the sandbox refused {box.blocked} connection attempts to addresses other "
-                    f"than the target's",
-                    {"code": "guardrail.egress_blocked", "attempts": box.blocked},
+                    f"{refused} connection attempts to addresses other than the target's were "
+                    "refused (by k6's address blacklist and the sandbox's rules)",
+                    {
+                        "code": "guardrail.egress_blocked",
+                        "attempts": refused,
+                        "by_k6": outcome.blacklisted,
+                        "by_sandbox": box.blocked if box is not None else 0,
+                    },
                 )
             if not live.broken:
                 try:
@@ -259,6 +263,7 @@ class Job:
                     live.broken = True
                     log.exception("run %s: k6's metric stream could not be read", self.run_id)
             post()
+            await asyncio.gather(*ceiling_events)
             await outbox.join()
             return outcome
         finally:
@@ -303,8 +308,8 @@ class Job:
             # Settings may have tightened since the run was queued.
             check_plan(spec, self.settings)
             plan_secrets(spec)
-            self.network_args = await k6_network_args(spec.target.hostname, self.settings)
             self.egress = await egress_for(spec, self.settings)
+            self.network_args = k6_args(self.egress)
             self.sandboxed = sandbox.enabled(self.settings)
             if spec.is_raw:
                 await self.check_script_here(spec, script)
@@ -377,8 +382,8 @@ class Job:
             )
         if self.blocked and outcome.summary is not None and _every_request_failed(outcome):
             return RunStatus.failed, (
-                f"guardrail.egress_blocked: every request failed and the sandbox refused "
-                f"{self.blocked} connection attempts outside the target"
+                f"guardrail.egress_blocked: every request failed, and {self.blocked} connection "
+                "attempts outside the target were refused"
             )
         if outcome.completed and outcome.summary is not None:
             return RunStatus.succeeded, None

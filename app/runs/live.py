@@ -140,6 +140,9 @@ class LiveMetrics:
         self.window: dict[str, _Series] = {}
         self.totals: dict[str, _Series] = {}
         self.vus = 0.0
+        # The highest VU count k6 has reported so far, as soon as it arrives (the guardrail
+        # acts on it; ``vus`` follows the closed seconds).
+        self.reported_vus = 0.0
         self.vu_seconds = 0.0
         self.points = 0
         self.late = 0
@@ -204,6 +207,7 @@ class LiveMetrics:
                     bin_.ok.setdefault(name, []).append(data.value)
             elif point.metric == "vus":
                 bin_.vus = data.value
+                self.reported_vus = max(self.reported_vus, data.value)
             else:
                 bin_.iterations += int(data.value)
         self.newest = newest

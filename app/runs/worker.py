@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import metrics
 from app.core.settings import Settings
+from app.k6 import sandbox
 from app.models import RunStatus
 from app.models.base import utcnow
 from app.runs import execution
@@ -98,9 +99,16 @@ class Worker:
         return reaped
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        found = sandbox.status(self.settings)
         log.info(
-            "worker %s started (up to %s runs at once)", self.id, self.settings.worker_concurrency
+            "worker %s started (up to %s runs at once); k6 sandbox: %s",
+            self.id,
+            self.settings.worker_concurrency,
+            found.reason if found.available else f"none ({found.reason})",
         )
+        if found.available:
+            # Rules a crashed worker left behind on this machine (their uid is free again).
+            await asyncio.to_thread(sandbox.sweep, self.settings)
         running: set[asyncio.Task[None]] = set()
         next_reap = 0.0
         try:

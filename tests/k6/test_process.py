@@ -1,0 +1,77 @@
+"""The k6 subprocess: what it prints is stored and shown, so secrets never are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.core.settings import Settings
+from app.k6.process import ScriptRejected, inspect_script, redactor, run_k6
+
+pytestmark = pytest.mark.k6
+SECRET = "s3cr3t-token-value"
+
+
+def test_the_redactor_replaces_every_secret_value_longest_first() -> None:
+    redact = redactor({"A": "abcd", "B": "abcdef-long"})
+
+    assert redact(b"x abcdef-long y abcd z") == b"x [redacted] y [redacted] z"
+    assert redactor(None)(b"abc") == b"abc"
+
+
+async def test_a_script_that_logs_its_secret_leaves_no_trace_of_it(
+    tmp_path: Path, settings: Settings
+) -> None:
+    script = tmp_path / "script.js"
+    script.write_text(
+        "export const options = { vus: 1, iterations: 1 };\n"
+        "export default function () { console.log('token=' + __ENV.PERF_AGENT_SECRET_API); }\n"
+    )
+
+    outcome = await run_k6(
+        binary=settings.k6_binary,
+        script=script,
+        workdir=tmp_path / "w",
+        timeout_s=30,
+        grace_s=5,
+        secrets={"PERF_AGENT_SECRET_API": SECRET},
+    )
+
+    assert outcome.exit_code == 0
+    assert "token=[redacted]" in outcome.stderr_tail
+    assert SECRET not in outcome.stderr_tail
+    assert SECRET not in (tmp_path / "w" / "k6.log").read_text()
+
+
+async def test_an_init_error_quoting_a_secret_is_redacted(settings: Settings) -> None:
+    with pytest.raises(ScriptRejected) as raised:
+        await inspect_script(
+            settings.k6_binary,
+            "throw new Error('leaked ' + __ENV.PERF_AGENT_SECRET_API);\n",
+            settings=settings,
+            secrets={"PERF_AGENT_SECRET_API": SECRET},
+        )
+
+    assert SECRET not in str(raised.value)
+    assert "leaked [redacted]" in str(raised.value)
+
+
+async def test_inspect_reads_options_from_the_same_environment_as_a_run(
+    settings: Settings,
+) -> None:
+    # k6 inspect leaves the environment out of __ENV unless asked; k6 run puts it in.
+    script = (
+        "export const options = { vus: __ENV.PERF_AGENT_SECRET_API ? 8 : 1, duration: '5s' };\n"
+        "export default function () {}\n"
+    )
+
+    needs = await inspect_script(
+        settings.k6_binary,
+        script,
+        requirements=True,
+        settings=settings,
+        secrets={"PERF_AGENT_SECRET_API": "(set when the run starts)"},
+    )
+
+    assert needs["maxVUs"] == 8
