@@ -1,6 +1,8 @@
 """ORM models, one module each, re-exported here so imports never cycle."""
 
 from app.models.analysis import Analysis
+from app.models.api_key import ApiKey
+from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.baseline import Baseline
 from app.models.dataset import Dataset
@@ -21,6 +23,8 @@ from app.models.run import (
 __all__ = [
     "FINISHED_STATUSES",
     "Analysis",
+    "ApiKey",
+    "AuditEvent",
     "Base",
     "Baseline",
     "Dataset",
