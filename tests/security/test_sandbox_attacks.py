@@ -167,6 +167,7 @@ async def test_a_script_that_runs_more_vus_than_it_was_inspected_with_is_stopped
     committed: async_sessionmaker[AsyncSession],
     settings: Settings,
     demo_target: str,
+    record_property: Any,
 ) -> None:
     # Inspected (at plan time and again at claim) it sees no network and an /etc/hosts of two
     # lines; running, it sees a third, the target's: 1 VU when measured, 8 when it runs.
@@ -192,8 +193,12 @@ async def test_a_script_that_runs_more_vus_than_it_was_inspected_with_is_stopped
     k6_ended = datetime.fromisoformat(run["finished_at"])
     # From the start of the first second k6 ran 8 VUs to the run's end (k6 gone, results
     # stored): the guardrail acts on the VU count as soon as k6 reports it.
-    assert (datetime.fromisoformat(stop["at"]) - first_over).total_seconds() <= 2.0
-    assert (k6_ended - first_over).total_seconds() <= 2.0
+    to_event = (datetime.fromisoformat(stop["at"]) - first_over).total_seconds()
+    to_end = (k6_ended - first_over).total_seconds()
+    record_property("ceiling_event_s", to_event)  # bench/sandbox.py reads these (JUnit XML)
+    record_property("ceiling_run_end_s", to_end)
+    assert to_event <= 2.0
+    assert to_end <= 2.0
 
 
 async def _samples(client: AsyncClient, run_id: str) -> list[dict[str, Any]]:
