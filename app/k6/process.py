@@ -60,20 +60,21 @@ STDERR_TAIL_LINES = 60
 # For a sandbox it also becomes the sandbox's uid and ignores SIGINT before it becomes bwrap:
 # bwrap would die of the SIGINT that asks k6 (which installs its own handler) to stop
 # gracefully, and take k6 with it before its summary is written.
+# (The uid switch comes first: the kernel clears PR_SET_PDEATHSIG when credentials change.)
 _LAUNCHER = """
 import ctypes, os, signal, sys
-try:
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
-except (OSError, AttributeError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(70)
 uid = int(sys.argv[2])
 if uid >= 0:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(70)
 os.execv(sys.argv[3], sys.argv[3:])
 """
 
