@@ -1,4 +1,4 @@
-"""The ``perf-agent`` command line: serve, worker, demo, demo-target, db upgrade."""
+"""The ``perf-agent`` command line: serve, worker, demo, demo-target, gate, keys, db."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
@@ -28,7 +29,9 @@ from rich.text import Text
 
 from app.client import API, PerfAgentClient
 from app.core import migrate
+from app.core.auth import Scope, auth_enabled, dev_mode_refusal
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
+from app.core.errors import ProblemError
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.progress import follow
@@ -48,6 +51,13 @@ db_app = typer.Typer(
     context_settings=HELP,
 )
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(
+    help="API keys: create (shown once), list, revoke. Works on the database directly.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP,
+)
+app.add_typer(keys_app, name="keys")
 
 
 def make_console() -> Console:
@@ -108,11 +118,21 @@ def serve(
     """Run the API (Swagger UI at /docs), migrating the database first."""
     from app.main import create_app
 
-    configure_logging()
-    settings = get_settings().model_copy(update={"embedded_worker": worker})
+    settings = get_settings()
     host, port = host or settings.host, port or settings.port
+    refusal = dev_mode_refusal(settings, host)
+    if refusal is not None:
+        fail(refusal, 2)
+    configure_logging()
+    settings = settings.model_copy(update={"embedded_worker": worker, "host": host, "port": port})
     database = "; database at PERF_AGENT_DATABASE_URL" if settings.database_url else ""
     say(f"perf-agent {version('perf-agent')}: data in {settings.data_dir}{database}")
+    if not auth_enabled(settings):
+        say(
+            "authentication is OFF (PERF_AGENT_AUTH=off): every caller is an admin — "
+            "local development only",
+            "bold yellow",
+        )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
     )
@@ -174,6 +194,108 @@ def db_check() -> None:
     migrate.upgrade(url)
     migrate.check(url)
     console.print("models and migrations agree")
+
+
+T = TypeVar("T")
+
+
+def in_database(work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work(session)`` against the configured database (migrated first), committed."""
+    url = resolve_database_url(get_settings())
+    migrate.upgrade(url)
+
+    async def main() -> T:
+        engine = create_engine(url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ProblemError as exc:
+        fail(exc.detail, 1)
+
+
+@keys_app.command("create")
+def keys_create(
+    owner: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Who holds the key: a person's email or a CI pipeline's name; recorded as "
+            "the one who did what the key does",
+        ),
+    ],
+    scope: Annotated[
+        list[Scope],
+        typer.Option(
+            metavar="SCOPE",
+            help=f"Repeat for several: {', '.join(Scope)} (admin implies all)",
+        ),
+    ],
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print only the key (KEY=$(perf-agent keys create …))"),
+    ] = False,
+) -> None:
+    """Create a key and print it — the only time it is shown (it is stored hashed). The key
+    goes to standard output, everything else to standard error."""
+    from app.identity import service
+
+    row, key = in_database(
+        lambda session: service.create_key(
+            session, owner=owner, scopes=scope, actor=service.CLI_ACTOR
+        )
+    )
+    if not quiet:
+        typer.echo(
+            f"key {row.id} ({row.prefix}…) for {row.owner}, scopes: {', '.join(row.scopes)}",
+            err=True,
+        )
+    typer.echo(key)
+    if not quiet:
+        typer.echo("store it now: it is shown only this once", err=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key (never the key itself): id, prefix, owner, scopes, use, revocation."""
+    from app.identity import service
+
+    keys = in_database(service.list_keys)
+    table = Table(title=f"{len(keys)} API key(s)")
+    for column in ("id", "prefix", "owner", "scopes", "created", "last used", "revoked"):
+        table.add_column(column, overflow="fold")
+
+    def when(moment: Any) -> str:
+        return moment.isoformat(timespec="seconds") if moment else "-"
+
+    for key in keys:
+        table.add_row(
+            str(key.id),
+            f"{key.prefix}…",
+            key.owner,
+            ", ".join(key.scopes),
+            when(key.created_at),
+            when(key.last_used_at),
+            when(key.revoked_at),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[uuid.UUID, typer.Argument(metavar="ID", help="The key's id (keys list)")],
+) -> None:
+    """Revoke a key: its next request is refused (401). The key stays listed."""
+    from app.identity import service
+
+    key = in_database(lambda session: service.revoke_key(session, key_id, actor=service.CLI_ACTOR))
+    say(f"revoked key {key.id} ({key.prefix}…) of {key.owner}")
 
 
 @app.command("plan-schema")
@@ -244,11 +366,14 @@ def running_demo_target(port: int) -> Any:
 
 @contextlib.contextmanager
 def running_service(settings: Settings, port: int) -> Any:
-    """The service itself, in this process (API + worker), as `serve` runs it."""
+    """The service itself, in this process (API + worker), as `serve` runs it, for this
+    process's own client: on 127.0.0.1 only and without keys (auth off, which the service
+    logs as a warning)."""
     import threading
 
     from app.main import create_app
 
+    settings = settings.model_copy(update={"auth": "off", "host": "127.0.0.1", "port": port})
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="perf-agent-service", daemon=True)
@@ -268,13 +393,18 @@ def demo_plan(base_url: str) -> str:
 
 
 def run_demo_flow(
-    api: str, target: str, *, out_dir: Path, progress_every: float = 10.0
+    api: str,
+    target: str,
+    *,
+    out_dir: Path,
+    progress_every: float = 10.0,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """Plan → execute → analyse through the service's HTTP API, as any client would."""
-    with PerfAgentClient(api) as client:
+    with PerfAgentClient(api, api_key=api_key) as client:
         plan = client.create_plan(demo_plan(target))
         say(f"plan    {plan['id']} stored; script: {api}{API}/plans/{plan['id']}/script")
-        client.approve(plan["id"], reviewer="perf-agent demo", comment="demo plan")
+        client.approve(plan["id"], comment="demo plan")
         run = client.execute(plan["id"])
         say(f"run     {run['id']} queued; k6 runs the plan for {run['planned_duration_s']:g} s")
         run = follow(client, run["id"], console, interval_s=progress_every)
@@ -319,6 +449,16 @@ def print_verdict(analysis: dict[str, Any]) -> None:
     say(f"\nreport: {analysis['report_path']}", "bold")
 
 
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        envvar="PERF_AGENT_API_KEY",
+        show_envvar=True,
+        help="The API key sent to the service (perf-agent keys create)",
+    ),
+]
 ProgressEvery = Annotated[
     float,
     typer.Option(
@@ -349,9 +489,14 @@ def demo(
         str | None,
         typer.Option(metavar="URL", help="Use a running service instead of starting one"),
     ] = None,
+    api_key: ApiKey = None,
     every: ProgressEvery = 10.0,
 ) -> None:
-    """Start the demo shop, then plan, execute and analyse it through the service's API."""
+    """Start the demo shop, then plan, execute and analyse it through the service's API.
+
+    Without --api, the service runs in this process on 127.0.0.1 without keys (auth off, for
+    this command's own client only); with --api, give a key with read, plan, approve and
+    execute (--api-key or PERF_AGENT_API_KEY)."""
     configure_logging("WARNING")
     settings = get_settings()
     reports = settings.data_dir / "reports"
@@ -359,7 +504,9 @@ def demo(
         say(f"demo shop on {target}")
         if api:
             with talking_to(api):
-                analysis = run_demo_flow(api, target, out_dir=reports, progress_every=every)
+                analysis = run_demo_flow(
+                    api, target, out_dir=reports, progress_every=every, api_key=api_key
+                )
         else:
             with running_service(settings, free_port()) as url, talking_to(url):
                 say(f"perf-agent on {url} (Swagger UI: {url}/docs; data in {settings.data_dir})")
@@ -397,12 +544,7 @@ def gate(
             "baselines accumulate); without a file, its approved version runs",
         ),
     ] = None,
-    ci_token: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TOKEN", envvar="PERF_AGENT_CI_TOKEN", help="Auto-approves the new draft"
-        ),
-    ] = None,
+    api_key: ApiKey = None,
     baseline: Annotated[
         list[str] | None,
         typer.Option(
@@ -424,20 +566,23 @@ def gate(
 ) -> None:
     """For CI: run a plan through the service, analyse it, write the reports. Exit 0 when the
     verdict passes, 1 when it fails, 2 when the service refused, the run failed or the service
-    could not be reached."""
+    could not be reached.
+
+    The key needs read, plan and execute, and approve too to run the draft a new plan file
+    becomes (auto-approved, with the key's owner as its reviewer)."""
     if plan_file is None and plan_id is None:
         fail("give a plan file, --plan-id, or both", GATE_ERROR)
     try:
         text = plan_file.read_text() if plan_file is not None else None
     except OSError as exc:
         fail(f"cannot read the plan: {exc}", GATE_ERROR)
-    with talking_to(api), PerfAgentClient(api) as client:
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
         if text is not None:
             plan = client.create_version(plan_id, text) if plan_id else client.create_plan(text)
         else:
             plan = client.http.get(f"/plans/{plan_id}").raise_for_status().json()
         say(f"plan    {plan['id']} v{plan['version']} ({plan['status']})")
-        run = _execute_or_archive(client, plan, ci_token=ci_token, created=text is not None)
+        run = _execute_or_archive(client, plan, created=text is not None)
         say(f"run     {run['id']} queued; {run['planned_duration_s']:g} s of load")
         run = follow(client, run["id"], console, interval_s=every, timeout_s=timeout)
         if run["status"] == "failed":
@@ -462,21 +607,25 @@ def gate(
 
 
 def _execute_or_archive(
-    client: PerfAgentClient, plan: dict[str, Any], *, ci_token: str | None, created: bool
+    client: PerfAgentClient, plan: dict[str, Any], *, created: bool
 ) -> dict[str, Any]:
     """Queue the plan's run. A draft this gate stored and the service then refused to run is
-    archived with the reason, not left behind as an orphan draft for somebody to review."""
+    archived with the reason, not left behind as an orphan draft for somebody to review (when
+    the key may archive; else the gate says the draft stays)."""
     try:
-        return client.execute(plan["id"], auto_approve=plan["status"] == "draft", ci_token=ci_token)
+        return client.execute(plan["id"], auto_approve=plan["status"] == "draft")
     except httpx.HTTPStatusError as exc:
         if created and plan["status"] == "draft":
-            with contextlib.suppress(httpx.HTTPError):
+            try:
                 client.review(
                     plan["id"],
                     "archive",
-                    reviewer="perf-agent gate",
                     comment=f"stored by a CI gate whose run was refused: {_problem(exc)}",
                 )
+            except httpx.HTTPStatusError as refused:
+                say(f"plan    {plan['id']} stays a draft: {_problem(refused)}")
+            except httpx.HTTPError:
+                pass
         raise
 
 

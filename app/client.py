@@ -14,8 +14,15 @@ API = "/api/agents/performance-agent"
 
 
 class PerfAgentClient:
-    def __init__(self, base_url: str, *, timeout_s: float = 60.0) -> None:
-        self.http = httpx.Client(base_url=base_url.rstrip("/") + API, timeout=timeout_s)
+    """``api_key`` is sent as ``Authorization: Bearer <key>`` on every request."""
+
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, timeout_s: float = 60.0
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/") + API, headers=headers, timeout=timeout_s
+        )
 
     def __enter__(self) -> PerfAgentClient:
         return self
@@ -35,16 +42,18 @@ class PerfAgentClient:
         return plan
 
     def review(
-        self, plan_id: str, action: str, *, reviewer: str, comment: str | None = None
+        self, plan_id: str, action: str, *, reviewer: str | None = None, comment: str | None = None
     ) -> None:
-        """``approve`` or ``archive`` a plan version."""
+        """``approve`` or ``archive`` a plan version. The service records the key's owner as
+        the reviewer; ``reviewer`` is accepted for older callers and not sent."""
         self.http.post(
-            f"/plans/{plan_id}/review",
-            json={"action": action, "reviewer": reviewer, "comment": comment},
+            f"/plans/{plan_id}/review", json={"action": action, "comment": comment}
         ).raise_for_status()
 
-    def approve(self, plan_id: str, *, reviewer: str, comment: str | None = None) -> None:
-        self.review(plan_id, "approve", reviewer=reviewer, comment=comment)
+    def approve(
+        self, plan_id: str, *, reviewer: str | None = None, comment: str | None = None
+    ) -> None:
+        self.review(plan_id, "approve", comment=comment)
 
     def create_version(self, plan_id: str, document: str) -> dict[str, Any]:
         """The document (YAML or JSON text) as the next version of a plan, a draft."""
@@ -56,14 +65,11 @@ class PerfAgentClient:
         plan: dict[str, Any] = response.raise_for_status().json()
         return plan
 
-    def execute(
-        self, plan_id: str, *, auto_approve: bool = False, ci_token: str | None = None
-    ) -> dict[str, Any]:
-        headers = {"X-Perf-Agent-CI-Token": ci_token} if ci_token else {}
+    def execute(self, plan_id: str, *, auto_approve: bool = False) -> dict[str, Any]:
+        """Queue a run; ``auto_approve`` approves a draft on the way (the key needs the
+        ``approve`` scope as well as ``execute``)."""
         body = {"plan_id": plan_id, "auto_approve": auto_approve}
-        run: dict[str, Any] = (
-            self.http.post("/execute", json=body, headers=headers).raise_for_status().json()
-        )
+        run: dict[str, Any] = self.http.post("/execute", json=body).raise_for_status().json()
         return run
 
     def wait(
@@ -102,11 +108,11 @@ class PerfAgentClient:
                     data += ("\n" if data else "") + line[5:].strip()
 
     def run_approved(
-        self, document: dict[str, Any] | str, *, reviewer: str
+        self, document: dict[str, Any] | str, *, reviewer: str | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Store, approve, execute and wait: (plan, finished run)."""
         plan = self.create_plan(document)
-        self.approve(plan["id"], reviewer=reviewer)
+        self.approve(plan["id"])
         run = self.wait(self.execute(plan["id"])["id"])
         return plan, run
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 
 from app.analysis.router import router as analysis_router
 from app.baselines.router import router as baselines_router
 from app.core import migrate
+from app.core.auth import AUTH_OFF_OWNER, auth_enabled, dev_mode_refusal, install_auth
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
 from app.core.openapi import DOCS_URL, install_docs
 from app.core.settings import Settings, get_settings
 from app.datasets.router import router as datasets_router
 from app.health.router import router as health_router
+from app.identity import service as identity
+from app.identity.router import router as identity_router
 from app.plans.router import router as plans_router
 from app.runs.router import router as runs_router
 from app.runs.worker import Worker
@@ -33,6 +38,21 @@ log = logging.getLogger(__name__)
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    refusal = dev_mode_refusal(settings)
+    if refusal is not None:
+        raise RuntimeError(refusal)
+    if not auth_enabled(settings):
+        log.warning(
+            "authentication is OFF (PERF_AGENT_AUTH=off): every caller is an admin named %r; "
+            "for local development on %s only",
+            AUTH_OFF_OWNER,
+            settings.host,
+        )
+    if os.environ.get("PERF_AGENT_CI_TOKEN"):
+        log.warning(
+            "PERF_AGENT_CI_TOKEN is no longer read: give CI an API key with the execute and "
+            "approve scopes instead (perf-agent keys create)"
+        )
     engine = None
     if getattr(app.state, "sessionmaker", None) is None:
         url = await asyncio.to_thread(resolve_database_url, settings)
@@ -69,7 +89,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     app.state.sessionmaker = None
     install_error_handlers(app)
-    for router in (plans_router, datasets_router, runs_router, analysis_router, baselines_router):
+    install_auth(app, identity.authenticate)
+    if app.state.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=app.state.settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location"],
+            max_age=600,
+        )
+    routers = (plans_router, datasets_router, runs_router, analysis_router, baselines_router)
+    for router in (*routers, identity_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health_router)
     install_docs(app)

@@ -1,4 +1,4 @@
-"""Small builders for test data (plans as documents, plans and runs as rows)."""
+"""Small builders for test data (plans as documents; plans, runs and API keys as rows)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from typing import Any
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.auth import Scope
+from app.identity.service import key_row, new_key
 from app.models import Plan, PlanStatus, Run, RunResult, RunSample, RunStatus
 from app.plans import k6script
 from app.plans.schemas import PlanSpec, effective_slos
 
 API = "/api/agents/performance-agent"
+# The owner of the admin key the `client` fixtures send: the reviewer their approvals record.
+TEST_KEY_OWNER = "tests@example.com"
 
 _PLAN: dict[str, Any] = {
     "name": "orders-api",
@@ -63,10 +67,22 @@ async def make_plan(
     return plan
 
 
+async def make_key(
+    session: AsyncSession, *, owner: str = TEST_KEY_OWNER, scopes: Any = (Scope.admin,)
+) -> str:
+    """An API key stored as ``perf-agent keys create`` stores it (without its audit event)."""
+    key = new_key()
+    session.add(key_row(key, owner=owner, scopes=scopes))
+    await session.flush()
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 async def approve(client: AsyncClient, plan: dict[str, Any]) -> None:
-    response = await client.post(
-        f"{API}/plans/{plan['id']}/review", json={"action": "approve", "reviewer": "test"}
-    )
+    response = await client.post(f"{API}/plans/{plan['id']}/review", json={"action": "approve"})
     assert response.status_code == 200, response.text
 
 

@@ -20,20 +20,26 @@ from pathlib import Path
 import psycopg
 import pytest
 from httpx import ASGITransport, AsyncClient
+from psycopg.types.json import Jsonb
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from app.core import migrate
+from app.core.auth import Scope
 from app.core.db import create_engine, normalise_url, start_embedded_postgres
 from app.core.settings import Settings
+from app.identity.service import key_row, new_key
 from app.main import create_app
+from tests.builders import TEST_KEY_OWNER, bearer, make_key
 from tests.llm.fake_llm import fake_llm as fake_llm
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TEMPORARY = Path(tempfile.gettempdir()).resolve()
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = (
+    "audit_events",
+    "api_keys",
     "llm_calls",
     "recommendation_feedback",
     "analyses",
@@ -151,9 +157,15 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 
 async def _client(settings: Settings, maker: async_sessionmaker[AsyncSession]) -> AsyncClient:
+    """A client of the app that sends an admin key stored in the test's database."""
     app = create_app(settings)
     app.state.sessionmaker = maker
-    return AsyncClient(transport=ASGITransport(app=app), base_url="http://test")
+    async with maker() as session:
+        key = await make_key(session)
+        await session.commit()
+    return AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://test", headers=bearer(key)
+    )
 
 
 @pytest.fixture
@@ -162,6 +174,46 @@ async def client(
 ) -> AsyncIterator[AsyncClient]:
     async with await _client(settings, sessionmaker) as client:
         yield client
+
+
+class Clients:
+    """Clients of one app (the test's settings and database), each sending a key of its own
+    scopes, a given key, or none."""
+
+    def __init__(self, settings: Settings, maker: async_sessionmaker[AsyncSession]) -> None:
+        self.app = create_app(settings)
+        self.app.state.sessionmaker = maker
+        self.maker = maker
+        self.opened: list[AsyncClient] = []
+
+    async def key(self, *scopes: Scope, owner: str = "someone@example.com") -> str:
+        async with self.maker() as session:
+            key = await make_key(session, owner=owner, scopes=scopes)
+            await session.commit()
+        return key
+
+    def using(self, key: str | None, **headers: str) -> AsyncClient:
+        transport = ASGITransport(app=self.app)
+        sent = {**(bearer(key) if key else {}), **headers}
+        client = AsyncClient(transport=transport, base_url="http://test", headers=sent)
+        self.opened.append(client)
+        return client
+
+    def anonymous(self) -> AsyncClient:
+        return self.using(None)
+
+    async def scoped(self, *scopes: Scope, owner: str = "someone@example.com") -> AsyncClient:
+        return self.using(await self.key(*scopes, owner=owner))
+
+
+@pytest.fixture
+async def clients(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Clients]:
+    made = Clients(settings, sessionmaker)
+    yield made
+    for client in made.opened:
+        await client.aclose()
 
 
 @pytest.fixture
@@ -215,6 +267,22 @@ def demo_target() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def live_key(
+    database_url: str, *, owner: str = TEST_KEY_OWNER, scopes: tuple[Scope, ...] = (Scope.admin,)
+) -> str:
+    """An API key committed to the tests' database, for a live service (``perf-agent serve``)
+    to accept; the ``committed`` fixture empties the table afterwards."""
+    key = new_key()
+    row = key_row(key, owner=owner, scopes=scopes)
+    with psycopg.connect(_libpq(database_url)) as conn:
+        conn.execute(
+            "INSERT INTO api_keys (id, owner, prefix, key_hash, scopes) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (row.id, row.owner, row.prefix, row.key_hash, Jsonb(row.scopes)),
+        )
+    return key
 
 
 @contextlib.contextmanager

@@ -12,10 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from app.cli import GATE_ERROR, GATE_FAIL, GATE_PASS, app
-from tests.conftest import running_live_service
+from app.core.auth import Scope
+from tests.conftest import live_key, running_live_service
 
 pytestmark = pytest.mark.k6
-TOKEN = "ci-secret"
+CI = "ci-checkout"  # a pipeline's key: what it needs to store, run and judge a new draft
+CI_SCOPES = (Scope.read, Scope.plan, Scope.execute, Scope.approve)
 
 
 @pytest.fixture
@@ -23,8 +25,13 @@ def service(
     database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
 ) -> Iterator[str]:
     # `committed` empties the tables afterwards: the service commits for real.
-    with running_live_service(database_url, tmp_path / "service", PERF_AGENT_CI_TOKEN=TOKEN) as url:
+    with running_live_service(database_url, tmp_path / "service") as url:
         yield url
+
+
+@pytest.fixture
+def key(database_url: str, committed: async_sessionmaker[AsyncSession]) -> str:
+    return live_key(database_url, owner=CI, scopes=CI_SCOPES)
 
 
 def plan_file(tmp_path: Path, target: str, p95: str) -> Path:
@@ -46,12 +53,12 @@ def gate(*args: str) -> tuple[int, str]:
 
 
 def test_a_passing_plan_passes_the_gate_and_later_runs_compare_with_it(
-    service: str, demo_target: str, tmp_path: Path
+    service: str, key: str, demo_target: str, tmp_path: Path
 ) -> None:
     plan = plan_file(tmp_path, demo_target, "2000ms")
     out = tmp_path / "reports"
 
-    code, output = gate(str(plan), "--api", service, "--ci-token", TOKEN, "--out", str(out))
+    code, output = gate(str(plan), "--api", service, "--api-key", key, "--out", str(out))
 
     assert code == GATE_PASS, output
     assert "verdict PASS" in output
@@ -64,12 +71,12 @@ def test_a_passing_plan_passes_the_gate_and_later_runs_compare_with_it(
         str(plan),
         "--api",
         service,
-        "--ci-token",
-        TOKEN,
+        "--api-key",
+        key,
         "--out",
         str(out),
         "--plan-id",
-        _plan_of(service, first["run_id"]),
+        _plan_of(service, key, first["run_id"]),
     )
     assert code == GATE_PASS, output
     second = json.loads((out / "analysis.json").read_text())
@@ -77,53 +84,77 @@ def test_a_passing_plan_passes_the_gate_and_later_runs_compare_with_it(
     assert second["baseline_source"] == "last_passing"
 
 
-def _plan_of(service: str, run_id: str) -> str:
+def _plan_of(service: str, key: str, run_id: str) -> str:
     import httpx
 
-    run = httpx.get(f"{service}/api/agents/performance-agent/runs/{run_id}").json()
+    run = httpx.get(
+        f"{service}/api/agents/performance-agent/runs/{run_id}",
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
     return str(run["plan_id"])
 
 
 def test_a_breached_objective_fails_the_gate(
-    service: str, demo_target: str, tmp_path: Path
+    service: str, key: str, demo_target: str, tmp_path: Path
 ) -> None:
     plan = plan_file(tmp_path, demo_target, "0.001ms")
 
-    code, output = gate(
-        str(plan), "--api", service, "--ci-token", TOKEN, "--out", str(tmp_path / "r")
-    )
+    code, output = gate(str(plan), "--api", service, "--api-key", key, "--out", str(tmp_path / "r"))
 
     assert code == GATE_FAIL, output
     assert "verdict FAIL" in output
     assert "breaks p95 < 0.001ms" in output
 
 
-def test_without_the_ci_token_the_gate_stops_with_the_services_reason(
+def test_without_a_key_the_gate_stops_with_the_services_reason(
     service: str, demo_target: str, tmp_path: Path
 ) -> None:
-    import httpx
-
     code, output = gate(str(plan_file(tmp_path, demo_target, "2000ms")), "--api", service)
 
     assert code == GATE_ERROR
-    assert f"perf-agent at {service} refused: 403 review.auto_approve_forbidden" in output
-    # The draft it stored is not left behind for somebody to review: archived, with why.
-    plans = httpx.get(f"{service}/api/agents/performance-agent/plans", params={"name": "gate"})
-    [plan] = plans.json()
-    assert plan["status"] == "archived"
-    assert plan["reviewed_by"] == "perf-agent gate"
-    assert "review.auto_approve_forbidden" in plan["review_comment"]
+    assert f"perf-agent at {service} refused: 401 auth.missing_key" in output
+
+
+def test_a_refused_run_archives_the_draft_the_gate_stored_or_says_it_stays(
+    service: str, database_url: str, demo_target: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    api = f"{service}/api/agents/performance-agent"
+    path = plan_file(tmp_path, demo_target, "2000ms")
+    reader = {"Authorization": f"Bearer {live_key(database_url, scopes=(Scope.read,))}"}
+    # A key that may not approve cannot auto-approve the draft, nor archive it.
+    runner = live_key(database_url, owner="runner", scopes=(Scope.read, Scope.plan, Scope.execute))
+
+    code, output = gate(str(path), "--api", service, "--api-key", runner)
+
+    assert code == GATE_ERROR
+    assert f"perf-agent at {service} refused: 403 auth.scope_missing" in output
+    assert "stays a draft: 403 auth.scope_missing" in output
+    [draft] = httpx.get(f"{api}/plans", params={"name": "gate"}, headers=reader).json()
+    assert draft["status"] == "draft"
+
+    # A key that may archive but not execute: the refused draft is not left behind.
+    planner = live_key(database_url, owner="planner", scopes=(Scope.plan, Scope.approve))
+    code, output = gate(str(path), "--api", service, "--api-key", planner)
+
+    assert code == GATE_ERROR, output
+    assert "refused: 403 auth.scope_missing: this needs the `execute` scope" in output
+    stored = httpx.get(f"{api}/plans", params={"name": "gate"}, headers=reader).json()
+    [archived] = [p for p in stored if p["status"] == "archived"]
+    assert archived["reviewed_by"] == "planner"
+    assert "stored by a CI gate whose run was refused" in archived["review_comment"]
 
 
 def test_a_run_that_fails_is_an_error_of_the_gate_not_a_verdict(
-    service: str, demo_target: str, tmp_path: Path
+    service: str, key: str, demo_target: str, tmp_path: Path
 ) -> None:
     plan = yaml.safe_load(plan_file(tmp_path, demo_target, "2000ms").read_text())
     plan["target"]["auth"] = {"type": "bearer", "secret": "NOT_SET_FOR_THE_WORKER"}
     path = tmp_path / "secret.yaml"
     path.write_text(yaml.safe_dump(plan))
 
-    code, output = gate(str(path), "--api", service, "--ci-token", TOKEN, "--out", str(tmp_path))
+    code, output = gate(str(path), "--api", service, "--api-key", key, "--out", str(tmp_path))
 
     assert code == GATE_ERROR, output
     assert " failed: " in output

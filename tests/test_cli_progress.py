@@ -18,10 +18,10 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.conftest import running_live_service
+from app.core.auth import Scope
+from tests.conftest import live_key, running_live_service
 
 pytestmark = pytest.mark.k6
-TOKEN = "ci-secret"
 PROGRESS = re.compile(
     r"running\s+\d+:\d\d/\d+:\d\d\s+vus \d+\s+rps [\d,]+\s+p95 [\d.]+ ms\s+errors"
 )
@@ -31,8 +31,14 @@ PROGRESS = re.compile(
 def service(
     database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
 ) -> Iterator[str]:
-    with running_live_service(database_url, tmp_path / "service", PERF_AGENT_CI_TOKEN=TOKEN) as url:
+    with running_live_service(database_url, tmp_path / "service") as url:
         yield url
+
+
+@pytest.fixture
+def key(database_url: str, committed: async_sessionmaker[AsyncSession]) -> str:
+    scopes = (Scope.read, Scope.plan, Scope.execute, Scope.approve)
+    return live_key(database_url, owner="ci", scopes=scopes)
 
 
 def plan_file(tmp_path: Path, target: str, seconds: int) -> Path:
@@ -48,7 +54,7 @@ def plan_file(tmp_path: Path, target: str, seconds: int) -> Path:
     return path
 
 
-def gate_argv(plan: Path, service: str, out: Path, *extra: str) -> list[str]:
+def gate_argv(plan: Path, service: str, key: str, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -57,8 +63,8 @@ def gate_argv(plan: Path, service: str, out: Path, *extra: str) -> list[str]:
         str(plan),
         "--api",
         service,
-        "--ci-token",
-        TOKEN,
+        "--api-key",
+        key,
         "--out",
         str(out),
         *extra,
@@ -81,10 +87,10 @@ def timed_lines(argv: list[str], timeout_s: float = 120) -> tuple[int, list[tupl
 
 
 def test_without_a_terminal_the_gate_prints_a_progress_line_at_least_every_10_s(
-    service: str, demo_target: str, tmp_path: Path
+    service: str, key: str, demo_target: str, tmp_path: Path
 ) -> None:
     code, lines = timed_lines(
-        gate_argv(plan_file(tmp_path, demo_target, 25), service, tmp_path / "out")
+        gate_argv(plan_file(tmp_path, demo_target, 25), service, key, tmp_path / "out")
     )
     text = "\n".join(line for _, line in lines)
 
@@ -102,9 +108,9 @@ def test_without_a_terminal_the_gate_prints_a_progress_line_at_least_every_10_s(
 
 
 def test_on_a_terminal_the_gate_shows_a_live_display(
-    service: str, demo_target: str, tmp_path: Path
+    service: str, key: str, demo_target: str, tmp_path: Path
 ) -> None:
-    argv = gate_argv(plan_file(tmp_path, demo_target, 4), service, tmp_path / "out")
+    argv = gate_argv(plan_file(tmp_path, demo_target, 4), service, key, tmp_path / "out")
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         argv, stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "TERM": "xterm"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import RunStatus
 from tests.builders import make_plan, make_run
-from tests.conftest import running_live_service
+from tests.conftest import live_key, running_live_service
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
@@ -39,6 +40,7 @@ def live_service(database_url: str, tmp_path: Path) -> Iterator[str]:
 
 def test_the_readme_curl_walkthrough_works(
     live_service: str,
+    database_url: str,
     demo_target: str,
     tmp_path: Path,
     committed: async_sessionmaker[AsyncSession],
@@ -61,11 +63,14 @@ def test_the_readme_curl_walkthrough_works(
         timeout=120,
         check=False,
         cwd=ROOT,
+        # Its `perf-agent keys create` stores the key where the live service looks.
+        env={**os.environ, "PERF_AGENT_DATABASE_URL": database_url},
     )
 
     assert done.returncode == 0, done.stderr
     assert "import http from 'k6/http';" in done.stdout  # the script
     assert re.search(r"^true\n\[", done.stdout, re.M), "the dry run is not ok: " + done.stdout
+    assert '"approved"\n"you@example.com"' in done.stdout  # the key's owner approved it
     assert '"fail"' in done.stdout  # the verdict: recent_orders is slow
     assert "### Performance Test Report: `demo-shop`" in done.stdout
 
@@ -77,8 +82,10 @@ def poll_loop() -> str:
     return lines[0]
 
 
-def run_poll_loop(api: str, run_id: str, timeout_s: float = 30) -> subprocess.CompletedProcess[str]:
-    script = f"API={api}/api/agents/performance-agent\nRUN={run_id}\n{poll_loop()}"
+def run_poll_loop(
+    api: str, key: str, run_id: str, timeout_s: float = 30
+) -> subprocess.CompletedProcess[str]:
+    script = f"API={api}/api/agents/performance-agent\nKEY={key}\nRUN={run_id}\n{poll_loop()}"
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
@@ -89,8 +96,9 @@ def run_poll_loop(api: str, run_id: str, timeout_s: float = 30) -> subprocess.Co
 
 
 async def test_the_readme_poll_loop_ends_for_every_finished_state(
-    live_service: str, committed: async_sessionmaker[AsyncSession]
+    live_service: str, database_url: str, committed: async_sessionmaker[AsyncSession]
 ) -> None:
+    key = live_key(database_url)
     finished = [status for status in RunStatus if status.finished]
     async with committed() as session:
         plan = await make_plan(session)
@@ -98,14 +106,18 @@ async def test_the_readme_poll_loop_ends_for_every_finished_state(
         await session.commit()
 
     for status, run in runs.items():
-        done = run_poll_loop(live_service, str(run.id))  # a hang raises TimeoutExpired
+        done = run_poll_loop(live_service, key, str(run.id))  # a hang raises TimeoutExpired
 
         assert done.returncode == 0, (status, done.stderr)
     assert {"succeeded", "failed", "aborted", "timed_out", "partial"} <= set(runs)
 
 
 def test_the_readme_poll_loop_ends_when_a_run_is_aborted(
-    live_service: str, demo_target: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
+    live_service: str,
+    database_url: str,
+    demo_target: str,
+    tmp_path: Path,
+    committed: async_sessionmaker[AsyncSession],
 ) -> None:
     import httpx
 
@@ -113,14 +125,15 @@ def test_the_readme_poll_loop_ends_when_a_run_is_aborted(
     plan["target"]["base_url"] = demo_target
     plan["load"] = {"vus": 1, "duration": "5m"}
     api = f"{live_service}/api/agents/performance-agent"
-    with httpx.Client(base_url=api, timeout=60) as http:
+    key = live_key(database_url)
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=api, timeout=60, headers=auth) as http:
         stored = http.post("/plan", json=plan).raise_for_status().json()
-        http.post(
-            f"/plans/{stored['id']}/review", json={"action": "approve", "reviewer": "test"}
-        ).raise_for_status()
+        http.post(f"/plans/{stored['id']}/review", json={"action": "approve"}).raise_for_status()
         run = http.post("/execute", json={"plan_id": stored["id"]}).raise_for_status().json()
+        script = f"API={api}\nKEY={key}\nRUN={run['id']}\n{poll_loop()}"
         loop = subprocess.Popen(
-            ["bash", "-euo", "pipefail", "-c", f"API={api}\nRUN={run['id']}\n{poll_loop()}"],
+            ["bash", "-euo", "pipefail", "-c", script],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.analysis import service
@@ -19,12 +19,14 @@ from app.analysis.schemas import (
     Score,
     SloResult,
 )
+from app.core.auth import Scope, requires
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.openapi import problems
 from app.models import Analysis
 
 router = APIRouter(tags=["analyse"])
+READ = [Depends(requires(Scope.read))]
 
 
 def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
@@ -63,6 +65,8 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
     response_model=AnalysisOut,
     responses=problems(404, 409, 422),
     summary="Judge a finished run against its SLOs and baseline",
+    # Judging is the last step of running a test (and may call a paid model): execute's.
+    dependencies=[Depends(requires(Scope.execute))],
 )
 async def analyse(
     body: AnalyseIn,
@@ -88,7 +92,12 @@ async def analyse(
     return out
 
 
-@router.get("/analyses/{analysis_id}", response_model=AnalysisOut, responses=problems(404))
+@router.get(
+    "/analyses/{analysis_id}",
+    response_model=AnalysisOut,
+    responses=problems(404),
+    dependencies=READ,
+)
 async def get_analysis(
     request: Request, analysis_id: uuid.UUID, session: SessionDep
 ) -> AnalysisOut:
@@ -99,6 +108,7 @@ async def get_analysis(
     "/analyses/{analysis_id}/report.md",
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/markdown": {}}}, **problems(404)},
+    dependencies=READ,
 )
 async def get_analysis_report(analysis_id: uuid.UUID, session: SessionDep) -> PlainTextResponse:
     analysis = await service.get_analysis(session, analysis_id)
@@ -109,6 +119,7 @@ async def get_analysis_report(analysis_id: uuid.UUID, session: SessionDep) -> Pl
     "/analyses/{analysis_id}/report.html",
     response_class=HTMLResponse,
     responses={200: {"content": {"text/html": {}}}, **problems(404)},
+    dependencies=READ,
 )
 async def get_analysis_report_html(analysis_id: uuid.UUID, session: SessionDep) -> HTMLResponse:
     """One self-contained page (inline SVG charts, no scripts): latency percentiles, RPS,
@@ -122,6 +133,7 @@ async def get_analysis_report_html(analysis_id: uuid.UUID, session: SessionDep) 
     response_model=FeedbackOut,
     responses={200: {"model": FeedbackOut}, **problems(404, 422)},
     summary="Accept or reject one recommendation of an analysis",
+    dependencies=[Depends(requires(Scope.plan))],
 )
 async def recommendation_feedback(
     analysis_id: uuid.UUID,
@@ -138,7 +150,7 @@ async def recommendation_feedback(
     return FeedbackOut.model_validate(feedback)
 
 
-@router.get("/recommendations/kpi", response_model=RecommendationKPI)
+@router.get("/recommendations/kpi", response_model=RecommendationKPI, dependencies=READ)
 async def recommendations_kpi(session: SessionDep) -> RecommendationKPI:
     """The acceptance rate of recommendations, overall and per kind of finding."""
     return await service.recommendation_kpi(session)

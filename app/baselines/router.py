@@ -2,18 +2,25 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from app.baselines import service
 from app.baselines.schemas import BaselineOut, HistoryDocument, HistoryImported, PromoteIn
+from app.core.auth import Scope, requires
 from app.core.db import SessionDep
 from app.core.openapi import problems
 
 router = APIRouter(tags=["baselines"])
+READ = [Depends(requires(Scope.read))]
+PLAN = [Depends(requires(Scope.plan))]
 
 
 @router.post(
-    "/baselines", status_code=201, response_model=BaselineOut, responses=problems(404, 409, 422)
+    "/baselines",
+    status_code=201,
+    response_model=BaselineOut,
+    responses=problems(404, 409, 422),
+    dependencies=PLAN,
 )
 async def promote_baseline(body: PromoteIn, session: SessionDep) -> BaselineOut:
     """Make a succeeded run the current baseline of its plan and environment (or, with
@@ -24,12 +31,17 @@ async def promote_baseline(body: PromoteIn, session: SessionDep) -> BaselineOut:
     return BaselineOut.model_validate(baseline)
 
 
-@router.get("/baselines", response_model=list[BaselineOut])
+@router.get("/baselines", response_model=list[BaselineOut], dependencies=READ)
 async def list_baselines(plan_id: uuid.UUID, session: SessionDep) -> list[BaselineOut]:
     return [BaselineOut.model_validate(b) for b in await service.list_for_plan(session, plan_id)]
 
 
-@router.get("/plans/{plan_id}/history", response_model=HistoryDocument, responses=problems(404))
+@router.get(
+    "/plans/{plan_id}/history",
+    response_model=HistoryDocument,
+    responses=problems(404),
+    dependencies=READ,
+)
 async def export_history(
     plan_id: uuid.UUID, session: SessionDep, environment: str | None = None
 ) -> HistoryDocument:
@@ -43,6 +55,7 @@ async def export_history(
     status_code=201,
     response_model=HistoryImported,
     responses=problems(404, 422),
+    dependencies=PLAN,
 )
 async def import_history(
     plan_id: uuid.UUID, body: HistoryDocument, session: SessionDep

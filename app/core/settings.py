@@ -108,9 +108,14 @@ class Settings(BaseSettings):
         description="fnmatch patterns that always win over allowed_hosts.",
     )
 
-    ci_token: SecretStr | None = Field(
-        default=None,
-        description="Callers presenting it (X-Perf-Agent-CI-Token) may auto-approve plans.",
+    # Identity (app/core/auth.py, app/identity): API keys with scopes, on unless turned off.
+    auth: Literal["on", "off"] = Field(
+        default="on",
+        description="off: no keys, every caller is an admin; local development on loopback only",
+    )
+    cors_origins: list[str] = Field(
+        default=[],
+        description="Browser origins (the Perf-Xi UI) allowed to call the API (CORS)",
     )
 
     # Language models (design spec §3): OpenAI plans and structures, Claude explains.

@@ -3,15 +3,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from app.core.auth import Scope, requires
 from app.core.db import SessionDep
 from app.core.openapi import problems
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
 
 router = APIRouter(tags=["plan"])
+READ = [Depends(requires(Scope.read))]
 
 
 @router.post(
@@ -20,6 +22,7 @@ router = APIRouter(tags=["plan"])
     response_model=DatasetOut,
     responses=problems(400, 413, 415, 422),
     summary="Upload test data (CSV or JSON) for plans to use",
+    dependencies=[Depends(requires(Scope.plan))],
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -48,7 +51,9 @@ async def upload_dataset(
     return DatasetOut.model_validate(dataset)
 
 
-@router.get("/datasets/{dataset_id}", response_model=DatasetOut, responses=problems(404))
+@router.get(
+    "/datasets/{dataset_id}", response_model=DatasetOut, responses=problems(404), dependencies=READ
+)
 async def get_dataset(dataset_id: uuid.UUID, session: SessionDep) -> DatasetOut:
     return DatasetOut.model_validate(await service.get(session, dataset_id))
 
@@ -57,6 +62,7 @@ async def get_dataset(dataset_id: uuid.UUID, session: SessionDep) -> DatasetOut:
     "/datasets/{dataset_id}/content",
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/csv": {}, "application/json": {}}}, **problems(404)},
+    dependencies=READ,
 )
 async def get_dataset_content(dataset_id: uuid.UUID, session: SessionDep) -> PlainTextResponse:
     dataset = await service.get(session, dataset_id)

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.core.auth import auth_enabled
 from app.core.errors import ProblemError
 
 router = APIRouter(tags=["health"])
@@ -17,7 +18,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> dict[str, str]:
-    """The process can serve: its database answers."""
+    """The process can serve: its database answers. `auth` says whether API keys are required
+    (`on`) or every caller is an admin (`off`, local development only)."""
+    auth = "on" if auth_enabled(request.app.state.settings) else "off"
     try:
         async with request.app.state.sessionmaker() as session:
             await session.execute(text("SELECT 1"))
@@ -27,8 +30,9 @@ async def readyz(request: Request) -> dict[str, str]:
             code="not_ready.database",
             status=503,
             title="Not ready",
+            auth=auth,
         ) from exc
-    return {"status": "ready", "database": "ok"}
+    return {"status": "ready", "database": "ok", "auth": auth}
 
 
 @router.get("/metrics", response_class=Response)

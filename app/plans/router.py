@@ -6,10 +6,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.errors import Conflict, NotFound
 from app.core.openapi import problems
+from app.identity.service import record
 from app.models import Plan
 from app.plans import dryrun, jmx, service
 from app.plans.dryrun import DryRunOut
@@ -24,6 +26,9 @@ def get_repo(session: SessionDep) -> PlanRepository:
 
 
 RepoDep = Annotated[PlanRepository, Depends(get_repo)]
+Planner = Annotated[Principal, Depends(requires(Scope.plan))]
+Reviewer = Annotated[Principal, Depends(requires(Scope.approve))]
+READ = [Depends(requires(Scope.read))]
 
 _PLAN_SCHEMA = {"$ref": "#/components/schemas/PlanSpec"}
 _ANY_DOCUMENT = {"type": "object"}
@@ -39,6 +44,21 @@ def created(request: Request, response: Response, plan: Plan) -> PlanOut:
     out = plan_out(request, plan)
     response.headers["Location"] = out.links["self"]
     return out
+
+
+async def _stored(repo: PlanRepository, principal: Principal, plan: Plan, *, via: str) -> None:
+    """The audit event of a stored plan or version (in the request's transaction)."""
+    await record(
+        repo.session,
+        principal,
+        "plan.created" if plan.version == 1 else "plan.version_created",
+        "plan",
+        plan.id,
+        family_id=plan.family_id,
+        version=plan.version,
+        name=plan.name,
+        via=via,
+    )
 
 
 def plan_out(request: Request, plan: Plan) -> PlanOut:
@@ -74,7 +94,7 @@ def plan_out(request: Request, plan: Plan) -> PlanOut:
     openapi_extra=document_body(_PLAN_SCHEMA),
 )
 async def create_plan(
-    request: Request, response: Response, repo: RepoDep, settings: SettingsDep
+    request: Request, response: Response, repo: RepoDep, settings: SettingsDep, principal: Planner
 ) -> PlanOut:
     """Send the plan as JSON or YAML (`Content-Type: application/yaml`). The response carries
     the stored plan (a draft) and the generated script; `Location` points at the plan.
@@ -89,6 +109,7 @@ async def create_plan(
         settings=settings,
         sessionmaker=request.app.state.sessionmaker,
     )
+    await _stored(repo, principal, plan, via="plan")
     return created(request, response, plan)
 
 
@@ -101,7 +122,12 @@ async def create_plan(
     openapi_extra=document_body(_PLAN_SCHEMA),
 )
 async def create_plan_version(
-    plan_id: uuid.UUID, request: Request, response: Response, repo: RepoDep, settings: SettingsDep
+    plan_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    repo: RepoDep,
+    settings: SettingsDep,
+    principal: Planner,
 ) -> PlanOut:
     plan = await service.create_version(
         repo,
@@ -110,10 +136,16 @@ async def create_plan_version(
         content_type=request.headers.get("content-type"),
         settings=settings,
     )
+    await _stored(repo, principal, plan, via="versions")
     return created(request, response, plan)
 
 
-@router.get("/plans/{plan_id}/versions", response_model=list[PlanOut], responses=problems(404))
+@router.get(
+    "/plans/{plan_id}/versions",
+    response_model=list[PlanOut],
+    responses=problems(404),
+    dependencies=READ,
+)
 async def list_plan_versions(request: Request, plan_id: uuid.UUID, repo: RepoDep) -> list[PlanOut]:
     """Every version of this plan's family, newest first."""
     return [plan_out(request, p) for p in await service.versions(repo, plan_id)]
@@ -126,12 +158,23 @@ async def list_plan_versions(request: Request, plan_id: uuid.UUID, repo: RepoDep
     summary="Approve or archive a plan version",
 )
 async def review_plan(
-    request: Request, plan_id: uuid.UUID, body: ReviewIn, repo: RepoDep
+    request: Request, plan_id: uuid.UUID, body: ReviewIn, repo: RepoDep, principal: Reviewer
 ) -> PlanOut:
     """draft → approved → archived (a draft can be archived too). Only approved versions run,
-    unless a CI caller auto-approves (see `POST /execute`)."""
+    unless a caller with `execute` and `approve` auto-approves (see `POST /execute`). The
+    reviewer recorded is the API key's owner; a `reviewer` in the body is ignored."""
     plan = await service.review(
-        repo, plan_id, action=body.action, reviewer=body.reviewer, comment=body.comment
+        repo, plan_id, action=body.action, reviewer=principal.owner, comment=body.comment
+    )
+    await record(
+        repo.session,
+        principal,
+        f"plan.{plan.status}",
+        "plan",
+        plan.id,
+        family_id=plan.family_id,
+        version=plan.version,
+        comment=body.comment,
     )
     return plan_out(request, plan)
 
@@ -141,6 +184,7 @@ async def review_plan(
     response_model=DryRunOut,
     responses=problems(404, 422),
     summary="Run the script once (1 VU × 1 iteration) and report each step",
+    dependencies=[Depends(requires(Scope.plan))],
 )
 async def dry_run_plan(plan_id: uuid.UUID, repo: RepoDep, settings: SettingsDep) -> DryRunOut:
     """Checks a plan against its target before a real run: every request's status and every
@@ -161,6 +205,7 @@ async def import_openapi(
     response: Response,
     repo: RepoDep,
     settings: SettingsDep,
+    principal: Planner,
     base_url: Annotated[str, Query(description="The target; the document's servers are ignored")],
     tag: Annotated[list[str] | None, Query(description="Keep operations with these tags")] = None,
     operation_id: Annotated[list[str] | None, Query(description="Keep these operations")] = None,
@@ -176,6 +221,7 @@ async def import_openapi(
         settings=settings,
         options={"base_url": base_url, "tags": tag, "operation_ids": operation_id, "name": name},
     )
+    await _stored(repo, principal, plan, via="import/openapi")
     return created(request, response, plan)
 
 
@@ -192,6 +238,7 @@ async def import_har(
     response: Response,
     repo: RepoDep,
     settings: SettingsDep,
+    principal: Planner,
     base_url: Annotated[
         str | None, Query(description="The target; default: the recording's first host")
     ] = None,
@@ -207,23 +254,24 @@ async def import_har(
         settings=settings,
         options={"base_url": base_url, "name": name},
     )
+    await _stored(repo, principal, plan, via="import/har")
     return created(request, response, plan)
 
 
-@router.get("/plans/schema", summary="JSON Schema of the plan language")
+@router.get("/plans/schema", summary="JSON Schema of the plan language", dependencies=READ)
 async def plan_schema() -> dict[str, Any]:
     """The same schema as `docs/plan-schema.json`; editors can validate YAML plans with it."""
     return plan_json_schema()
 
 
-@router.get("/plans", response_model=list[PlanOut])
+@router.get("/plans", response_model=list[PlanOut], dependencies=READ)
 async def list_plans(
     request: Request, repo: RepoDep, name: Annotated[str | None, Query(max_length=200)] = None
 ) -> list[PlanOut]:
     return [plan_out(request, p) for p in await service.list_plans(repo, name=name)]
 
 
-@router.get("/plans/{plan_id}", response_model=PlanOut, responses=problems(404))
+@router.get("/plans/{plan_id}", response_model=PlanOut, responses=problems(404), dependencies=READ)
 async def get_plan(request: Request, plan_id: uuid.UUID, repo: RepoDep) -> PlanOut:
     return plan_out(request, await service.get_plan(repo, plan_id))
 
@@ -232,6 +280,7 @@ async def get_plan(request: Request, plan_id: uuid.UUID, repo: RepoDep) -> PlanO
     "/plans/{plan_id}/script",
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/javascript": {}}}, **problems(404)},
+    dependencies=READ,
 )
 async def get_plan_script(plan_id: uuid.UUID, repo: RepoDep) -> PlainTextResponse:
     """The k6 script exactly as the worker runs it (`k6 run script.js` works too)."""
@@ -251,6 +300,7 @@ async def get_plan_script(plan_id: uuid.UUID, repo: RepoDep) -> PlainTextRespons
     response_class=PlainTextResponse,
     responses={200: {"content": {"application/xml": {}}}, **problems(404)},
     summary="The same plan as an Apache JMeter test plan",
+    dependencies=READ,
 )
 async def get_plan_jmx(plan_id: uuid.UUID, repo: RepoDep) -> PlainTextResponse:
     """What core JMeter cannot express exactly (ramping rates, iteration weights …) is
@@ -275,6 +325,7 @@ async def get_plan_jmx(plan_id: uuid.UUID, repo: RepoDep) -> PlainTextResponse:
     "/plans/{plan_id}/jmeter/{file_name}",
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/csv": {}}}, **problems(404)},
+    dependencies=READ,
 )
 async def get_plan_jmeter_file(
     plan_id: uuid.UUID, file_name: str, repo: RepoDep

@@ -751,7 +751,13 @@ def effective_slos(spec: PlanSpec) -> tuple[list[SLO], bool]:
 
 class ReviewIn(Strict):
     action: Literal["approve", "archive"]
-    reviewer: str = Field(min_length=1, max_length=200)
+    reviewer: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Ignored (accepted for older clients): the reviewer recorded is the API "
+        "key's owner",
+        json_schema_extra={"deprecated": True},
+    )
     comment: str | None = Field(default=None, max_length=5000)
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.openapi import problems
+from app.identity.service import record
 from app.k6.summary import check_results, failed_thresholds
 from app.models import Run, RunStatus
 from app.runs import service, stream
@@ -23,6 +25,8 @@ from app.runs.schemas import (
 )
 
 router = APIRouter(tags=["execute"])
+Executor = Annotated[Principal, Depends(requires(Scope.execute))]
+READ = [Depends(requires(Scope.read))]
 
 
 async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
@@ -74,17 +78,26 @@ async def execute(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    ci_token: Annotated[str | None, Header(alias="X-Perf-Agent-CI-Token")] = None,
+    principal: Executor,
 ) -> RunOut:
     """Queue a run of an approved plan version. A worker picks it up; poll `Location` until
-    `status` is `succeeded` or `failed`. CI pipelines may run a draft with
-    `"auto_approve": true` and the configured CI token."""
+    `finished` is true. A caller whose key has `approve` as well as `execute` (a CI pipeline's)
+    may run a draft with `"auto_approve": true`: the draft is approved by the key's owner."""
     run = await service.enqueue(
         session,
         plan_id=body.plan_id,
         settings=settings,
         auto_approve=body.auto_approve,
-        ci_token=ci_token,
+        actor=principal,
+    )
+    await record(
+        session,
+        principal,
+        "run.queued",
+        "run",
+        run.id,
+        plan_id=run.plan_id,
+        plan_version=run.plan_version,
     )
     out = await run_out(request, RunRepository(session), run)
     response.headers["Location"] = out.links["self"]
@@ -98,11 +111,22 @@ async def execute(
     responses=problems(404, 409),
     summary="Stop a run gracefully",
 )
-async def abort_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> RunOut:
+async def abort_run(
+    request: Request, run_id: uuid.UUID, session: SessionDep, principal: Executor
+) -> RunOut:
     """A queued run is aborted at once. A running one is stopped by its worker within a
     heartbeat (k6 gets SIGINT and still writes its summary): it ends `aborted` with the
     results measured so far."""
     run = await service.abort(session, run_id)
+    await record(
+        session,
+        principal,
+        "run.aborted" if run.status == RunStatus.aborted else "run.abort_requested",
+        "run",
+        run.id,
+        plan_id=run.plan_id,
+        status=run.status,
+    )
     return await run_out(request, RunRepository(session), run)
 
 
@@ -111,6 +135,7 @@ async def abort_run(request: Request, run_id: uuid.UUID, session: SessionDep) ->
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}, **problems(404)},
     summary="Live samples, events and state of a run (server-sent events)",
+    dependencies=READ,
 )
 async def stream_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> StreamingResponse:
     """`event: sample` once a second while k6 runs (that second's VUs, iterations, requests,
@@ -130,6 +155,7 @@ async def stream_run(request: Request, run_id: uuid.UUID, session: SessionDep) -
     response_model=LatencyOut,
     responses=problems(404, 422),
     summary="An endpoint's latency over a span of a run, from its stored histograms",
+    dependencies=READ,
 )
 async def run_latency(
     run_id: uuid.UUID,
@@ -146,13 +172,13 @@ async def run_latency(
     )
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, responses=problems(404))
+@router.get("/runs/{run_id}", response_model=RunOut, responses=problems(404), dependencies=READ)
 async def get_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> RunOut:
     repo = RunRepository(session)
     return await run_out(request, repo, await service.get_run(repo, run_id))
 
 
-@router.get("/runs", response_model=list[RunOut], responses=problems(422))
+@router.get("/runs", response_model=list[RunOut], responses=problems(422), dependencies=READ)
 async def list_runs(
     request: Request,
     session: SessionDep,

@@ -15,7 +15,8 @@ class ExecuteIn(BaseModel):
     plan_id: uuid.UUID = Field(description="A plan version; it must be approved")
     auto_approve: bool = Field(
         default=False,
-        description="Approve a draft on the way (CI): needs the X-Perf-Agent-CI-Token header",
+        description="Approve a draft on the way (CI): the key needs `approve` as well as "
+        "`execute`; its owner is recorded as the reviewer",
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import uuid
 from collections.abc import Sequence
@@ -10,9 +9,11 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
-from app.core.errors import Conflict, NotFound, ProblemError
+from app.core.auth import Principal, Scope, ScopeMissing
+from app.core.errors import Conflict, NotFound
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
+from app.identity.service import record
 from app.models import PlanStatus, Run, RunHistogram, RunStatus
 from app.models.base import utcnow
 from app.plans.repository import PlanRepository
@@ -30,25 +31,36 @@ async def enqueue(
     plan_id: uuid.UUID,
     settings: Settings,
     auto_approve: bool = False,
-    ci_token: str | None = None,
+    actor: Principal | None = None,
 ) -> Run:
+    """``auto_approve`` approves a draft on the way when ``actor`` (the caller) may approve:
+    its owner is recorded as the reviewer, and the approval is audited."""
     plan = await PlanRepository(session).get(plan_id)
     if plan is None:
         raise NotFound(f"no plan {plan_id}", code="plan.not_found")
     if plan.status == PlanStatus.draft and auto_approve:
-        expected = settings.ci_token.get_secret_value() if settings.ci_token else None
-        if not expected or not ci_token or not hmac.compare_digest(ci_token, expected):
-            raise ProblemError(
-                "auto-approval needs the CI token (X-Perf-Agent-CI-Token)"
-                + ("" if expected else "; none is configured (PERF_AGENT_CI_TOKEN)"),
-                code="review.auto_approve_forbidden",
-                status=403,
-                title="Forbidden",
+        if actor is None or not actor.allows(Scope.approve):
+            has = ", ".join(actor.scope_names) if actor else "none"
+            raise ScopeMissing(
+                Scope.approve,
+                actor,
+                "auto_approve approves the draft: the key needs the `approve` scope as well as "
+                f"`execute` (it has: {has})",
             )
         plan.status = PlanStatus.approved
-        plan.reviewed_by = "ci"
-        plan.review_comment = "auto-approved by a CI caller on execute"
+        plan.reviewed_by = actor.owner
+        plan.review_comment = "auto-approved on execute"
         plan.reviewed_at = utcnow()
+        await record(
+            session,
+            actor,
+            "plan.approved",
+            "plan",
+            plan.id,
+            family_id=plan.family_id,
+            version=plan.version,
+            auto_approve=True,
+        )
     if plan.status != PlanStatus.approved:
         raise Conflict(
             f"plan {plan_id} version {plan.version} is {plan.status}; only an approved version "

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.settings import Settings
 from app.main import create_app
+from tests.builders import bearer, make_key
 
 PROBLEM = "application/problem+json"
 FORM = "application/x-www-form-urlencoded"
@@ -29,9 +30,15 @@ async def app(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture
-async def api(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
-        yield client
+async def api(
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[AsyncClient]:
+    async with sessionmaker() as session:
+        key = await make_key(session)  # an admin: every route gets as far as its body
+        await session.commit()
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://test", headers=bearer(key)) as c:
+        yield c
 
 
 def _json_operations(app: FastAPI) -> list[tuple[str, str, dict[str, str]]]:

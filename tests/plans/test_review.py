@@ -3,10 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from httpx import AsyncClient
-from pydantic import SecretStr
 
-from app.core.settings import Settings
-from tests.builders import API, approve, plan_doc
+from tests.builders import API, TEST_KEY_OWNER, approve, plan_doc
 
 
 async def new_plan(client: AsyncClient, **changes: Any) -> dict[str, Any]:
@@ -44,7 +42,8 @@ async def test_an_approved_plan_runs_and_records_its_reviewer(client: AsyncClien
     run = await execute(client, plan)
 
     assert approved["status"] == "approved"
-    assert approved["reviewed_by"] == "ana@example.com"
+    # The key's owner, not the body's free-text reviewer (accepted, ignored).
+    assert approved["reviewed_by"] == TEST_KEY_OWNER
     assert approved["review_comment"] == "looks right"
     assert run.status_code == 202
 
@@ -97,29 +96,16 @@ async def test_a_bad_edit_is_refused_and_changes_nothing(client: AsyncClient) ->
     assert [p["version"] for p in history] == [1]
 
 
-async def test_auto_approve_needs_the_ci_token(client: AsyncClient, settings: Settings) -> None:
+async def test_auto_approve_approves_the_draft_as_the_keys_owner(client: AsyncClient) -> None:
+    # The client's key is an admin's: it may execute and approve (tests/identity has the rest).
     plan = await new_plan(client)
 
-    unconfigured = await execute(client, plan, auto_approve=True)
-    settings.ci_token = SecretStr("ci-secret")
-    wrong = await client.post(
-        f"{API}/execute",
-        json={"plan_id": plan["id"], "auto_approve": True},
-        headers={"X-Perf-Agent-CI-Token": "guess"},
-    )
-    right = await client.post(
-        f"{API}/execute",
-        json={"plan_id": plan["id"], "auto_approve": True},
-        headers={"X-Perf-Agent-CI-Token": "ci-secret"},
-    )
+    run = await execute(client, plan, auto_approve=True)
     stored = (await client.get(plan["links"]["self"])).json()
 
-    assert unconfigured.status_code == 403
-    assert "none is configured" in unconfigured.json()["detail"]
-    assert wrong.status_code == 403
-    assert wrong.json()["code"] == "review.auto_approve_forbidden"
-    assert right.status_code == 202
-    assert (stored["status"], stored["reviewed_by"]) == ("approved", "ci")
+    assert run.status_code == 202
+    assert (stored["status"], stored["reviewed_by"]) == ("approved", TEST_KEY_OWNER)
+    assert stored["review_comment"] == "auto-approved on execute"
 
 
 async def test_review_needs_a_known_action_and_a_reviewer(client: AsyncClient) -> None:
