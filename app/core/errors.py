@@ -218,10 +218,11 @@ def _shown(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def summarise_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+def summarise_errors(errors: Sequence[Mapping[str, Any]], *, unexplained: int = 0) -> str:
     """``3 errors: load.duration: field required; endpoint: unknown key (did you mean …)``.
 
-    Errors at the same place (the members of a union pydantic tried) are one item."""
+    Errors at the same place (the members of a union pydantic tried) are one item;
+    ``unexplained`` counts the places of further errors, not listed."""
     places: dict[tuple[str, ...], list[str]] = {}
     for error in errors:
         loc = tuple(str(p) for p in error.get("loc", ()))
@@ -242,11 +243,12 @@ def summarise_errors(errors: Sequence[Mapping[str, Any]]) -> str:
         items.append(f"{where}: {text}" if where else text)
     if not items:
         return "invalid input"
-    if len(items) == 1:
+    total = len(items) + unexplained
+    if total == 1:
         return items[0]
     shown = "; ".join(items[:MAX_SUMMARISED])
-    more = len(items) - MAX_SUMMARISED
-    return f"{len(items)} errors: {shown}" + (f"; … and {more} more" if more > 0 else "")
+    more = total - min(len(items), MAX_SUMMARISED)
+    return f"{total} errors: {shown}" + (f"; … and {more} more" if more > 0 else "")
 
 
 def describe_errors(
@@ -371,14 +373,23 @@ def request_validation_problem(request: Request, exc: RequestValidationError) ->
     body_field = getattr(request.scope.get("route"), "body_field", None)
     model = body_field.field_info.annotation if body_field is not None else None
     located: list[dict[str, Any]] = []
+    unexplained: set[tuple[Any, ...]] = set()
     for err in raw:
         loc = tuple(err.get("loc", ()))
+        if len(located) >= MAX_LISTED_ERRORS:
+            # Counted, not explained: a body of 100,000 unknown keys would otherwise cost
+            # seconds of CPU (a document path and a did-you-mean for each).
+            unexplained.add(loc)
+            continue
         if loc[:1] == ("body",):
             one = {**err, "loc": loc[1:]}
             located += describe_errors([one], model=model, document=exc.body, prefix=("body",))[1]
         else:
             located += describe_errors([err])[1]
-    return InvalidInput(summarise_errors(located), **errors_extra(located))
+    extra = errors_extra(located)
+    if len(raw) > len(located):
+        extra["errors_omitted"] = len(raw) - len(located)
+    return InvalidInput(summarise_errors(located, unexplained=len(unexplained)), **extra)
 
 
 _STATUS_CODES = {
