@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from httpx import AsyncClient, Response
 from hypothesis import HealthCheck, given
@@ -25,12 +27,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.analysis.report import _code, _text
 from app.core.settings import Settings
 from app.models import Dataset, Plan
-from tests.builders import API, make_plan, make_run, plan_doc, result
+from tests.builders import API, bearer, make_plan, make_run, plan_doc, result
+from tests.conftest import live_key, running_live_service
 from tests.llm.fake_llm import FakeLLM, Reply
 from tests.security.markdown_safety import unsafe_html, visible_text
 
@@ -514,3 +517,50 @@ async def test_data_sets_of_any_depth_are_stored_or_refused_never_a_500(
     assert response.status_code in (201, 400, 422), response.text
     if response.status_code != 201:
         assert response.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_a_body_of_100000_unknown_keys_is_summed_up_not_explained_one_by_one(
+    client: AsyncClient,
+) -> None:
+    body = json.dumps({f"k{i}": i for i in range(100_000)})
+
+    response = await client.post(
+        f"{API}/execute", content=body, headers={"content-type": "application/json"}
+    )
+
+    problem = assert_problem(response, 422, "validation_error")
+    assert problem["detail"].startswith("100001 errors: plan_id: field required; k0: unknown key")
+    assert len(problem["errors"]) == 100
+    assert problem["errors_omitted"] == 100_001 - 100
+
+
+def test_a_real_server_answers_deep_bodies_with_a_problem_not_a_reset(
+    database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
+) -> None:
+    """Over a socket, as `perf-agent serve` runs: no 5xx, no reset connection, and the service
+    still answers afterwards."""
+    key = live_key(database_url)
+    deep = {
+        "json-lists": ("application/json", "[" * 100_000 + "]" * 100_000),
+        "json-objects": ("application/json", nested_json(10_000)),
+        "yaml": ("application/yaml", "[" * 10_000 + "]" * 10_000),
+    }
+    with running_live_service(database_url, tmp_path / "service") as url:
+        with httpx.Client(base_url=url, headers=bearer(key), timeout=30) as http:
+            openapi = http.get("/openapi.json").json()
+            routes = [
+                path.replace("{", "").replace("}", "")  # any id: the body is read first or 404
+                for path, item in openapi["paths"].items()
+                if any("requestBody" in op for op in item.values() if isinstance(op, dict))
+            ]
+            for path in routes:
+                for name, (content_type, body) in deep.items():
+                    response = http.post(
+                        path.replace("plan_id", str(uuid.uuid4())),
+                        params={"base_url": "http://127.0.0.1:9", "name": "deep"},
+                        content=body,
+                        headers={"content-type": content_type},
+                    )
+                    assert 400 <= response.status_code < 500, (path, name, response.text[:200])
+                    assert response.headers["content-type"].startswith(PROBLEM), (path, name)
+            assert http.get("/healthz").status_code == 200
