@@ -85,10 +85,14 @@ class PlanDraft(PlanSpec):
     """A plan as a model may write it: scenarios of steps and a preset load, never a script.
 
     Its JSON Schema is what the model is given; validating the answer with it refuses a
-    ``script`` or a ``raw`` load even when the model writes one against the schema."""
+    ``script`` or a ``raw`` load (and ``system_metrics``, an address to fetch from) even when
+    the model writes one against the schema."""
 
     load: DraftLoad | None = Field(default=None, description="A load profile preset")
     script: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    # A Prometheus URL is an address the service fetches from: like the target, not the
+    # model's to choose (an injected context could point it anywhere).
+    system_metrics: SkipJsonSchema[None] = Field(default=None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -96,6 +100,11 @@ class PlanDraft(PlanSpec):
         found = code_fields(value)
         if found:
             raise ValueError(f"{_CODE_REFUSED}; it carries: {', '.join(found)}")
+        if isinstance(value, dict) and value.get("system_metrics") is not None:
+            raise ValueError(
+                "system_metrics: a drafted plan names no Prometheus server (the service would "
+                "fetch from it); add one to the plan by hand"
+            )
         unstorable = unstorable_text(value)  # the model's fault, not the client's: no 422
         if unstorable is not None:
             raise ValueError(unstorable)

@@ -285,3 +285,21 @@ def test_a_draft_offers_every_preset_but_raw() -> None:
 
     mapping = draft_json_schema()["properties"]["load"]["anyOf"][0]["discriminator"]["mapping"]
     assert sorted(mapping) == sorted(PROFILES)
+
+
+async def test_the_model_does_not_choose_a_prometheus_server_to_fetch_from(
+    client: AsyncClient, settings: Settings, fake_llm: FakeLLM, session: AsyncSession
+) -> None:
+    use_openai(settings, fake_llm)
+    metrics = {"prometheus_url": "http://127.0.0.2:9090", "queries": {"cpu": "up"}}
+    fake_llm.enqueue(Reply(json=model_plan(system_metrics=metrics)))
+
+    response = await client.post(f"{API}/plan", json=INTENT)
+
+    assert response.status_code == 502, response.text
+    assert response.json()["code"] == "llm.invalid_output"
+    assert "system_metrics" in response.json()["detail"]
+    schema = fake_llm.requests[0].body["response_format"]["json_schema"]["schema"]
+    assert "system_metrics" not in schema["properties"]
+    assert "SystemMetrics" not in schema["$defs"]
+    assert await stored_plans(session) == []
