@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.core.auth import auth_enabled
 from app.core.errors import ProblemError
+from app.k6 import sandbox
 
 router = APIRouter(tags=["health"])
 
@@ -17,10 +20,14 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> dict[str, str]:
+async def readyz(request: Request) -> dict[str, Any]:
     """The process can serve: its database answers. `auth` says whether API keys are required
-    (`on`) or every caller is an admin (`off`, local development only)."""
-    auth = "on" if auth_enabled(request.app.state.settings) else "off"
+    (`on`) or every caller is an admin (`off`, local development only); `sandbox` whether k6
+    runs in the kernel sandbox here (`mode`: `kernel` or `none`, with why) and what that means
+    for hand-written scripts."""
+    settings = request.app.state.settings
+    auth = "on" if auth_enabled(settings) else "off"
+    confinement = sandbox.status(settings).describe(settings)
     try:
         async with request.app.state.sessionmaker() as session:
             await session.execute(text("SELECT 1"))
@@ -31,8 +38,9 @@ async def readyz(request: Request) -> dict[str, str]:
             status=503,
             title="Not ready",
             auth=auth,
+            sandbox=confinement,
         ) from exc
-    return {"status": "ready", "database": "ok", "auth": auth}
+    return {"status": "ready", "database": "ok", "auth": auth, "sandbox": confinement}
 
 
 @router.get("/metrics", response_class=Response)

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from httpx import AsyncClient
 
+from app.core.settings import Settings
+from app.k6 import sandbox
+
 
 async def test_healthz_answers_without_the_database(client: AsyncClient) -> None:
     response = await client.get("/healthz")
@@ -15,6 +18,35 @@ async def test_readyz_checks_the_database(client: AsyncClient) -> None:
 
     assert response.status_code == 200
     assert response.json()["database"] == "ok"
+
+
+async def test_readyz_says_which_sandbox_mode_is_active(
+    client: AsyncClient, settings: Settings
+) -> None:
+    expected = sandbox.status(settings)
+
+    body = (await client.get("/readyz")).json()
+
+    assert body["sandbox"]["mode"] == ("kernel" if expected.available else "none")
+    assert body["sandbox"]["detail"] == expected.reason
+    assert body["sandbox"]["hand_written_scripts"] == (
+        "sandboxed" if expected.available else "refused"
+    )
+
+
+async def test_without_a_sandbox_readyz_says_hand_written_scripts_are_refused(
+    client: AsyncClient, settings: Settings
+) -> None:
+    settings.sandbox = "off"
+
+    body = (await client.get("/readyz")).json()
+
+    assert body["sandbox"] == {
+        "mode": "none",
+        "setting": "off",
+        "detail": "PERF_AGENT_SANDBOX=off",
+        "hand_written_scripts": "refused",
+    }
 
 
 async def test_metrics_are_prometheus_text(client: AsyncClient) -> None:
