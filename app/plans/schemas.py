@@ -369,7 +369,10 @@ class DataSet(Strict):
         if self.format == "csv":
             if not isinstance(self.inline, str):
                 raise ValueError("csv data is given as text with a header line")
-            return [dict(r) for r in csv.DictReader(io.StringIO(self.inline.strip()))]
+            try:
+                return [dict(r) for r in csv.DictReader(io.StringIO(self.inline.strip()))]
+            except csv.Error as exc:  # e.g. a field longer than csv's limit (131072)
+                raise ValueError(f"the CSV data cannot be read: {exc}") from None
         if isinstance(self.inline, str):
             raise ValueError("json data is given as a list of objects")
         return self.inline

@@ -270,7 +270,7 @@ def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
             raise _duplicate_key_problem(exc, body, "JSON") from exc
         except RecursionError as exc:
             raise _too_deep() from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # also UnicodeDecodeError, and an integer of > 4300 digits
             raise ProblemError(
                 f"the body is not valid JSON: {exc}", code="plan.malformed_json", title="Bad JSON"
             ) from exc
