@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import InvalidInput, NotFound, ProblemError, UnsupportedMediaType
-from app.core.media import media_type
+from app.core.media import media_type, nesting_depth
 from app.core.storable import unstorable_text
 from app.datasets.repository import DatasetRepository
 from app.models import Dataset
@@ -52,19 +52,6 @@ def _decode(body: bytes, content_type: str | None) -> tuple[str, str]:
         ) from exc
 
 
-def _depth(value: Any) -> int:
-    """How deep lists and objects nest in ``value`` (a scalar: 0), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= MAX_DEPTH:
-                inner = item.values() if isinstance(item, dict) else item
-                stack.extend((child, depth + 1) for child in inner)
-    return deepest
-
-
 def _too_deep() -> ProblemError:
     return ProblemError(
         f"the data nests lists/objects more than {MAX_DEPTH} levels deep",
@@ -86,7 +73,7 @@ def parse(text: str, kind: str) -> DataSet:
             raise ProblemError(
                 f"the body is not valid JSON: {exc}", code="dataset.malformed", title="Bad JSON"
             ) from exc
-        if _depth(inline) > MAX_DEPTH:
+        if nesting_depth(inline, limit=MAX_DEPTH) > MAX_DEPTH:
             raise _too_deep()
     unstorable = unstorable_text(inline)
     if unstorable is not None:

@@ -21,7 +21,7 @@ from app.core.errors import (
     UnsupportedMediaType,
     invalid_body,
 )
-from app.core.media import media_type
+from app.core.media import media_type, nesting_depth
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.guardrails.service import check_plan, check_plan_addresses
@@ -229,19 +229,6 @@ def document_type(content_type: str | None) -> str:
     return kind
 
 
-def _depth(document: Any) -> int:
-    """How deep mappings and lists nest in ``document`` (a scalar: 0), without recursion."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            deepest = max(deepest, depth)
-            if depth <= MAX_DOCUMENT_DEPTH:
-                items = value.values() if isinstance(value, dict) else value
-                stack.extend((item, depth + 1) for item in items)
-    return deepest
-
-
 def _too_deep() -> ProblemError:
     return ProblemError(
         f"the document nests mappings/lists more than {MAX_DOCUMENT_DEPTH} levels deep",
@@ -274,7 +261,7 @@ def parse_document(body: bytes, content_type: str | None) -> tuple[Any, str]:
             raise ProblemError(
                 f"the body is not valid JSON: {exc}", code="plan.malformed_json", title="Bad JSON"
             ) from exc
-        if _depth(document) > MAX_DOCUMENT_DEPTH:
+        if nesting_depth(document, limit=MAX_DOCUMENT_DEPTH) > MAX_DOCUMENT_DEPTH:
             raise _too_deep()
         return document, "json"
     try:
