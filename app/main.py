@@ -18,6 +18,7 @@ from app.core import migrate
 from app.core.auth import AUTH_OFF_OWNER, auth_enabled, dev_mode_refusal, install_auth
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
+from app.core.http_metrics import HTTPMetricsMiddleware
 from app.core.openapi import DOCS_URL, install_docs
 from app.core.settings import Settings, get_settings
 from app.datasets.router import router as datasets_router
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location"],
             max_age=600,
         )
+    app.add_middleware(HTTPMetricsMiddleware)  # outermost of ours: CORS and auth included
     routers = (plans_router, datasets_router, runs_router, analysis_router, baselines_router)
     for router in (*routers, identity_router):
         app.include_router(router, prefix=API_PREFIX)

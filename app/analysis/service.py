@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -253,6 +254,7 @@ async def analyse(
     settings: Settings | None = None,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> Analysis:
+    started = time.monotonic()
     runs = RunRepository(session)
     run = await runs.get(run_id)
     if run is None:
@@ -443,6 +445,7 @@ async def analyse(
     )
     await AnalysisRepository(session).add(analysis)
     metrics.ANALYSES.labels(verdict=verdict).inc()
+    metrics.ANALYSIS_DURATION.observe(time.monotonic() - started)
     return analysis
 
 

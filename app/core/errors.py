@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Tag, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core import metrics
 from app.core.storable import is_unstorable_text_error
 
 log = logging.getLogger(__name__)
@@ -408,6 +409,8 @@ _STATUS_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        if isinstance(exc, GuardrailViolation):
+            metrics.GUARDRAIL_REFUSALS.labels(code=exc.code, at="request").inc()
         return problem_response(
             request,
             status=exc.status,

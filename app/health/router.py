@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.core import metrics as vocabulary
 from app.core.auth import auth_enabled
 from app.core.errors import ProblemError
+from app.health.repository import database_snapshot
 from app.k6 import sandbox
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -44,5 +48,16 @@ async def readyz(request: Request) -> dict[str, Any]:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Prometheus text: this process's counters, then what the database holds now (runs by
+    state, the queue, the latest finished run and verdict of each recent plan); see README
+    "Metrics"."""
+    snapshot = None
+    try:
+        async with request.app.state.sessionmaker() as session:
+            snapshot = await database_snapshot(session)
+    except Exception:
+        # This process's own counters are still worth a scrape.
+        log.warning("/metrics: the database's figures could not be read", exc_info=True)
+    scraped = vocabulary.registry_of(vocabulary.database_families(snapshot))
+    return Response(generate_latest() + generate_latest(scraped), media_type=CONTENT_TYPE_LATEST)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import metrics
 from app.core.settings import Settings
 from app.llm.providers import (
     Completion,
@@ -82,6 +83,7 @@ async def structured_call(
     try:
         provider = provider_for(provider_name, settings)
     except NotConfigured as exc:
+        metrics.LLM_CALLS.labels(provider=provider_name, outcome="not_configured").inc()
         raise LLMFailure("not_configured", str(exc)) from exc
     started = time.monotonic()
     completion: Completion | None = None
@@ -103,6 +105,10 @@ async def structured_call(
         outcome = "invalid_output"
         error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])
     latency_ms = (time.monotonic() - started) * 1000
+    metrics.LLM_CALLS.labels(provider=provider.name, outcome=outcome).inc()
+    metrics.LLM_CALL_DURATION.labels(provider=provider.name, outcome=outcome).observe(
+        latency_ms / 1000
+    )
     call = LLMCall(
         id=uuid.uuid4(),
         purpose=purpose,

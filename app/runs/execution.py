@@ -245,6 +245,7 @@ class Job:
             refused = (box.blocked if box is not None else 0) + outcome.blacklisted
             if refused:
                 self.blocked += refused
+                metrics.EGRESS_BLOCKED.inc(refused)
                 await self.event(
                     "guardrail",
                     f"{refused} connection attempts to addresses other than the target's were "
@@ -318,6 +319,7 @@ class Job:
                 "secret.missing" if isinstance(exc, MissingSecret) else "sandbox.unavailable"
             )
             await self.event("refused", str(exc), {"code": code})
+            metrics.count_run_refusal(code)
             return await self.finish(spec, None, RunStatus.failed, str(exc), 1.0)
         beating = asyncio.create_task(self.heartbeat())
         try:

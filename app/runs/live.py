@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from app.core import metrics
 from app.runs.histogram import Histogram
 
 ALL = "*"
@@ -180,6 +181,7 @@ class LiveMetrics:
                     points.append(_DECODE.decode(b"[" + line + b"]")[0])
                 except msgspec.DecodeError:
                     continue
+        metrics.K6_POINTS.inc(len(points))
         newest = self.newest
         for point in points:
             data = point.data

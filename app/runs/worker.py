@@ -17,12 +17,13 @@ import time
 import uuid
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import metrics
 from app.core.settings import Settings
 from app.k6 import sandbox
-from app.models import RunStatus
+from app.models import Run, RunStatus
 from app.models.base import utcnow
 from app.runs import execution
 from app.runs.repository import RunRepository
@@ -48,8 +49,14 @@ class Worker:
         self.executed: list[uuid.UUID] = []
 
     async def claim(self) -> uuid.UUID | None:
+        now = utcnow()
         async with self.sessionmaker() as session, session.begin():
-            return await RunRepository(session).claim_next(worker_id=self.id, now=utcnow())
+            run_id = await RunRepository(session).claim_next(worker_id=self.id, now=now)
+            if run_id is not None:
+                queued_at = await session.scalar(select(Run.created_at).where(Run.id == run_id))
+                if queued_at is not None:
+                    metrics.CLAIM_LATENCY.observe(max(0.0, (now - queued_at).total_seconds()))
+            return run_id
 
     async def execute(self, run_id: uuid.UUID) -> None:
         log.info("worker %s claimed run %s", self.id, run_id)
