@@ -297,3 +297,38 @@ async def test_a_server_sent_event_stream_still_streams_through_the_middleware(
     finally:
         disconnect.set()
         await asyncio.wait_for(streaming, 10)
+
+
+async def test_k6_points_decoded_are_counted(client: AsyncClient) -> None:
+    from app.runs.live import LiveMetrics
+    from tests.runs.test_live import gauge, noise, request
+
+    before = value(await scrape(client), "perf_agent_k6_points_ingested_total")
+    live = LiveMetrics(["a"])
+    live.feed(request(100.1, 12.0) + request(100.2, 14.0) + noise(100.3) + gauge("vus", 100.4, 2))
+    live.finish()
+
+    after = value(await scrape(client), "perf_agent_k6_points_ingested_total")
+    assert after - before == 3  # the two requests and the VU gauge; the noise is not decoded
+
+
+async def test_a_run_refused_at_claim_is_counted_by_its_code(
+    client: AsyncClient,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    name, labels = "perf_agent_guardrail_refusals_total", {"code": "guardrail.host_not_allowed"}
+    before = value(await scrape(client), name, **labels, at="claim")
+    run = await make_run(session, await make_plan(session), status=RunStatus.queued)
+    await session.commit()
+    settings.allowed_hosts = ["*.staging.*"]  # tightened after the plan was stored
+
+    assert await Worker(sessionmaker, settings).run_once() == run.id
+    samples = await scrape(client)
+
+    assert value(samples, name, **labels, at="claim") == before + 1
+    assert (
+        value(samples, "perf_agent_sandbox_failures_total", code="guardrail.host_not_allowed") == 0
+    )
+    assert value(samples, "perf_agent_runs", state="failed") >= 1
