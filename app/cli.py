@@ -149,14 +149,32 @@ def serve(
 
 
 @app.command("worker")
-def worker_cmd() -> None:
+def worker_cmd(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            metavar="PORT",
+            envvar="PERF_AGENT_WORKER_METRICS_PORT",
+            help="Serve this worker's own counters (claims, k6 points, refusals, budget alerts) "
+            "for Prometheus on 127.0.0.1:PORT/metrics; the API's /metrics cannot see them",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(metavar="HOST", help="Where --metrics-port listens")
+    ] = "127.0.0.1",
+) -> None:
     """Run a standalone worker against the configured database (any number may share it)."""
+    from prometheus_client import start_http_server
+
     from app.runs.worker import Worker
 
     configure_logging()
     settings = get_settings()
     url = resolve_database_url(settings)
     migrate.upgrade(url)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host)
+        say(f"worker metrics on http://{metrics_host}:{metrics_port}/metrics")
 
     async def main() -> None:
         engine = create_engine(url)

@@ -134,3 +134,52 @@ async def test_two_worker_processes_share_the_queue_without_overlap(
     # Both processes took part (each claims one run at a time and k6 takes ~1s per run).
     assert len(worker_ids) == 2
     assert all(proc.returncode == 0 for proc in workers)
+
+
+async def test_a_standalone_worker_serves_its_own_counters_for_prometheus(
+    committed: async_sessionmaker[AsyncSession],
+    database_url: str,
+    demo_target: str,
+    tmp_path: Path,
+) -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PERF_AGENT_DATABASE_URL": database_url,
+        "PERF_AGENT_DATA_DIR": str(tmp_path / "worker"),
+        "PERF_AGENT_WORKER_POLL_INTERVAL_S": "0.2",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", "worker", "--metrics-port", str(port),
+        env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert f"worker metrics on http://127.0.0.1:{port}/metrics".encode() in first
+        [run_id] = await queue_runs(committed, 1, **quick_plan(demo_target))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            async with committed() as session:
+                run = await session.get(Run, run_id)
+            if run is not None and RunStatus(run.status).finished:
+                break
+            await asyncio.sleep(0.5)
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("perf_agent_run_claim_latency_seconds_count", ())] >= 1
+    assert samples[("perf_agent_k6_points_ingested_total", ())] > 0
