@@ -51,8 +51,8 @@ TABLES = (
 
 
 def _refuse_siblings_of_the_repository(event: str, args: tuple[object, ...]) -> None:
-    """A user's fresh clone has nothing beside it (no ``../shared``): a test that opens a file
-    in a sibling of the repository would pass here and fail there, so it fails here too."""
+    """A user's fresh clone has nothing beside it (no folder of fixtures): a test that opens a
+    file in a sibling of the repository would pass here and fail there, so it fails here too."""
     if event != "open" or not isinstance(args[0], str | Path):
         return
     path = Path(os.path.abspath(args[0]))

@@ -1,4 +1,4 @@
-"""The repository needs nothing beside it: a user's fresh clone has no ``../shared``."""
+"""The repository needs nothing beside it: a user's fresh clone has no sibling folders."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 
 from tests.conftest import REPOSITORY, TEMPORARY
 
-# ``../shared``, ``parent / "shared"`` and ``parents[N].parent / "shared"`` spellings.
+# The spellings of the project's sibling folder of material: a relative path, or pathlib's
+# parent(s) joined with its name.
 SIBLING = re.compile(r"""\.\./shared\b|parents?(\[\d+\])?\s*/\s*["']shared["']""")
+SIBLING_FOLDER = "shared"
 GUARDS = {Path(__file__), REPOSITORY / "tests" / "conftest.py"}  # they name it to refuse it
 TEXT = {".py", ".yaml", ".yml", ".json", ".js", ".toml", ".sh", ".md"}
 
@@ -33,7 +35,8 @@ def test_no_code_test_eval_or_bench_file_refers_to_a_sibling_folder() -> None:
     reason="a clone right in the temp dir has only temporary files beside it",
 )
 def test_opening_a_file_beside_the_repository_fails_the_test(tmp_path: Path) -> None:
-    beside = REPOSITORY.parent / "shared" / "fixtures" / "openapi" / "petstore.yaml"
+    sibling = REPOSITORY.parent / SIBLING_FOLDER
+    beside = sibling / "fixtures" / "openapi" / "petstore.yaml"
     if not beside.exists():  # a fresh clone: any sibling path is refused the same way
         beside = REPOSITORY.parent / "no-such-sibling.txt"
 
