@@ -9,9 +9,31 @@ from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
 from app.guardrails.hosts import check_host
 from app.guardrails.network import check_outbound, check_url, target_addresses
+from app.k6 import sandbox
 from app.plans.schemas import PlanSpec
 
-__all__ = ["check_host", "check_plan", "check_plan_addresses"]
+__all__ = ["check_host", "check_plan", "check_plan_addresses", "sandboxed"]
+
+
+def sandboxed(spec: PlanSpec, settings: Settings) -> bool:
+    """Whether this plan's k6 runs in the kernel sandbox here. A required sandbox that is
+    missing is a 503 ``sandbox.unavailable``; a hand-written script without one is refused
+    (``guardrail.unsandboxed_script``) unless an administrator allowed unsandboxed scripts."""
+    try:
+        inside = sandbox.enabled(settings)
+    except sandbox.SandboxUnavailable as exc:
+        raise GuardrailViolation(
+            str(exc), code="sandbox.unavailable", status=503, title="No sandbox"
+        ) from exc
+    if spec.is_raw and not inside and not settings.allow_unsandboxed_scripts:
+        raise GuardrailViolation(
+            "hand-written k6 scripts run only inside the sandbox, and there is none here "
+            f"({sandbox.status(settings).reason}); generated plans still run. An administrator "
+            "may allow them unsandboxed (PERF_AGENT_ALLOW_UNSANDBOXED_SCRIPTS=true)",
+            code="guardrail.unsandboxed_script",
+        )
+    return inside
+
 
 PROMETHEUS = "system_metrics.prometheus_url"
 

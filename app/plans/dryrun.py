@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.core.errors import GuardrailViolation, ProblemError
 from app.core.settings import Settings
 from app.guardrails.egress import egress_for, k6_args
-from app.guardrails.service import check_plan
+from app.guardrails.service import check_plan, sandboxed
 from app.k6 import sandbox
 from app.k6.process import EXIT_MEANINGS, run_k6
 from app.k6.summary import check_results
@@ -72,22 +71,6 @@ def _calls(lines: list[str]) -> list[StepCall]:
     return calls
 
 
-def _sandboxed(spec: PlanSpec, settings: Settings) -> bool:
-    try:
-        inside = sandbox.enabled(settings)
-    except sandbox.SandboxUnavailable as exc:
-        raise ProblemError(
-            str(exc), code="sandbox.unavailable", status=503, title="No sandbox"
-        ) from exc
-    if spec.is_raw and not inside and not settings.allow_unsandboxed_scripts:
-        raise GuardrailViolation(
-            "hand-written k6 scripts run only inside the sandbox, and there is none here "
-            f"({sandbox.status(settings).reason})",
-            code="guardrail.unsandboxed_script",
-        )
-    return inside
-
-
 async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
     spec = PlanSpec.model_validate(plan.spec)
     check_plan(spec, settings)
@@ -104,7 +87,7 @@ async def dry_run(plan: Plan, settings: Settings) -> DryRunOut:
         except MissingSecret as exc:
             return DryRunOut(ok=False, exit_code=-1, error=str(exc), steps=[], checks=[])
         box = None
-        if _sandboxed(spec, settings):
+        if sandboxed(spec, settings):
             box = await stack.enter_async_context(
                 sandbox.confined(settings, settings.k6_binary, egress)
             )

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import (
     Conflict,
-    GuardrailViolation,
     InvalidInput,
     NotFound,
     ProblemError,
@@ -24,8 +23,7 @@ from app.core.errors import (
 from app.core.media import media_type, nesting_depth
 from app.core.settings import Settings
 from app.datasets import service as datasets
-from app.guardrails.service import check_plan, check_plan_addresses
-from app.k6 import sandbox
+from app.guardrails.service import check_plan, check_plan_addresses, sandboxed
 from app.k6.process import ScriptRejected, inspect_script
 from app.models import Plan, PlanStatus
 from app.models.base import utcnow
@@ -338,7 +336,7 @@ async def _from_document(
         await inspect_script(
             settings.k6_binary,
             script,
-            settings=settings if _sandboxed(settings) else None,
+            settings=settings if sandboxed(spec, settings) else None,
             secrets=secret_placeholders(spec),
         )
     except ScriptRejected as exc:
@@ -389,33 +387,18 @@ async def _with_script_load(spec: PlanSpec, settings: Settings) -> PlanSpec:
     script is stored only where it can run: inside the sandbox, or where an administrator
     allowed unsandboxed scripts."""
     assert spec.script is not None
-    if not _sandboxed(settings) and not settings.allow_unsandboxed_scripts:
-        raise GuardrailViolation(
-            "hand-written k6 scripts run only inside the sandbox, and there is none here "
-            f"({sandbox.status(settings).reason}); generated plans still run. An administrator "
-            "may allow them unsandboxed (PERF_AGENT_ALLOW_UNSANDBOXED_SCRIPTS=true)",
-            code="guardrail.unsandboxed_script",
-        )
+    inside = sandboxed(spec, settings)
     try:
         needs = await inspect_script(
             settings.k6_binary,
             spec.script,
             requirements=True,
-            settings=settings,
+            settings=settings if inside else None,
             secrets=secret_placeholders(spec),
         )
     except ScriptRejected as exc:
         raise InvalidInput(f"k6 rejected the script: {exc}", code="plan.script_rejected") from exc
     return spec.model_copy(update={"load": raw_load(needs)})
-
-
-def _sandboxed(settings: Settings) -> bool:
-    try:
-        return sandbox.enabled(settings)
-    except sandbox.SandboxUnavailable as exc:
-        raise ProblemError(
-            str(exc), code="sandbox.unavailable", status=503, title="No sandbox"
-        ) from exc
 
 
 async def create_plan(

@@ -24,10 +24,10 @@ from app.core import metrics
 from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
 from app.guardrails.egress import egress_for, k6_args
-from app.guardrails.service import check_plan
+from app.guardrails.service import check_plan, sandboxed
 from app.k6 import sandbox
 from app.k6.process import K6Outcome, ScriptRejected, inspect_script, k6_version, run_k6
-from app.k6.sandbox import Egress, SandboxUnavailable
+from app.k6.sandbox import Egress
 from app.k6.summary import test_duration_s
 from app.models import Plan, Run, RunResult, RunStatus
 from app.models.base import utcnow
@@ -311,13 +311,11 @@ class Job:
             plan_secrets(spec)
             self.egress = await egress_for(spec, self.settings)
             self.network_args = k6_args(self.egress)
-            self.sandboxed = sandbox.enabled(self.settings)
+            self.sandboxed = sandboxed(spec, self.settings)
             if spec.is_raw:
                 await self.check_script_here(spec, script)
-        except (GuardrailViolation, MissingSecret, SandboxUnavailable) as exc:
-            code = getattr(exc, "code", None) or (
-                "secret.missing" if isinstance(exc, MissingSecret) else "sandbox.unavailable"
-            )
+        except (GuardrailViolation, MissingSecret) as exc:
+            code = getattr(exc, "code", "secret.missing")
             await self.event("refused", str(exc), {"code": code})
             metrics.count_run_refusal(code)
             return await self.finish(spec, None, RunStatus.failed, str(exc), 1.0)
@@ -338,16 +336,9 @@ class Job:
         return await self.finish(spec, outcome, status, error, factor)
 
     async def check_script_here(self, spec: PlanSpec, script: str) -> None:
-        """A hand-written script, where it is about to run: only in the sandbox (or where an
-        administrator allowed unsandboxed scripts), and measured again by ``k6 inspect`` with
-        the run's own environment, secrets included, so options that depend on ``__ENV`` are
-        judged as they will run."""
-        if not self.sandboxed and not self.settings.allow_unsandboxed_scripts:
-            raise GuardrailViolation(
-                "hand-written k6 scripts run only inside the sandbox, and this worker has none "
-                f"({sandbox.status(self.settings).reason})",
-                code="guardrail.unsandboxed_script",
-            )
+        """A hand-written script, where it is about to run (and allowed to, see
+        ``sandboxed``): measured again by ``k6 inspect`` with the run's own environment,
+        secrets included, so options that depend on ``__ENV`` are judged as they will run."""
         try:
             needs = await inspect_script(
                 self.settings.k6_binary,
