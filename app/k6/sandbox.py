@@ -255,6 +255,7 @@ class Confinement:
 
     uid: int
     directory: Path  # on the host; INSIDE in the sandbox
+    etc: Path  # its hosts and nsswitch.conf, bound read-only over /etc's
     binary: Path
     egress: Egress | None
     blocked: int = 0  # connection attempts the rules refused, counted when the process ended
@@ -275,9 +276,8 @@ class Confinement:
             "--hostname", "sandbox",
             "--ro-bind", str(self.binary), "/k6",
             "--bind", str(self.directory), INSIDE,
-            "--ro-bind", str(self.directory.parent / f"{self.uid}.etc" / "hosts"), "/etc/hosts",
-            "--ro-bind", str(self.directory.parent / f"{self.uid}.etc" / "nsswitch.conf"),
-            "/etc/nsswitch.conf",
+            "--ro-bind", str(self.etc / "hosts"), "/etc/hosts",
+            "--ro-bind", str(self.etc / "nsswitch.conf"), "/etc/nsswitch.conf",
             "--ro-bind-try", "/etc/ssl/certs", "/etc/ssl/certs",
             "--ro-bind-try", "/usr/share/ca-certificates", "/usr/share/ca-certificates",
             "--proc", "/proc",
@@ -334,7 +334,7 @@ def _prepare(settings: Settings, uid: int, binary: str, egress: Egress | None) -
     (etc / "hosts").write_text("".join(names))
     (etc / "nsswitch.conf").write_text("hosts: files\n")
     return Confinement(
-        uid=uid, directory=directory, binary=_k6_copy(settings, binary), egress=egress
+        uid=uid, directory=directory, etc=etc, binary=_k6_copy(settings, binary), egress=egress
     )
 
 
