@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     histogram_window_s: int = Field(
         default=10, ge=1, le=300, description="Seconds per stored latency histogram window."
     )
+    live_path: Literal["remote-write", "json"] = Field(
+        default="remote-write",
+        description="How a running k6 hands its per-second metrics to the worker. remote-write: "
+        "k6's native-histogram Prometheus output, pushed to the worker each second (cheapest "
+        "for k6; per-second percentiles within ~2 %); json: k6's JSON stream on a pipe (exact "
+        "per-second percentiles, costs k6 12-15 % of its throughput). bench/README.md measures "
+        "both. Whole-run figures come from k6's summary either way.",
+    )
     stale_after_s: float = Field(
         default=20.0, gt=0, description="A running run without a heartbeat this long is lost"
     )

@@ -91,7 +91,11 @@ def launcher_argv(argv: list[str], *, uid: int = -1) -> list[str]:
 def is_script_error(line: str) -> bool:
     """An exception k6 logged inside an iteration. k6 logs its threshold verdict at
     level=error too; that is a result, not an error of the script."""
-    return "level=error" in line and 'msg="thresholds on metrics' not in line
+    return (
+        "level=error" in line
+        and 'msg="thresholds on metrics' not in line
+        and " output=" not in line  # an output's own trouble (a push that failed), not the script's
+    )
 
 
 @dataclass(frozen=True)
@@ -379,10 +383,12 @@ async def run_k6(
     address: str = "127.0.0.1:0",
     on_metrics: Callable[[bytes], None] | None = None,
     box: sandbox.Confinement | None = None,
+    env: dict[str, str] | None = None,
 ) -> K6Outcome:
     """Run k6 until it exits, times out or is asked to stop. With ``on_metrics``, k6 writes
     its metric samples as JSON lines to stdout and each chunk of them is passed on. In a
-    sandbox (``box``), k6 sees only the script, and what it writes comes back to ``workdir``."""
+    sandbox (``box``), k6 sees only the script, and what it writes comes back to ``workdir``.
+    ``env`` adds to k6's environment (an output's settings; the script can read them too)."""
     summary_path = workdir / SUMMARY_FILE
     export_path = workdir / EXPORT_FILE
     await asyncio.to_thread(_prepare, workdir, summary_path)
@@ -422,7 +428,7 @@ async def run_k6(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=workdir if box is None else "/",
-            env=k6_env(secrets or {}),
+            env={**(env or {}), **k6_env(secrets or {})},
             start_new_session=True,  # a Ctrl-C aimed at the service does not hit k6 directly
         )
         log.info("k6 started (pid %s): %s", proc.pid, " ".join(argv))

@@ -61,6 +61,8 @@ class Egress:
     host: str
     addresses: tuple[IPAddress, ...]
     port: int
+    # Where k6's own output pushes its metrics (the worker's remote-write receiver).
+    collectors: tuple[tuple[IPAddress, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,9 @@ def _ruleset(uid: int, egress: Egress | None) -> str:
         accepts.append(
             f"    meta skuid {uid} {family} daddr {address} tcp dport {egress.port} accept"  # type: ignore[union-attr]
         )
+    for address, port in egress.collectors if egress else ():
+        family = "ip" if address.version == 4 else "ip6"
+        accepts.append(f"    meta skuid {uid} {family} daddr {address} tcp dport {port} accept")
     return "\n".join(
         [
             f"table inet {_table(uid)} {{",

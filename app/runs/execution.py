@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,9 @@ from app.core.errors import GuardrailViolation
 from app.core.settings import Settings
 from app.guardrails.egress import egress_for, k6_args
 from app.guardrails.service import check_plan, sandboxed
-from app.k6 import sandbox
+from app.k6 import remote_write, sandbox
 from app.k6.process import K6Outcome, ScriptRejected, inspect_script, k6_version, run_k6
+from app.k6.remote_write import Series
 from app.k6.sandbox import Egress
 from app.k6.summary import test_duration_s
 from app.models import Plan, Run, RunResult, RunStatus
@@ -37,7 +40,7 @@ from app.plans.schemas import PlanSpec, effective_slos
 from app.plans.secrets import MissingSecret, plan_secrets
 from app.runs import summary as k6summary
 from app.runs.budget import BudgetWatch, Limits
-from app.runs.live import LiveMetrics
+from app.runs.live import ALL, LiveMetrics, RemoteWriteLive
 from app.runs.repository import RunRepository
 from app.runs.spool import Spool
 from app.runs.system import ProcessSampler, is_loopback
@@ -101,6 +104,7 @@ class Job:
         self.live: LiveMetrics | None = None  # the latest attempt's
         self.notes: list[tuple[str, str, dict[str, Any]]] = []  # events for the final write
         self.sampler: ProcessSampler | None = None
+        self.forwarder: Any = None  # set when the run's series go on to a Prometheus
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         record = {
@@ -148,7 +152,9 @@ class Job:
             run_id=str(self.run_id),
             on_exhausted=exhausted,
         )
-        live = self.live = LiveMetrics(spec.step_names, window_s=self.settings.histogram_window_s)
+        remote = self.settings.live_path == "remote-write"
+        kind = RemoteWriteLive if remote else LiveMetrics
+        live = self.live = kind(spec.step_names, window_s=self.settings.histogram_window_s)
         # Reading k6's stream never waits for the database, and the budget never waits for
         # either: each has its own queue.
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -168,15 +174,15 @@ class Job:
         ceiling = vu_ceiling(spec, self.settings)
         ceiling_events: list[asyncio.Task[None]] = []
 
-        def on_metrics(chunk: bytes) -> None:
+        def taken(feed: Callable[[], None]) -> None:
             if live.broken:
                 return
             try:
-                live.feed(chunk)
+                feed()
             except Exception:
                 # Results will come from k6's summary instead (see results()).
                 live.broken = True
-                log.exception("run %s: k6's metric stream could not be read", self.run_id)
+                log.exception("run %s: k6's metrics could not be read", self.run_id)
             if live.reported_vus > ceiling and self.control.reason is None:
                 # The plan was reviewed (and measured by k6 inspect) at its peak; a script that
                 # runs more VUs than that is stopped the moment k6 reports them.
@@ -186,6 +192,15 @@ class Job:
                 message = f"{vus} VUs running, above the ceiling of {ceiling}: stopping k6"
                 ceiling_events.append(asyncio.create_task(self.event("guardrail", message, data)))
             post()
+
+        def on_metrics(chunk: bytes) -> None:
+            taken(lambda: live.feed(chunk))
+
+        def on_push(series: list[Series], request: Any, received: float) -> None:
+            assert isinstance(live, RemoteWriteLive)
+            taken(lambda: live.push(series, received))
+            if self.forwarder is not None:
+                self.forwarder.send(request)
 
         async def tick() -> None:
             while True:
@@ -224,9 +239,18 @@ class Job:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 box = None
+                egress = self.egress
+                k6_args, k6_env = list(self.network_args), {}
+                if remote:
+                    receiver = await stack.enter_async_context(remote_write.receiver(on_push))
+                    k6_args += remote_write.OUTPUT_ARGS
+                    k6_env = remote_write.k6_environment(receiver.url)
+                    if egress is not None:
+                        collector = (ipaddress.ip_address(receiver.host), receiver.port)
+                        egress = replace(egress, collectors=(collector,))
                 if self.sandboxed:
                     box = await stack.enter_async_context(
-                        sandbox.confined(self.settings, self.settings.k6_binary, self.egress)
+                        sandbox.confined(self.settings, self.settings.k6_binary, egress)
                     )
                 outcome = await run_k6(
                     binary=self.settings.k6_binary,
@@ -235,12 +259,13 @@ class Job:
                     timeout_s=run_timeout_s(spec, self.settings),
                     grace_s=self.settings.stop_grace_s,
                     secrets=plan_secrets(spec),
-                    extra_args=self.network_args,
+                    extra_args=k6_args,
                     stop=self.control.stop,
                     on_start=started,
                     address=address,
-                    on_metrics=on_metrics,
+                    on_metrics=None if remote else on_metrics,
                     box=box,
+                    env=k6_env,
                 )
             refused = (box.blocked if box is not None else 0) + outcome.blacklisted
             if refused:
@@ -420,38 +445,47 @@ class Job:
         return str(status)
 
     def results(self, spec: PlanSpec, outcome: K6Outcome) -> list[dict[str, Any]]:
-        """Per-endpoint results from the live histograms; from k6's summary only when k6's
-        metric stream gave nothing (a k6 killed before it flushed a single point)."""
+        """Per-endpoint results from k6's own end-of-test summary (exact: every sample); from
+        the live histograms only when k6 wrote no usable summary (killed, or a hand-written
+        script whose summary lacks the figures)."""
         summary = outcome.summary
+        live = self.live if self.live is not None and self.live.points else None
+        if self.live is not None and self.live.broken:
+            self.notes.append(("live_broken", "k6's live metrics could not be read to the end", {}))
+        if summary is not None:
+            try:
+                rows = k6summary.parse_results(summary, spec.step_names)
+            except k6summary.SummaryError:
+                if live is None or self.live is None or self.live.broken:
+                    raise
+            else:
+                if live is not None and not live.broken:
+                    self._compare_counts(live, rows[0]["requests"])
+                return [{**row, "source": "summary"} for row in rows]
+        if live is None or live.broken:
+            return []
+        self.notes.append(
+            (
+                "results_from_histograms",
+                "k6 wrote no usable summary; the results are the live histograms' (percentiles "
+                "within their buckets' accuracy)",
+                {"live_path": self.settings.live_path},
+            )
+        )
         duration = test_duration_s(summary) if summary else None
-        if self.live is not None and self.live.broken and summary is not None:
+        return [{**row, "source": "histograms"} for row in live.results(spec.step_names, duration)]
+
+    def _compare_counts(self, live: LiveMetrics, counted: int) -> None:
+        seen = live.totals.get(ALL)
+        requests = seen.requests if seen is not None else 0
+        if requests != counted:
             self.notes.append(
                 (
-                    "live_broken",
-                    "k6's metric stream could not be read to the end; the results are k6's summary",
-                    {},
+                    "live_mismatch",
+                    f"the live metrics counted {requests} requests, k6's summary {counted}",
+                    {"live": requests, "summary": counted},
                 )
             )
-        elif self.live is not None and self.live.points:
-            rows = self.live.results(spec.step_names, duration)
-            if summary is not None:
-                counted = k6summary.endpoint_result(summary.get("metrics", {}), None)["requests"]
-                if counted != rows[0]["requests"]:
-                    self.notes.append(
-                        (
-                            "live_mismatch",
-                            f"the live stream counted {rows[0]['requests']} requests, "
-                            f"k6's summary {counted}",
-                            {"live": rows[0]["requests"], "summary": counted},
-                        )
-                    )
-            return [{**row, "source": "histograms"} for row in rows]
-        if summary is None:
-            return []
-        return [
-            {**row, "source": "summary"}
-            for row in k6summary.parse_results(summary, spec.step_names)
-        ]
 
     async def _store_outcome(
         self,

@@ -62,6 +62,39 @@ class Histogram:
         self.min_ms = min(self.min_ms, float(values_ms.min()))
         self.max_ms = max(self.max_ms, float(values_ms.max()))
 
+    @classmethod
+    def from_native(
+        cls, buckets: dict[int, int], *, schema: int, zero: int, sum_ms: float
+    ) -> Histogram:
+        """A Prometheus native histogram (bucket i: (base^(i−1), base^i] seconds, base =
+        2^(2^−schema)) in this layout: each native bucket's observations are spread over it
+        by exponential interpolation (as Prometheus reads a quantile inside a bucket), zero
+        bucket at ``MIN_MS``. The sum is the native one, exact; min and max are the spread's."""
+        base = 2.0 ** (2.0**-schema)
+        indexes = sorted(i for i, c in buckets.items() if c > 0)
+        counts = np.array([buckets[i] for i in indexes], dtype=np.int64)
+        total = int(counts.sum()) + zero
+        hist = cls()
+        if total == 0:
+            return hist
+        if counts.size:
+            lower = 1000.0 * base ** (np.array(indexes, dtype=np.float64) - 1)
+            # The j-th of c observations in (lo, lo·base] sits at lo·base^((j+½)/c).
+            owner = np.repeat(np.arange(counts.size), counts)
+            starts = np.cumsum(counts) - counts
+            rank = np.arange(owner.size) - starts[owner]
+            values = lower[owner] * base ** ((rank + 0.5) / counts[owner])
+            hist.counts += np.bincount(bucket_indexes(values), minlength=BUCKETS)
+            hist.min_ms = float(values[0])
+            hist.max_ms = float(values[-1])
+        if zero:
+            hist.counts[0] += zero
+            hist.min_ms = MIN_MS
+            hist.max_ms = max(hist.max_ms, MIN_MS)
+        hist.total = total
+        hist.sum_ms = sum_ms
+        return hist
+
     def add(self, other: Histogram) -> None:
         if other.total == 0:
             return

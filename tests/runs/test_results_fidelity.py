@@ -1,4 +1,5 @@
-"""A real k6 run: the results read from the live histograms agree with k6's own summary."""
+"""A real k6 run on each live path: the results are k6's own summary, and the stored live
+histograms agree with it (exactly in counts; in percentiles within the path's accuracy)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,21 @@ from tests.builders import API, make_plan, make_run
 pytestmark = pytest.mark.k6
 
 
-async def test_per_endpoint_p95_and_p99_from_the_histograms_are_within_1_percent_of_k6s(
+# Percentile accuracy of the stored histograms against k6's exact figures: the JSON stream's
+# samples land in 1 % buckets; remote write's native buckets are ~9 % wide (schema 3).
+ACCURACY = {"json": 0.01, "remote-write": 0.03}
+
+
+@pytest.mark.parametrize("live_path", ["remote-write", "json"])
+async def test_results_are_k6s_summary_and_the_stored_histograms_agree_with_it(
     committed: async_sessionmaker[AsyncSession],
     committed_client: AsyncClient,
     settings: Settings,
     demo_target: str,
+    live_path: str,
 ) -> None:
     settings.histogram_window_s = 2
+    settings.live_path = live_path  # type: ignore[assignment]
     plan = {
         "target": {"base_url": demo_target, "environment": "local"},
         "endpoints": [
@@ -58,31 +67,33 @@ async def test_per_endpoint_p95_and_p99_from_the_histograms_are_within_1_percent
     k6 = {row["endpoint"]: row for row in parse_results(finished.summary, list(results)[1:])}
     assert set(results) == {"*", "product", "books", "missing"}
     for endpoint, ours in results.items():
+        assert ours.source == "summary"
         theirs = k6[endpoint]
-        assert ours.source == "histograms"
-        assert (ours.requests, ours.failures) == (theirs["requests"], theirs["failures"])
-        if endpoint == "missing":
-            assert ours.failures == ours.requests > 0  # 404s: failures, no latency
-            assert ours.p95_ms is None
-            continue
-        assert ours.requests > 300, endpoint
-        for field in ("p95_ms", "p99_ms", "p50_ms", "p90_ms"):
-            assert getattr(ours, field) == pytest.approx(theirs[field], rel=0.01), (endpoint, field)
-        assert ours.min_ms == pytest.approx(theirs["min_ms"], rel=1e-6)
-        assert ours.max_ms == pytest.approx(theirs["max_ms"], rel=1e-6)
-        assert ours.avg_ms == pytest.approx(theirs["avg_ms"], rel=1e-6)
-        assert ours.rps == pytest.approx(theirs["rps"], rel=1e-3)
+        for field, value in theirs.items():
+            assert getattr(ours, field) == value, (endpoint, field)
+        if endpoint != "missing":
+            assert ours.requests > 300, endpoint
+    assert results["missing"].failures == results["missing"].requests > 0
+    assert results["missing"].p95_ms is None
 
-    # The stored windows are those same histograms: merged, they give the same figures.
-    product = merge_windows([w for w in windows if w.endpoint == "product"])
+    # The stored windows hold every request, and their percentiles agree with k6's.
     assert len({w.start_s for w in windows}) >= 3  # 2 s windows over a 5 s test
-    assert product.percentile(95) == pytest.approx(results["product"].p95_ms, rel=1e-9)
+    for endpoint in ("*", "product", "books"):
+        merged = merge_windows([w for w in windows if w.endpoint == endpoint])
+        row = results[endpoint]
+        assert sum(w.requests for w in windows if w.endpoint == endpoint) == row.requests
+        assert merged.total == row.requests - row.failures
+        for pct, field in ((50, "p50_ms"), (95, "p95_ms"), (99, "p99_ms")):
+            assert merged.percentile(pct) == pytest.approx(
+                getattr(row, field), rel=ACCURACY[live_path]
+            ), (endpoint, field)
     late = finished_event["late_points"] if finished_event else 0
     assert sum(s.requests for s in seconds) + late == results["*"].requests
+    product = merge_windows([w for w in windows if w.endpoint == "product"])
 
     # The same merge over the API, for the whole run and for a later span only.
     whole = (await committed_client.get(f"{API}/runs/{run.id}/latency?endpoint=product")).json()
-    assert whole["latency_ms"]["p95"] == pytest.approx(results["product"].p95_ms, rel=1e-9)
+    assert whole["latency_ms"]["p95"] == pytest.approx(product.percentile(95), rel=1e-9)
     assert whole["requests"] == results["product"].requests
     later = (await committed_client.get(f"{API}/runs/{run.id}/latency?from_s=2")).json()
     assert (later["endpoint"], later["from_s"]) == ("*", 2)
