@@ -101,6 +101,16 @@ EGRESS_BLOCKED = Counter(
     "Connection attempts of k6 outside the target refused by its address blacklist or the "
     f"sandbox {LOCAL_WORKER}",
 )
+FORWARDED_PUSHES = Counter(
+    "perf_agent_forwarded_pushes_total",
+    "k6 remote-write pushes forwarded to a configured Prometheus, by outcome (sent, failed, "
+    f"dropped: the queue was full) {LOCAL_WORKER}",
+    ["outcome"],
+)
+REMOTE_WRITE_PUSHES = Counter(
+    "perf_agent_remote_write_pushes_total",
+    f"k6 remote-write pushes the worker's receiver took in (live ingestion) {LOCAL_WORKER}",
+)
 SANDBOX_CODES = frozenset({"sandbox.unavailable", "guardrail.unsandboxed_script"})
 
 

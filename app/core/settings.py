@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     cost_alert_webhook: str | None = Field(
         default=None, description="POSTed a JSON event when a run reaches 80 % of its budget"
     )
+    remote_write_url: str | None = Field(
+        default=None,
+        description="A Prometheus remote-write endpoint (e.g. http://prometheus:9090/api/v1/write) "
+        "to which workers forward every run's k6 series, labelled testid (the run), plan, "
+        "plan_id and environment, for Grafana's k6 dashboards (live_path remote-write only)",
+    )
+    remote_write_token: SecretStr | None = Field(
+        default=None, description="Bearer token sent with the forwarded series"
+    )
     db_outage_tolerance_s: float = Field(
         default=600.0,
         gt=0,

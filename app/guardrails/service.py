@@ -36,13 +36,24 @@ def sandboxed(spec: PlanSpec, settings: Settings) -> bool:
 
 
 PROMETHEUS = "system_metrics.prometheus_url"
+REMOTE_WRITE = "remote_write.url"
+
+
+def _outbound_urls(spec: PlanSpec) -> list[tuple[str, str]]:
+    """The URLs of a plan the service itself calls, each with what it is for."""
+    urls = []
+    if spec.system_metrics is not None:
+        urls.append((spec.system_metrics.prometheus_url, PROMETHEUS))
+    if spec.remote_write is not None:
+        urls.append((spec.remote_write.url, REMOTE_WRITE))
+    return urls
 
 
 def check_plan(spec: PlanSpec, settings: Settings) -> None:
     check_host(spec.target.hostname, settings)
-    if spec.system_metrics is not None:
-        # The service itself calls this URL: the same host rules as the target.
-        check_url(spec.system_metrics.prometheus_url, settings, purpose=PROMETHEUS)
+    for url, purpose in _outbound_urls(spec):
+        # The service itself calls these URLs: the same host rules as the target.
+        check_url(url, settings, purpose=purpose)
     peak = spec.load_profile.vus_at_peak
     if peak > settings.max_vus:
         raise GuardrailViolation(
@@ -73,9 +84,9 @@ async def check_plan_addresses(spec: PlanSpec, settings: Settings) -> None:
     except GuardrailViolation as exc:
         if exc.code != "guardrail.unresolvable":
             raise
-    if spec.system_metrics is not None:
+    for url, purpose in _outbound_urls(spec):
         try:
-            await check_outbound(spec.system_metrics.prometheus_url, settings, purpose=PROMETHEUS)
+            await check_outbound(url, settings, purpose=purpose)
         except GuardrailViolation as exc:
             if exc.code != "guardrail.unresolvable":
                 raise

@@ -611,6 +611,24 @@ class SystemMetrics(Strict):
         return value
 
 
+class RemoteWrite(Strict):
+    """Where this plan's runs also send their k6 series (Prometheus remote write), beside any
+    endpoint the deployment forwards to; under the same host rules as the target."""
+
+    url: str = Field(description="e.g. http://prometheus.staging.example:9090/api/v1/write")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        bad = unsafe_character(value)
+        parts = urlsplit(value)
+        if bad is not None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("remote_write.url must be an absolute http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError("remote_write.url must not carry credentials")
+        return value
+
+
 class Budget(Strict):
     """What one run may spend; the server's own limits (PERF_AGENT_COST_MAX_*) cap it."""
 
@@ -655,6 +673,10 @@ class PlanSpec(Strict):
         default=None,
         description="Prometheus queries about the target, fetched for the analysis (a target "
         "on the worker's machine is also sampled with psutil, without asking)",
+    )
+    remote_write: RemoteWrite | None = Field(
+        default=None,
+        description="Forward the runs' k6 series to this Prometheus remote-write endpoint too",
     )
 
     @model_validator(mode="after")

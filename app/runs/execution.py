@@ -38,6 +38,7 @@ from app.plans import k6script
 from app.plans.load_profiles import raw_load, scaled
 from app.plans.schemas import PlanSpec, effective_slos
 from app.plans.secrets import MissingSecret, plan_secrets
+from app.runs import forward
 from app.runs import summary as k6summary
 from app.runs.budget import BudgetWatch, Limits
 from app.runs.live import ALL, LiveMetrics, RemoteWriteLive
@@ -104,7 +105,7 @@ class Job:
         self.live: LiveMetrics | None = None  # the latest attempt's
         self.notes: list[tuple[str, str, dict[str, Any]]] = []  # events for the final write
         self.sampler: ProcessSampler | None = None
-        self.forwarder: Any = None  # set when the run's series go on to a Prometheus
+        self.forwarder: forward.Forwarder | None = None  # the run's series to a Prometheus
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         record = {
@@ -198,6 +199,7 @@ class Job:
 
         def on_push(series: list[Series], request: Any, received: float) -> None:
             assert isinstance(live, RemoteWriteLive)
+            metrics.REMOTE_WRITE_PUSHES.inc()
             taken(lambda: live.push(series, received))
             if self.forwarder is not None:
                 self.forwarder.send(request)
@@ -329,6 +331,7 @@ class Job:
                 raise LookupError(f"run {self.run_id} or its plan vanished")
             spec = PlanSpec.model_validate(plan.spec)
             script = plan.script
+            plan_id = str(plan.id)
         await self.event("claimed", f"claimed by worker {self.worker_id}")
         try:
             # Settings may have tightened since the run was queued.
@@ -344,6 +347,7 @@ class Job:
             await self.event("refused", str(exc), {"code": code})
             metrics.count_run_refusal(code)
             return await self.finish(spec, None, RunStatus.failed, str(exc), 1.0)
+        await self.start_forwarding(spec, plan_id)
         beating = asyncio.create_task(self.heartbeat())
         try:
             outcome, factor = await self.attempts(spec, script)
@@ -354,11 +358,49 @@ class Job:
             beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
+            await self.stop_forwarding()
         if self.control.reason == "lost":
             log.warning("run %s was given to another worker; dropping this attempt", self.run_id)
             return "lost"
         status, error = self.verdict(outcome)
         return await self.finish(spec, outcome, status, error, factor)
+
+    async def start_forwarding(self, spec: PlanSpec, plan_id: str) -> None:
+        """Forward the run's k6 series to the configured Prometheus endpoints, if any."""
+        if not self.settings.remote_write_url and spec.remote_write is None:
+            return
+        if self.settings.live_path != "remote-write":
+            await self.event(
+                "forward_unavailable",
+                "the run's series are not forwarded: forwarding needs the remote-write live "
+                "path (PERF_AGENT_LIVE_PATH=remote-write)",
+                {"live_path": self.settings.live_path},
+            )
+            return
+        endpoints, refused = await forward.endpoints_for(spec, self.settings)
+        for refusal in refused:
+            await self.event(
+                "forward_refused",
+                f"the run's series are not forwarded to the {refusal['source']}'s endpoint: "
+                f"{refusal['detail']}",
+                refusal,
+            )
+        if endpoints:
+            labels = forward.run_labels(spec, str(self.run_id), plan_id)
+            self.forwarder = forward.Forwarder(endpoints, labels)
+            self.forwarder.start()
+
+    async def stop_forwarding(self) -> None:
+        if self.forwarder is None:
+            return
+        reports = await self.forwarder.close()
+        sent = sum(r["sent"] for r in reports)
+        lost = sum(r["failed"] + r["dropped"] for r in reports)
+        await self.event(
+            "forwarded",
+            f"{sent} pushes of k6 series forwarded" + (f", {lost} lost" if lost else ""),
+            {"labels": self.forwarder.labels, "endpoints": reports},
+        )
 
     async def check_script_here(self, spec: PlanSpec, script: str) -> None:
         """A hand-written script, where it is about to run (and allowed to, see
