@@ -148,6 +148,10 @@ class PlanVerdict:
     plan: str
     environment: str
     verdict: str
+    # The saturation knee that analysis found, if the run's load varied enough to have one.
+    knee_rps: float | None = None
+    knee_load: float | None = None
+    load_metric: str | None = None  # "vus" or "rps"
 
 
 @dataclass(frozen=True)
@@ -230,10 +234,29 @@ def database_families(snapshot: DatabaseSnapshot | None) -> list[Metric]:
         f"the others {FROM_DB}",
         labels=["plan", "environment", "verdict"],
     )
+    knee_rps = GaugeMetricFamily(
+        "perf_agent_plan_knee_rps",
+        f"Throughput at the saturation knee the latest analysis of each plan found {window} "
+        f"(absent: no knee, or the load did not vary) {FROM_DB}",
+        labels=["plan", "environment"],
+    )
+    knee_load = GaugeMetricFamily(
+        "perf_agent_plan_knee_load",
+        f"Load (VUs, or requests/s offered: load_metric) at that knee {FROM_DB}",
+        labels=["plan", "environment", "load_metric"],
+    )
     for judged in snapshot.verdicts:
         for name in VERDICTS:
             verdict.add_metric([judged.plan, judged.environment, name], int(judged.verdict == name))
-    return [up, runs, queue, oldest, p95, p99, errors, requests, finished, truncated, verdict]
+        if judged.knee_rps is not None:
+            knee_rps.add_metric([judged.plan, judged.environment], judged.knee_rps)
+        if judged.knee_load is not None:
+            metric = judged.load_metric or ""
+            knee_load.add_metric([judged.plan, judged.environment, metric], judged.knee_load)
+    return [
+        up, runs, queue, oldest, p95, p99, errors, requests, finished, truncated, verdict,
+        knee_rps, knee_load,
+    ]  # fmt: skip
 
 
 class _Families(Collector):

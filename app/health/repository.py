@@ -62,7 +62,14 @@ async def database_snapshot(session: AsyncSession) -> DatabaseSnapshot:
     )
     # … and the newest analysis's verdict per (plan, environment).
     verdicts = (
-        select(recent.c.plan, recent.c.environment, Analysis.verdict)
+        select(
+            recent.c.plan,
+            recent.c.environment,
+            Analysis.verdict,
+            Analysis.saturation["knee_rps"].astext.label("knee_rps"),
+            Analysis.saturation["knee_load"].astext.label("knee_load"),
+            Analysis.saturation["load_metric"].astext.label("load_metric"),
+        )
         .join(Analysis, Analysis.run_id == recent.c.run_id)
         .ext(distinct_on(recent.c.plan, recent.c.environment))
         .order_by(recent.c.plan, recent.c.environment, Analysis.created_at.desc())
@@ -70,7 +77,13 @@ async def database_snapshot(session: AsyncSession) -> DatabaseSnapshot:
     )
     rows = (
         await session.execute(
-            select(latest, verdicts.c.verdict)
+            select(
+                latest,
+                verdicts.c.verdict,
+                verdicts.c.knee_rps,
+                verdicts.c.knee_load,
+                verdicts.c.load_metric,
+            )
             .outerjoin(
                 verdicts,
                 (verdicts.c.plan == latest.c.plan)
@@ -82,7 +95,7 @@ async def database_snapshot(session: AsyncSession) -> DatabaseSnapshot:
     ).all()
     truncated = len(rows) > MAX_RESULT_SERIES
     results = []
-    found: dict[tuple[str, str], str] = {}
+    found: dict[tuple[str, str], PlanVerdict] = {}
     for row in rows[:MAX_RESULT_SERIES]:
         results.append(
             LatestResult(
@@ -97,11 +110,26 @@ async def database_snapshot(session: AsyncSession) -> DatabaseSnapshot:
             )
         )
         if row.verdict is not None:
-            found[(row.plan, row.environment)] = row.verdict
+            found[(row.plan, row.environment)] = PlanVerdict(
+                row.plan,
+                row.environment,
+                row.verdict,
+                knee_rps=_number(row.knee_rps),
+                knee_load=_number(row.knee_load),
+                load_metric=row.load_metric,
+            )
     return DatabaseSnapshot(
         runs_by_state=by_state,
         oldest_queued_age_s=oldest_queued,
         results=results,
-        verdicts=[PlanVerdict(plan, env, verdict) for (plan, env), verdict in found.items()],
+        verdicts=list(found.values()),
         results_truncated=truncated,
     )
+
+
+def _number(text: str | None) -> float | None:
+    """A JSON number read as text (``null`` and absent: None)."""
+    try:
+        return float(text) if text not in (None, "null") else None
+    except ValueError:
+        return None

@@ -226,3 +226,20 @@ async def test_a_stream_passes_through_chunk_by_chunk_and_is_timed_to_its_start(
         b"event: second\n\n",
     ]
     assert duration_count("/stream/{id}", "GET", "200") == before + 1  # observed once
+
+
+def test_a_knee_the_analysis_found_is_exposed_and_a_run_without_one_has_no_sample() -> None:
+    kneed = metrics.PlanVerdict("ramp", "staging", "fail", 412.5, 40.0, "vus")
+    flat = metrics.PlanVerdict("flat", "staging", "pass")
+    families = parse(
+        generate_latest(
+            metrics.registry_of(metrics.database_families(snapshot(verdicts=[kneed, flat])))
+        ).decode()
+    )
+
+    assert families["perf_agent_plan_knee_rps"] == [
+        ({"plan": "ramp", "environment": "staging"}, 412.5)
+    ]
+    assert families["perf_agent_plan_knee_load"] == [
+        ({"plan": "ramp", "environment": "staging", "load_metric": "vus"}, 40.0)
+    ]

@@ -180,12 +180,24 @@ def k6_labels() -> dict[str, Labels]:
 
 
 def declared_labels() -> dict[str, Labels]:
-    """Label names of the process-local families, also those no sample has shown yet."""
-    return {
+    """Label names of the process-local families, also those no sample has shown yet, and of
+    the database's families as a snapshot with every figure set (a knee, say) shows them."""
+    declared = {
         metric._name: frozenset(metric._labelnames)
         for metric in vars(vocabulary).values()
         if isinstance(metric, MetricWrapperBase)
     }
+    full = vocabulary.DatabaseSnapshot(
+        runs_by_state={},
+        oldest_queued_age_s=None,
+        results=[vocabulary.LatestResult("p", "e", "*", 1.0, 2.0, 0.0, 1, 0.0)],
+        verdicts=[vocabulary.PlanVerdict("p", "e", "pass", 10.0, 2.0, "vus")],
+        results_truncated=False,
+    )
+    for family in vocabulary.database_families(full):
+        labels = {label for sample in family.samples for label in sample.labels}
+        declared[family.name] = declared.get(family.name, frozenset()) | labels
+    return declared
 
 
 SUFFIXES = {
