@@ -19,8 +19,9 @@ pytestmark = pytest.mark.k6
 
 
 # Percentile accuracy of the stored histograms against k6's exact figures: the JSON stream's
-# samples land in 1 % buckets; remote write's native buckets are ~9 % wide (schema 3).
-ACCURACY = {"json": 0.01, "remote-write": 0.03}
+# samples land in 1 % buckets; remote write's native buckets are ~9 % wide (schema 3), read
+# within half a bucket (a sparse p99 of one endpoint measured 3.8 % off once).
+ACCURACY = {"json": 0.01, "remote-write": 0.05}
 
 
 @pytest.mark.parametrize("live_path", ["remote-write", "json"])
