@@ -66,8 +66,8 @@ async def database_snapshot(session: AsyncSession) -> DatabaseSnapshot:
             recent.c.plan,
             recent.c.environment,
             Analysis.verdict,
-            Analysis.saturation["knee_rps"].astext.label("knee_rps"),
-            Analysis.saturation["knee_load"].astext.label("knee_load"),
+            Analysis.saturation["knee_rps"].as_float().label("knee_rps"),
+            Analysis.saturation["knee_load"].as_float().label("knee_load"),
             Analysis.saturation["load_metric"].astext.label("load_metric"),
         )
         .join(Analysis, Analysis.run_id == recent.c.run_id)
@@ -114,8 +114,8 @@ async def database_snapshot(session: AsyncSession) -> DatabaseSnapshot:
                 row.plan,
                 row.environment,
                 row.verdict,
-                knee_rps=_number(row.knee_rps),
-                knee_load=_number(row.knee_load),
+                knee_rps=row.knee_rps,
+                knee_load=row.knee_load,
                 load_metric=row.load_metric,
             )
     return DatabaseSnapshot(
@@ -125,11 +125,3 @@ async def database_snapshot(session: AsyncSession) -> DatabaseSnapshot:
         verdicts=list(found.values()),
         results_truncated=truncated,
     )
-
-
-def _number(text: str | None) -> float | None:
-    """A JSON number read as text (``null`` and absent: None)."""
-    try:
-        return float(text) if text not in (None, "null") else None
-    except ValueError:
-        return None

@@ -35,8 +35,9 @@ MAX_RAW = 64 * 1024 * 1024  # decompressed
 PUSH_INTERVAL = "1s"
 
 
-def _classes() -> dict[str, Any]:
-    """The prompb messages k6 sends, built from a descriptor (no generated code to keep)."""
+def _write_request() -> Any:
+    """prompb's WriteRequest, with the messages in it that k6 sends, built from a descriptor
+    (no generated code to keep in step)."""
     fdp = descriptor_pb2.FileDescriptorProto(
         name="perf_agent_prompb.proto", package="perfagent.prompb", syntax="proto3"
     )
@@ -84,16 +85,12 @@ def _classes() -> dict[str, Any]:
     message("WriteRequest", ("timeseries", 1, f.TYPE_MESSAGE, rep, "TimeSeries"))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
-    return {
-        name: message_factory.GetMessageClass(
-            pool.FindMessageTypeByName(f"perfagent.prompb.{name}")
-        )
-        for name in ("WriteRequest", "TimeSeries", "Histogram")
-    }
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("perfagent.prompb.WriteRequest")
+    )
 
 
-_MESSAGES = _classes()
-WriteRequest = _MESSAGES["WriteRequest"]
+WriteRequest = _write_request()
 
 
 class PushRejected(ValueError):

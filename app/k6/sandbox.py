@@ -148,15 +148,15 @@ def _table(uid: int) -> str:
 
 
 def _ruleset(uid: int, egress: Egress | None) -> str:
-    accepts = []
-    for address in egress.addresses if egress else ():
-        family = "ip" if address.version == 4 else "ip6"
-        accepts.append(
-            f"    meta skuid {uid} {family} daddr {address} tcp dport {egress.port} accept"  # type: ignore[union-attr]
-        )
-    for address, port in egress.collectors if egress else ():
-        family = "ip" if address.version == 4 else "ip6"
-        accepts.append(f"    meta skuid {uid} {family} daddr {address} tcp dport {port} accept")
+    destinations: list[tuple[IPAddress, int]] = []
+    if egress is not None:
+        destinations = [(address, egress.port) for address in egress.addresses]
+        destinations += egress.collectors
+    accepts = [
+        f"    meta skuid {uid} {'ip' if address.version == 4 else 'ip6'} daddr {address} "
+        f"tcp dport {port} accept"
+        for address, port in destinations
+    ]
     return "\n".join(
         [
             f"table inet {_table(uid)} {{",

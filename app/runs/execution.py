@@ -242,11 +242,11 @@ class Job:
             async with contextlib.AsyncExitStack() as stack:
                 box = None
                 egress = self.egress
-                k6_args, k6_env = list(self.network_args), {}
+                args, env = list(self.network_args), {}
                 if remote:
                     receiver = await stack.enter_async_context(remote_write.receiver(on_push))
-                    k6_args += remote_write.OUTPUT_ARGS
-                    k6_env = remote_write.k6_environment(receiver.url)
+                    args += remote_write.OUTPUT_ARGS
+                    env = remote_write.k6_environment(receiver.url)
                     if egress is not None:
                         collector = (ipaddress.ip_address(receiver.host), receiver.port)
                         egress = replace(egress, collectors=(collector,))
@@ -261,13 +261,13 @@ class Job:
                     timeout_s=run_timeout_s(spec, self.settings),
                     grace_s=self.settings.stop_grace_s,
                     secrets=plan_secrets(spec),
-                    extra_args=k6_args,
+                    extra_args=args,
                     stop=self.control.stop,
                     on_start=started,
                     address=address,
                     on_metrics=None if remote else on_metrics,
                     box=box,
-                    env=k6_env,
+                    env=env,
                 )
             refused = (box.blocked if box is not None else 0) + outcome.blacklisted
             if refused:
@@ -491,20 +491,21 @@ class Job:
         the live histograms only when k6 wrote no usable summary (killed, or a hand-written
         script whose summary lacks the figures)."""
         summary = outcome.summary
-        live = self.live if self.live is not None and self.live.points else None
-        if self.live is not None and self.live.broken:
+        broken = self.live is not None and self.live.broken
+        live = self.live if self.live is not None and self.live.points and not broken else None
+        if broken:
             self.notes.append(("live_broken", "k6's live metrics could not be read to the end", {}))
         if summary is not None:
             try:
                 rows = k6summary.parse_results(summary, spec.step_names)
             except k6summary.SummaryError:
-                if live is None or self.live is None or self.live.broken:
+                if live is None:
                     raise
             else:
-                if live is not None and not live.broken:
+                if live is not None:
                     self._compare_counts(live, rows[0]["requests"])
                 return [{**row, "source": "summary"} for row in rows]
-        if live is None or live.broken:
+        if live is None:
             return []
         self.notes.append(
             (

@@ -407,11 +407,7 @@ class RemoteWriteLive(LiveMetrics):
         self.iterations_seen: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
         self.pending: _Interval | None = None
         self.anchor: float | None = None
-        self.pushes = 0
         self.resets = 0
-
-    def feed(self, chunk: bytes) -> None:  # k6's stdout carries no metrics on this path
-        return
 
     def push(self, series: list[Series], received: float) -> None:
         interval = _Interval(at_s=0.0, received=received)
@@ -426,7 +422,6 @@ class RemoteWriteLive(LiveMetrics):
                 before = self.iterations_seen.get(one.key, 0.0)
                 self.iterations_seen[one.key] = one.value
                 interval.iterations += max(0, int(one.value - before))
-        self.pushes += 1
         metrics.K6_POINTS.inc(len(series))
         if interval.at_s == 0.0:
             return
@@ -478,5 +473,4 @@ class RemoteWriteLive(LiveMetrics):
             self.first = start
         if self.closed_through is not None and start <= self.closed_through:
             start = self.closed_through + 1
-        self.newest = max(self.newest, interval.at_s)
         self._emit(start, dict(sorted(interval.series.items())), interval.vus, interval.iterations)

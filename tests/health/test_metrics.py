@@ -155,6 +155,41 @@ async def test_the_latest_finished_run_per_plan_and_endpoint_and_its_verdict(
     assert value(samples, "perf_agent_latest_run_series_truncated") == 0
 
 
+async def test_the_latest_analysis_knee_is_read_from_its_saturation(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    ramp = await make_plan(session, name="ramp-knee")
+    flat = await make_plan(session, name="flat-no-knee")
+    for plan, saturation in (
+        (ramp, {"load_metric": "vus", "knee_load": 40, "knee_rps": 412.5}),
+        (flat, {"load_metric": "vus", "knee_load": None, "knee_rps": None}),
+    ):
+        run = await finished_run(session, plan, [result("*", p95=100)], ago_s=1)
+        session.add(
+            Analysis(
+                run_id=run.id,
+                verdict="pass",
+                slo_results=[],
+                findings=[],
+                warnings=[],
+                report_md="",
+                saturation=saturation,
+            )
+        )
+    await session.commit()
+
+    samples = await scrape(client)
+
+    knee = {"plan": "ramp-knee", "environment": "local"}
+    assert value(samples, "perf_agent_plan_knee_rps", **knee) == 412.5
+    assert value(samples, "perf_agent_plan_knee_load", **knee, load_metric="vus") == 40
+    assert all(
+        dict(labels).get("plan") != "flat-no-knee"
+        for name in ("perf_agent_plan_knee_rps", "perf_agent_plan_knee_load")
+        for labels in samples.get(name, [])
+    )
+
+
 async def test_a_hostile_plan_name_is_escaped(client: AsyncClient, session: AsyncSession) -> None:
     hostile = 'evil"} 1\nperf_agent_runs{state="x"} 99\\'
     plan = await make_plan(session)
