@@ -37,8 +37,8 @@ from typing import Any, cast
 
 import msgspec
 import numpy as np
-import psutil
 from hdrh.histogram import HdrHistogram
+from machine import machine_busy, tree_cpu, wait_quiet
 from targets import Target, free_port, local_target
 
 HERE = Path(__file__).resolve().parent
@@ -525,63 +525,6 @@ def consume_json_file(ctx: ConsumerCtx) -> None:
 # --- Prometheus remote write ------------------------------------------------------------------
 
 
-def remote_write_classes() -> tuple[type[Any], type[Any]]:
-    """WriteRequest and Histogram message classes, built from a descriptor at run time
-    (the fields of prometheus/prompb/{remote,types}.proto that k6 sends)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="bench_remote_write.proto", package="benchrw", syntax="proto3"
-    )
-    f = descriptor_pb2.FieldDescriptorProto
-    rep, opt = f.LABEL_REPEATED, f.LABEL_OPTIONAL
-
-    def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
-        msg = fdp.message_type.add(name=name)
-        for fname, number, ftype, label, type_name in fields:
-            added = msg.field.add(name=fname, number=number, type=ftype, label=label)
-            if type_name:
-                added.type_name = type_name
-
-    message("Label", ("name", 1, f.TYPE_STRING, opt, ""), ("value", 2, f.TYPE_STRING, opt, ""))
-    message("Sample", ("value", 1, f.TYPE_DOUBLE, opt, ""), ("timestamp", 2, f.TYPE_INT64, opt, ""))
-    message(
-        "BucketSpan", ("offset", 1, f.TYPE_SINT32, opt, ""), ("length", 2, f.TYPE_UINT32, opt, "")
-    )
-    message(
-        "Histogram",
-        ("count_int", 1, f.TYPE_UINT64, opt, ""),
-        ("count_float", 2, f.TYPE_DOUBLE, opt, ""),
-        ("sum", 3, f.TYPE_DOUBLE, opt, ""),
-        ("schema", 4, f.TYPE_SINT32, opt, ""),
-        ("zero_threshold", 5, f.TYPE_DOUBLE, opt, ""),
-        ("zero_count_int", 6, f.TYPE_UINT64, opt, ""),
-        ("zero_count_float", 7, f.TYPE_DOUBLE, opt, ""),
-        ("negative_spans", 8, f.TYPE_MESSAGE, rep, ".benchrw.BucketSpan"),
-        ("negative_deltas", 9, f.TYPE_SINT64, rep, ""),
-        ("negative_counts", 10, f.TYPE_DOUBLE, rep, ""),
-        ("positive_spans", 11, f.TYPE_MESSAGE, rep, ".benchrw.BucketSpan"),
-        ("positive_deltas", 12, f.TYPE_SINT64, rep, ""),
-        ("positive_counts", 13, f.TYPE_DOUBLE, rep, ""),
-        ("reset_hint", 14, f.TYPE_INT32, opt, ""),
-        ("timestamp", 15, f.TYPE_INT64, opt, ""),
-    )
-    message(
-        "TimeSeries",
-        ("labels", 1, f.TYPE_MESSAGE, rep, ".benchrw.Label"),
-        ("samples", 2, f.TYPE_MESSAGE, rep, ".benchrw.Sample"),
-        ("histograms", 4, f.TYPE_MESSAGE, rep, ".benchrw.Histogram"),
-    )
-    message("WriteRequest", ("timeseries", 1, f.TYPE_MESSAGE, rep, ".benchrw.TimeSeries"))
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    write_request = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("benchrw.WriteRequest")
-    )
-    histogram = message_factory.GetMessageClass(pool.FindMessageTypeByName("benchrw.Histogram"))
-    return write_request, histogram
-
-
 @dataclass
 class NativeHist:
     """A Prometheus native histogram as absolute bucket counts (positive side only)."""
@@ -643,7 +586,9 @@ class NativeHist:
 
 class RemoteWriteState:
     def __init__(self) -> None:
-        self.write_request, _ = remote_write_classes()
+        from app.k6.remote_write import WriteRequest  # the service's own prompb messages
+
+        self.write_request = WriteRequest
         self.pushes: list[dict[str, Any]] = []
         self.bytes_in = 0
         self.bytes_raw = 0
@@ -1196,40 +1141,6 @@ def autogroup() -> str:
         return Path("/proc/self/autogroup").read_text().strip()
     except OSError:
         return "no autogroup"
-
-
-def wait_quiet(max_wait_s: float, threshold_cores: float) -> None:
-    """Wait (at most ``max_wait_s``) until the machine is idle between our runs, so other
-    sessions' bursts of work do not land in a measurement."""
-    deadline = time.monotonic() + max_wait_s
-    while time.monotonic() < deadline:
-        busy0, t0 = machine_busy(), time.monotonic()
-        time.sleep(0.5)
-        if (machine_busy() - busy0) / (time.monotonic() - t0) < threshold_cores:
-            return
-
-
-def machine_busy() -> float:
-    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    with open("/proc/stat") as fh:
-        fields = [float(x) for x in fh.readline().split()[1:]]
-    ticks = os.sysconf("SC_CLK_TCK")
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-    return (sum(fields[:8]) - idle) / ticks
-
-
-def tree_cpu(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        proc = psutil.Process(pid)
-        total = 0.0
-        for p in [proc, *proc.children(recursive=True)]:
-            times = p.cpu_times()
-            total += times.user + times.system
-        return total
-    except psutil.Error:
-        return 0.0
 
 
 def vm_hwm_mb(pid: int | str) -> float | None:

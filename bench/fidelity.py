@@ -52,6 +52,7 @@ import msgspec
 import numpy as np
 import psutil
 import uvicorn
+from machine import machine_busy, tree_cpu, wait_quiet
 from targets import Target, free_port, local_target
 
 from app.cli import wait_http
@@ -61,7 +62,7 @@ from app.k6 import remote_write
 from app.k6.process import SUMMARY_FILE, TREND_STATS, k6_env
 from app.plans.k6script import duration_metric
 from app.runs.histogram import Histogram
-from app.runs.live import LiveMetrics, RemoteWriteLive, _epoch
+from app.runs.live import LiveMetrics, RemoteWriteLive, _epoch, _Point, _Tags
 
 ENDPOINTS = ["a", "b"]
 ALL = "*"
@@ -106,41 +107,9 @@ def open_load(args: argparse.Namespace, rate: int) -> dict[str, Any]:
 # -- CPU accounting ---------------------------------------------------------------------------
 
 
-def machine_busy() -> float:
-    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    with open("/proc/stat") as fh:
-        fields = [float(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu(pid: int | None) -> float:
-    if pid is None:
-        return 0.0
-    try:
-        proc = psutil.Process(pid)
-        total = 0.0
-        for p in [proc, *proc.children(recursive=True)]:
-            times = p.cpu_times()
-            total += times.user + times.system
-        return total
-    except psutil.Error:
-        return 0.0
-
-
 def rusage_s(who: int) -> float:
     ru = resource.getrusage(who)
     return ru.ru_utime + ru.ru_stime
-
-
-def wait_quiet(max_wait_s: float, threshold_cores: float) -> None:
-    """Wait (at most ``max_wait_s``) for a half second in which the machine is idle."""
-    deadline = time.monotonic() + max_wait_s
-    while time.monotonic() < deadline:
-        busy0, t0 = machine_busy(), time.monotonic()
-        time.sleep(0.5)
-        if (machine_busy() - busy0) / (time.monotonic() - t0) < threshold_cores:
-            return
 
 
 @dataclass
@@ -632,21 +601,6 @@ class _TaggedLive(RemoteWriteLive):
             for item in self.outbox[before:]:
                 if item["type"] == "sample":
                     item["upto_s"] = pending.at_s
-
-
-class _Tags(msgspec.Struct):
-    name: str = ""
-    expected_response: str = ""
-
-
-class _Data(msgspec.Struct):
-    time: str
-    value: float
-    tags: _Tags | None = None
-
-
-class _Point(msgspec.Struct):
-    data: _Data
 
 
 _POINT = msgspec.json.Decoder(_Point)
