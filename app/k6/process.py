@@ -11,13 +11,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
 import tempfile
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,9 @@ class K6Outcome:
     script_errors: int = 0
     # Requests k6 itself refused because their address is outside the run's (--blacklist-ip).
     blacklisted: int = 0
+    # What k6 warned about (message -> times), e.g. "Insufficient VUs, reached 20 active VUs
+    # and cannot initialize more": the generator could not make the load the plan asked for.
+    warnings: dict[str, int] = field(default_factory=dict)
 
     @property
     def completed(self) -> bool:
@@ -241,6 +245,18 @@ def k6_version(binary: str) -> str | None:
 class _Counts:
     errors: int = 0
     blacklisted: int = 0
+    warnings: dict[str, int] = field(default_factory=dict)
+
+    def warned(self, text: str) -> None:
+        found = _WARNING_MSG.search(text)
+        message = (found.group(1) if found else text)[:200]
+        if message in self.warnings or len(self.warnings) < MAX_WARNINGS:
+            self.warnings[message] = self.warnings.get(message, 0) + 1
+
+
+# k6's logfmt line: level=warning msg="Insufficient VUs, reached 20 active VUs and cannot ..."
+_WARNING_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+MAX_WARNINGS = 20  # distinct messages kept; a script can log a new one per iteration
 
 
 REDACTED = b"[redacted]"
@@ -276,6 +292,8 @@ async def _pump(
             counts.errors += 1
         if counts is not None and "is in a blacklisted range" in text:
             counts.blacklisted += 1
+        elif counts is not None and "level=warning" in text:
+            counts.warned(text)
         if tail is not None:
             tail.append(text)
 
@@ -476,4 +494,5 @@ async def run_k6(
         stopped=stopped,
         script_errors=counts.errors,
         blacklisted=counts.blacklisted,
+        warnings=counts.warnings,
     )

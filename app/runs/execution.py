@@ -44,7 +44,7 @@ from app.runs.budget import BudgetWatch, Limits
 from app.runs.live import ALL, LiveMetrics, RemoteWriteLive
 from app.runs.repository import RunRepository
 from app.runs.spool import Spool
-from app.runs.system import ProcessSampler, is_loopback
+from app.runs.system import GeneratorSampler, ProcessSampler, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class Job:
         self.live: LiveMetrics | None = None  # the latest attempt's
         self.notes: list[tuple[str, str, dict[str, Any]]] = []  # events for the final write
         self.sampler: ProcessSampler | None = None
+        self.generator: GeneratorSampler | None = None
         self.forwarder: forward.Forwarder | None = None  # the run's series to a Prometheus
 
     async def event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
@@ -167,6 +168,8 @@ class Job:
                     item["sample"]["attempt"] = number
                     if self.sampler is not None and self.sampler.latest is not None:
                         item["sample"]["system"] = self.sampler.latest
+                    if self.generator is not None and self.generator.latest is not None:
+                        item["sample"]["generator"] = self.generator.latest
                     seconds.put_nowait(item["sample"])
                 else:
                     item["attempt"] = number
@@ -213,13 +216,17 @@ class Job:
 
         async def store() -> None:
             while True:
-                item = await outbox.get()
+                # Whatever has queued meanwhile goes in the same transaction.
+                items = [await outbox.get()]
+                while not outbox.empty():
+                    items.append(outbox.get_nowait())
                 try:
-                    await self.spool.write(self.sessionmaker, item)
+                    await self.spool.write(self.sessionmaker, *items)
                 except Exception:
-                    log.exception("run %s: a live record was not stored", self.run_id)
+                    log.exception("run %s: live records were not stored", self.run_id)
                 finally:
-                    outbox.task_done()
+                    for _ in items:
+                        outbox.task_done()
 
         async def judge() -> None:
             while True:
@@ -230,6 +237,8 @@ class Job:
                     log.exception("run %s: the budget check failed", self.run_id)
 
         async def started(pid: int) -> None:
+            self.generator = GeneratorSampler(pid, self.sampler)
+            helpers.append(asyncio.create_task(self.generator.run()))
             await self.event(
                 "k6_started", f"attempt {number}: k6 started", {"pid": pid, "address": address}
             )
@@ -566,6 +575,14 @@ class Job:
                     f"k6 logged {outcome.script_errors} errors inside iterations; the steps "
                     "after a failing one did not run in those iterations",
                     {"count": outcome.script_errors, "last": outcome.thrown[-5:]},
+                )
+            if outcome is not None and outcome.warnings:
+                total = sum(outcome.warnings.values())
+                await repo.add_event(
+                    self.run_id,
+                    "k6_warnings",
+                    f"k6 warned {total} times: " + "; ".join(list(outcome.warnings)[:3]),
+                    {"count": total, "warnings": outcome.warnings},
                 )
             for kind, message, data in self.notes:
                 await repo.add_event(self.run_id, kind, message, data)

@@ -75,3 +75,23 @@ async def test_inspect_reads_options_from_the_same_environment_as_a_run(
     )
 
     assert needs["maxVUs"] == 8
+
+
+async def test_k6_s_warnings_are_counted_by_message(tmp_path: Path, settings: Settings) -> None:
+    # One VU cannot keep 20 iterations/s of 200 ms each: k6 warns that it ran out of VUs.
+    script = tmp_path / "script.js"
+    script.write_text(
+        "import { sleep } from 'k6';\n"
+        "export const options = { scenarios: { s: { executor: 'constant-arrival-rate',\n"
+        "  rate: 20, timeUnit: '1s', duration: '2s', preAllocatedVUs: 1, maxVUs: 1 } } };\n"
+        "export default function () { sleep(0.2); }\n"
+    )
+
+    outcome = await run_k6(
+        binary=settings.k6_binary, script=script, workdir=tmp_path / "w", timeout_s=30, grace_s=5
+    )
+
+    assert outcome.exit_code == 0
+    assert any("Insufficient VUs" in message for message in outcome.warnings), outcome.warnings
+    assert all(count >= 1 for count in outcome.warnings.values())
+    assert outcome.script_errors == 0

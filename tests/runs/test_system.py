@@ -1,0 +1,69 @@
+"""The load generator's own health, read from the kernel while k6 (here: a stand-in) runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from app.runs.system import GeneratorSampler
+
+BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\n"
+
+
+@contextmanager
+def burning(seconds: float) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that keeps one core busy for ``seconds``."""
+    process = subprocess.Popen([sys.executable, "-c", BURN.format(s=seconds)])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_the_generator_s_own_cpu_is_told_apart_from_a_busy_neighbour() -> None:
+    with burning(3) as generator, burning(3):
+        sampler = GeneratorSampler(generator.pid)
+        sampler.start()
+        time.sleep(1.0)
+        reading = sampler.sample()
+
+    assert reading is not None
+    # Each burner keeps one core busy; on a shared CI machine they get most of one each.
+    assert reading["k6_cpu_percent"] > 50
+    assert reading["other_cpu_percent"] > 40
+    assert reading["service_cpu_percent"] < 30  # this test only slept
+    assert reading["k6_rss_mb"] > 1
+    assert reading["machine_cpu_percent"] > 40
+    assert reading["cores"] >= 1
+
+
+def test_the_generator_s_child_processes_count_as_the_generator() -> None:
+    # In the sandbox k6 runs under bubblewrap: the pid the worker knows is its parent's.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN.format(s=3)!r}])"]
+    )  # fmt: skip
+    try:
+        time.sleep(0.3)  # the child has started
+        sampler = GeneratorSampler(parent.pid)
+        sampler.start()
+        time.sleep(1.0)
+        reading = sampler.sample()
+    finally:
+        parent.kill()
+        parent.wait()
+
+    assert reading is not None
+    assert reading["k6_cpu_percent"] > 50
+
+
+def test_a_generator_that_has_gone_gives_no_reading() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    sampler = GeneratorSampler(process.pid)
+    sampler.start()
+
+    assert sampler.sample() is None
