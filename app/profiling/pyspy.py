@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+import psutil
+
 from app.profiling.schemas import Profile, Status, failed, unavailable
 from app.profiling.stacks import TOP_FUNCTIONS, TOP_STACKS, Frame, Stack, rank
 
@@ -66,6 +68,7 @@ IDLE_LEAVES: frozenset[tuple[str, str]] = frozenset(
         ("Queue.get", "queue.py"),
         ("SimpleQueue.get", "queue.py"),
         ("_worker", "concurrent/futures/thread.py"),
+        ("_PollLikeSelector.select", "selectors.py"),
         ("EpollSelector.select", "selectors.py"),
         ("PollSelector.select", "selectors.py"),
         ("SelectSelector.select", "selectors.py"),
@@ -83,7 +86,6 @@ IDLE_LEAVES: frozenset[tuple[str, str]] = frozenset(
 _IDLE_NAMES = frozenset({name.rpartition(".")[2] for name, _ in IDLE_LEAVES}) - {"get", "sleep"}
 
 _FRAME = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
-_SAMPLES = re.compile(r"Samples: (\d+) Errors: (\d+)")
 
 
 def find_binary(explicit: str | None = None) -> str | None:
@@ -164,6 +166,13 @@ def _pid_exists(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's: py-spy will say whether it may read it
     return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def explain(stderr: str, pid: int, exit_code: int | None) -> tuple[Status, str]:
@@ -303,16 +312,17 @@ async def record(
         notes.append(f"py-spy overran {limit:.0f} s and was stopped")
     elif proc.returncode != 0:
         notes.append(_first_error(stderr) or f"py-spy exited with {proc.returncode}")
-    counted = _SAMPLES.search(stderr)
-    if counted and int(counted.group(2)):
-        notes.append(f"py-spy missed {counted.group(2)} of {counted.group(1)} samples")
+    seconds_sampled = float(whole)
+    if elapsed < whole and not _alive(pid):  # py-spy stops when the process exits
+        seconds_sampled = round(elapsed, 2)
+        notes.append(f"process {pid} exited during the window")
     if not ranked.samples:
         return Profile(
             source=SOURCE, status="unavailable", seconds=whole, idle_samples=ranked.idle_samples,
             reason=f"every sample of process {pid} was a thread waiting",
         )  # fmt: skip
     return Profile(
-        source=SOURCE, status="ok", reason="; ".join(notes) or None, seconds=float(whole),
+        source=SOURCE, status="ok", reason="; ".join(notes) or None, seconds=seconds_sampled,
         samples=ranked.samples, idle_samples=ranked.idle_samples,
         functions=ranked.functions, stacks=ranked.stacks,
     )  # fmt: skip
