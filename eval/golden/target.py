@@ -21,6 +21,22 @@ Faults (the ``fault`` dict, set at start with ``--fault JSON`` or at run time wi
 - ``{"kind": "errors", "endpoint": "search", "rate": 0.05, "ramp": false}``  5 % answered 500
   (``ramp``: the rate rises linearly from 0 to 2 × rate over ``ramp_s`` seconds from the
   moment the fault was set, i.e. averages ``rate`` over the run)
+- ``{"kind": "stalls", "endpoint": "search", "every_s": 1.0, "ms": [50, 150]}`` about once
+  every ``every_s`` (0.8-1.2 x) one request to the endpoint stalls ``ms`` (tail only: the
+  median and p95 stay flat)
+- ``{"kind": "downstream", "endpoint": "catalog", "ms": 8}`` the endpoint's downstream call
+  (1 ms for catalog, 1.5 ms for profile) takes ``ms`` x uniform(0.5, 1.5) instead
+- ``{"kind": "churn", "setup_ms": 2}`` every response says ``Connection: close`` (k6
+  reconnects for every request), and a new connection costs ``setup_ms`` of server work before
+  its first request is read (a TLS/session hand-shake stand-in; paid once per connection)
+- ``{"kind": "lock", "endpoints": ["orders", "profile"], "ms": 4}`` both endpoints take one
+  shared lock and hold it ``ms`` (a row lock held across a write): they queue on each other
+- ``{"kind": "leak", "endpoint": "orders", "kb": 64}`` each request to the endpoint keeps
+  ``kb`` KiB for ever and then scans everything kept so far (a cache that is never evicted,
+  walked on every request): memory and the endpoint's latency grow over the run
+- ``{"kind": "slowdown", "endpoint": "profile", "factor": 0.2}`` the endpoint's whole
+  handling time (jitter included, plus the ~0.7 ms of HTTP overhead the client also sees) is
+  made ``factor`` longer: a small, real slowdown as the client measures it
 - ``{"kind": "none"}``
 
 Noise (the ``noise`` dict): ``{"jitter_ms": 5, "stall_p": 0.01, "stall_ms": [30, 80]}`` —
@@ -42,6 +58,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -53,6 +70,21 @@ CUSTOMERS = 2_000
 ORDERS = 200_000
 CATEGORIES = ("books", "games", "garden", "kitchen", "music", "tools", "toys", "sports")
 DEFAULT_POOL = 64
+KINDS = (
+    "none",
+    "latency",
+    "slow_query",
+    "pool",
+    "errors",
+    "stalls",
+    "downstream",
+    "churn",
+    "lock",
+    "leak",
+    "slowdown",
+)
+DOWNSTREAM_MS = {"catalog": 1.0, "profile": 1.5}
+CLIENT_OVERHEAD_S = 0.0007  # k6's p50 minus the handler's time, measured at 40 it/s
 
 SCHEMA = """
 CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, category TEXT, price_cents INTEGER);
@@ -112,7 +144,7 @@ class Shop:
 
     def configure(self, fault: dict[str, Any], noise: dict[str, Any]) -> None:
         kind = fault.get("kind", "none")
-        if kind not in ("none", "latency", "slow_query", "pool", "errors"):
+        if kind not in KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:
             self.fault = dict(fault)
@@ -120,6 +152,39 @@ class Shop:
             self.fault_set_at = time.monotonic()
             size = int(fault["size"]) if kind == "pool" else DEFAULT_POOL
             self.pool = threading.BoundedSemaphore(size)
+            self.shared_lock = threading.Lock()  # the "lock" fault's row lock
+            self.leaked: list[bytes] = []  # the "leak" fault's never-evicted cache
+            every = float(fault.get("every_s", 1.0))
+            self.next_stall = self.fault_set_at + every * random.uniform(0.3, 1.0)
+
+    def downstream(self, endpoint: str, rng: random.Random) -> None:
+        """The endpoint's call to another service (a sleep), slower under "downstream"."""
+        fault = self.fault
+        if fault.get("kind") == "downstream" and fault.get("endpoint") == endpoint:
+            time.sleep(float(fault["ms"]) * rng.uniform(0.5, 1.5) / 1000)
+        else:
+            time.sleep(DOWNSTREAM_MS[endpoint] / 1000)
+
+    def stall_now(self, endpoint: str) -> bool:
+        fault = self.fault
+        if fault.get("kind") != "stalls" or fault.get("endpoint") != endpoint:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if now < self.next_stall:
+                return False
+            every = float(fault.get("every_s", 1.0))
+            self.next_stall = now + every * random.uniform(0.8, 1.2)
+        return True
+
+    def leak(self, endpoint: str) -> None:
+        fault = self.fault
+        if fault.get("kind") != "leak" or fault.get("endpoint") != endpoint:
+            return
+        self.leaked.append(random.randbytes(int(fault.get("kb", 64)) * 1024))
+        crc = 0
+        for chunk in list(self.leaked):  # walk everything kept so far
+            crc = zlib.crc32(chunk, crc)
 
     def config(self) -> dict[str, Any]:
         return {"fault": self.fault, "noise": self.noise}
@@ -143,7 +208,7 @@ class Shop:
             )
             .fetchall()
         )
-        time.sleep(0.001)  # a downstream call (prices service)
+        self.downstream("catalog", rng)  # a downstream call (prices service), ~1 ms
         return [{"id": r[0], "name": r[1], "price": r[2] / 100} for r in rows]
 
     def orders(self, rng: random.Random) -> Any:
@@ -182,7 +247,7 @@ class Shop:
             .execute("SELECT id, name, tier FROM profiles WHERE id = ?", (rng.randint(1, 2000),))
             .fetchone()
         )
-        time.sleep(0.0015)  # a downstream call (sessions service)
+        self.downstream("profile", rng)  # a downstream call (sessions service), ~1.5 ms
         return {"id": row[0], "name": row[1], "tier": row[2]}
 
     def error_now(self, endpoint: str, rng: random.Random) -> bool:
@@ -199,6 +264,7 @@ class Shop:
         rng = random.Random()
         fault, noise = self.fault, self.noise
         with self.pool:
+            begun = time.perf_counter()
             jitter = float(noise.get("jitter_ms", 0))
             if jitter:
                 time.sleep(rng.uniform(0, jitter) / 1000)
@@ -207,6 +273,13 @@ class Shop:
                 time.sleep(rng.uniform(low, high) / 1000)
             if fault.get("kind") == "latency" and fault.get("endpoint") == endpoint:
                 time.sleep(float(fault["ms"]) / 1000)
+            if self.stall_now(endpoint):
+                low, high = fault.get("ms", (50, 150))
+                time.sleep(rng.uniform(low, high) / 1000)
+            if fault.get("kind") == "lock" and endpoint in fault.get("endpoints", ()):
+                with self.shared_lock:
+                    time.sleep(float(fault.get("ms", 4)) / 1000)
+            self.leak(endpoint)
             if endpoint == "catalog":
                 body = self.catalog(rng)
             elif endpoint == "orders":
@@ -215,6 +288,11 @@ class Shop:
                 body = self.search(rng, query)
             else:
                 body = self.profile(rng)
+            if fault.get("kind") == "slowdown" and fault.get("endpoint") == endpoint:
+                # factor x (this request's handling + the ~0.7 ms a client also sees: parsing,
+                # sending, loopback), so the client-side latency rises by about the factor
+                handled = time.perf_counter() - begun + CLIENT_OVERHEAD_S
+                time.sleep(handled * float(fault["factor"]))
             if self.error_now(endpoint, rng):
                 return 500, {"error": "internal error (injected)"}
         return 200, body
@@ -228,11 +306,22 @@ def make_handler(shop: Shop) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        def setup(self) -> None:
+            super().setup()
+            fault = shop.fault
+            if fault.get("kind") == "churn":
+                # A new connection's set-up (a TLS/session hand-shake stand-in): CPU work.
+                until = time.perf_counter() + float(fault.get("setup_ms", 2)) / 1000
+                while time.perf_counter() < until:
+                    pass
+
         def _send(self, status: int, body: Any) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if shop.fault.get("kind") == "churn" and self.path != "/_admin/config":
+                self.send_header("Connection", "close")  # sets close_connection too
             self.end_headers()
             self.wfile.write(data)
 
