@@ -1,20 +1,28 @@
 """Build the golden evaluation set: real k6 run pairs (baseline, candidate) through the service.
 
-For each case the local target (``target.py``) is set to the case's noise level with no fault
-and the plan is run once (the baseline); then the case's fault is switched on and the same
-plan is run again (the candidate). The candidate is analysed with
-``baseline_run_ids=[baseline]``. Labels come from the case's design (which fault, where,
-expected regression) and from k6's own end-of-test summary of the candidate (SLO breached or
+For each case the local target (``target.py``) is set to the case's noise level and its
+baseline state (no fault, or for an improvement the slow "before" version) and the plan is run
+once (the baseline); then the case's fault is switched on (or, for a load change, the plan's
+next version with another closed-model load is used) and the plan is run again (the
+candidate). The candidate is analysed with ``baseline_run_ids=[baseline]``. Labels come from
+the case's design (which fault, where, expected regression / improvement, load change,
+disturbed generator) and from k6's own end-of-test summary of the candidate (SLO breached or
 not: k6's measured value against the target).
 
-    .venv/bin/python eval/golden/build.py                      # every case (~45 pairs, ~12 min)
-    .venv/bin/python eval/golden/build.py --pairs 6            # the first 6 (all fault kinds)
-    .venv/bin/python eval/golden/build.py --only latency --only none
+    .venv/bin/python eval/golden/build.py --at HEAD               # every case (104 pairs, ~25 min)
+    .venv/bin/python eval/golden/build.py --per-family 1 --out /tmp/g   # one case of each family
+    .venv/bin/python eval/golden/build.py --pairs 17              # the first 17 (every family)
+    .venv/bin/python eval/golden/build.py --only stalls --only none
+    .venv/bin/python eval/golden/build.py --seed 7 --list        # a draw's case list, no runs
+
+The case list is drawn afresh on every build: without ``--seed`` a random seed is chosen,
+printed and recorded in ``results.json`` ``meta.seed``; ``--seed N`` repeats a draw.
 
 Writes ``cases.json`` (the cases and their labels) and ``results.json`` (per case: both runs'
-stored results, k6's own summary figures, and the analysis JSON) next to this file, or into
-``--out``. Uses PERF_AGENT_DATABASE_URL, by default the local ``perf_agent_golden`` database
-(created when missing). All load goes to 127.0.0.1.
+stored results, k6's own summary figures, the CPU the machine spent outside this build during
+each run, and the analysis JSON) next to this file, or into ``--out``. Uses
+PERF_AGENT_DATABASE_URL, by default the local ``perf_agent_golden`` database (created when
+missing). All load goes to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -40,7 +48,6 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/perf_agent_golden"
-SEED = 20240611
 ENDPOINTS = ("catalog", "orders", "search", "profile")
 PATHS = {
     "catalog": "/catalog",
@@ -56,6 +63,7 @@ NOISE: dict[str, dict[str, Any]] = {
 # p95 (ms) of each endpoint at 40 iterations/s with no jitter, as measured on the target;
 # only used to place SLO targets clearly above or below what a case should measure.
 BASE_P95 = {"catalog": 4.5, "orders": 2.5, "search": 2.0, "profile": 4.0}
+DOWNSTREAM_MS = {"catalog": 1.0, "profile": 1.5}
 SLOW_QUERY_ADDS_MS = {100_000: 6.0, 200_000: 12.0}
 OPEN_LOOP = {
     "profile": "constant-arrival",
@@ -65,100 +73,163 @@ OPEN_LOOP = {
     "max_vus": 60,
 }
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+# Run-level CPU the machine spent outside this build (cores) above which a run is flagged as
+# possibly disturbed by something else (another user's tests, a compile).
+OTHER_LOAD_FLAG = 0.25
+
+# How many cases of each family a full build draws, in this order. "No change in the target":
+# none, load_change, disturbed (58 of 104).
+FAMILIES: dict[str, int] = {
+    "none": 40,
+    "load_change": 8,
+    "disturbed": 10,
+    "latency": 5,
+    "slow_query": 3,
+    "pool": 4,
+    "errors": 4,
+    "stalls": 4,
+    "downstream": 4,
+    "churn": 3,
+    "lock": 4,
+    "leak": 4,
+    "slowdown": 6,
+    "improvement": 5,
+}
+NO_CHANGE = ("none", "load_change", "disturbed")
 
 
 # --- the cases -----------------------------------------------------------------------------
 
 
-def _designs() -> list[dict[str, Any]]:
-    """(kind, fault, noise) of every case, in a fixed order."""
-    designs: list[dict[str, Any]] = []
-    for noise in NOISE:
-        for rate in (40, 40, 40, 60, 60, 100):
-            designs.append(
-                {"kind": "none", "fault": {"kind": "none"}, "noise": noise, "rate": rate}
+def _design(kind: str, rng: random.Random, n: int) -> dict[str, Any]:
+    """The ``n``-th design of family ``kind``, its free parameters drawn from ``rng``."""
+    noise = rng.choice(tuple(NOISE))
+    design: dict[str, Any] = {"kind": kind, "fault": {"kind": "none"}, "noise": noise, "rate": 40}
+    endpoint = rng.choice(ENDPOINTS)
+    if kind == "none":
+        design["rate"] = rng.choice((40, 40, 40, 60, 60, 100))
+    elif kind == "latency":
+        ms = rng.choice((15, 40))
+        design["fault"] = {"kind": "latency", "endpoint": endpoint, "ms": ms}
+        design["rate"] = 60 if ms == 40 else 40
+    elif kind == "slow_query":
+        design["fault"] = {
+            "kind": "slow_query",
+            "endpoint": "orders",
+            "rows": rng.choice(tuple(SLOW_QUERY_ADDS_MS)),
+        }
+    elif kind == "pool":
+        # A pool only matters where requests overlap: k6's arrival-rate executor spaces
+        # iterations evenly, so each (size, noise, rate) comes from trial runs (size 2 at
+        # medium noise and 80/s, or size 3 at high noise and 80/s, moved p95 by <= 10 %;
+        # these raised it from 1.6x to 45x).
+        size, design["noise"], design["rate"] = rng.choice(
+            (
+                (1, "low", 160),
+                (1, "medium", 60),
+                (1, "medium", 80),
+                (2, "high", 60),
+                (3, "high", 100),
             )
-    for endpoint, ms, noise in (
-        ("catalog", 15, "low"),
-        ("orders", 40, "low"),
-        ("search", 15, "medium"),
-        ("profile", 40, "medium"),
-        ("orders", 15, "high"),
-        ("catalog", 40, "high"),
-        ("search", 40, "low"),
-        ("profile", 15, "high"),
-    ):
-        designs.append(
-            {
+        )
+        design["fault"] = {"kind": "pool", "size": size}
+    elif kind == "errors":
+        design["fault"] = {
+            "kind": "errors",
+            "endpoint": endpoint,
+            "rate": rng.choice((0.05, 0.10)),
+            "ramp": rng.random() < 0.4,
+            "ramp_s": 6,
+        }
+    elif kind == "stalls":
+        design["fault"] = {"kind": "stalls", "endpoint": endpoint, "every_s": 1.0, "ms": [50, 150]}
+    elif kind == "downstream":
+        endpoint = rng.choice(tuple(DOWNSTREAM_MS))
+        design["fault"] = {"kind": "downstream", "endpoint": endpoint, "ms": rng.choice((8, 20))}
+    elif kind == "churn":
+        design["fault"] = {"kind": "churn", "setup_ms": rng.choice((2, 3))}
+        design["rate"] = rng.choice((40, 60))
+    elif kind == "lock":
+        pair = rng.choice(
+            (
+                ("orders", "profile"),
+                ("catalog", "orders"),
+                ("search", "profile"),
+                ("catalog", "profile"),
+            )
+        )
+        design["fault"] = {"kind": "lock", "endpoints": list(pair), "ms": rng.choice((3, 5))}
+        design["rate"] = 60
+    elif kind == "leak":
+        design["fault"] = {"kind": "leak", "endpoint": endpoint, "kb": rng.choice((128, 256))}
+    elif kind == "slowdown":
+        factor = round(rng.uniform(0.15, 0.30), 2)
+        design["fault"] = {"kind": "slowdown", "endpoint": endpoint, "factor": factor}
+    elif kind == "improvement":
+        # The baseline runs the slow "before" version; the candidate has it fixed.
+        before = rng.choice(("latency", "latency", "slow_query"))
+        if before == "slow_query":
+            design["baseline_fault"] = {"kind": "slow_query", "endpoint": "orders", "rows": 200_000}
+        else:
+            design["baseline_fault"] = {
                 "kind": "latency",
-                "fault": {"kind": "latency", "endpoint": endpoint, "ms": ms},
-                "noise": noise,
-                "rate": 60 if ms == 40 else 40,
+                "endpoint": endpoint,
+                "ms": rng.choice((10, 25)),
             }
-        )
-    for rows in SLOW_QUERY_ADDS_MS:
-        for noise in NOISE:
-            designs.append(
-                {
-                    "kind": "slow_query",
-                    "fault": {"kind": "slow_query", "endpoint": "orders", "rows": rows},
-                    "noise": noise,
-                }
-            )
-    # A pool only matters where requests overlap: k6's arrival-rate executor spaces iterations
-    # evenly, so the rate is set per case (trial runs: size 2 at medium noise and 80/s, or size
-    # 3 at high noise and 80/s, moved p95 by <= 10 %; these five raise it from 1.6x to 45x).
-    for size, noise, rate in (
-        (1, "low", 160),
-        (1, "medium", 60),
-        (1, "medium", 80),
-        (2, "high", 60),
-        (3, "high", 100),
-    ):
-        designs.append(
-            {
-                "kind": "pool",
-                "fault": {"kind": "pool", "size": size},
-                "noise": noise,
-                "rate": rate,
-            }
-        )
-    for endpoint, share, ramp, noise in (
-        ("search", 0.05, False, "low"),
-        ("catalog", 0.10, False, "medium"),
-        ("orders", 0.05, True, "high"),
-        ("profile", 0.10, True, "low"),
-        ("search", 0.05, True, "medium"),
-        ("catalog", 0.05, False, "high"),
-    ):
-        designs.append(
-            {
-                "kind": "errors",
-                "fault": {
-                    "kind": "errors",
-                    "endpoint": endpoint,
-                    "rate": share,
-                    "ramp": ramp,
-                    "ramp_s": 6,
-                },
-                "noise": noise,
-            }
-        )
-    return designs
+    elif kind == "load_change":
+        # Closed model (constant VUs, a pause after each iteration) in both runs; the
+        # candidate has other VUs or another pause. The service is the same.
+        vus, think = rng.choice((2, 3)), rng.choice((50, 100))
+        change = rng.choice(("vus x2", "vus x0.5", "think x2", "think x0.5"))
+        cand_vus, cand_think = vus, think
+        if change == "vus x2":
+            cand_vus = vus * 2
+        elif change == "vus x0.5":
+            vus, cand_vus = vus * 2, vus  # e.g. 4 -> 2
+        elif change == "think x2":
+            cand_think = think * 2
+        else:
+            cand_think = think // 2
+        design["load"] = closed_load(vus, think)
+        design["candidate_load"] = closed_load(cand_vus, cand_think)
+        design["load_change"] = change
+        design["rate"] = None
+    elif kind == "disturbed":
+        design["hog"] = ("baseline", "candidate")[n % 2]
+        design["rate"] = rng.choice((40, 60))
+    else:
+        raise ValueError(kind)
+    return design
+
+
+def closed_load(vus: int, think_ms: int) -> dict[str, Any]:
+    return {"profile": "load", "vus": vus, "duration": "6s", "think_time": f"{think_ms}ms"}
 
 
 def _expected_p95(endpoint: str, fault: dict[str, Any], noise: str) -> float | None:
     """What the design expects the candidate's p95 of ``endpoint`` to be, roughly (ms);
-    None where the design cannot say (a small pool: depends on queueing)."""
+    None where the design cannot say (a small pool or a lock: depends on queueing; a leak:
+    grows over the run)."""
     jitter = float(NOISE[noise]["jitter_ms"])
     p95 = BASE_P95[endpoint] + 0.95 * jitter
-    if fault["kind"] == "pool":
+    kind = fault["kind"]
+    if kind == "pool":
+        return None
+    if kind == "churn":
+        return p95 + float(fault["setup_ms"]) + 1
+    if kind == "lock" and endpoint in fault["endpoints"]:
         return None
     if fault.get("endpoint") == endpoint:
-        if fault["kind"] == "latency":
+        if kind == "latency":
             p95 += float(fault["ms"])
-        elif fault["kind"] == "slow_query":
+        elif kind == "slow_query":
             p95 += SLOW_QUERY_ADDS_MS[int(fault["rows"])]
+        elif kind == "downstream":
+            p95 += 1.45 * float(fault["ms"]) - DOWNSTREAM_MS[endpoint]
+        elif kind == "leak":
+            return None
+        elif kind == "slowdown":
+            p95 *= 1 + float(fault["factor"])
     return p95
 
 
@@ -177,30 +248,98 @@ def _slo_text(sli: str, target: float) -> str:
     return f"{sli} < {target:g}ms"
 
 
-def generate_cases(seed: int = SEED) -> list[dict[str, Any]]:
-    """The case list: deterministic for a seed; kinds interleaved so any prefix covers all."""
-    rng = random.Random(seed)
-    designs = _designs()
+def _interleave(designs: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """One case of every family first (in FAMILIES order), then the rest spread evenly, so any
+    prefix of 14 or more covers every family and a longer one keeps the mix."""
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for design in designs:
         by_kind.setdefault(design["kind"], []).append(design)
-    for group in by_kind.values():
-        rng.shuffle(group)
-    ordered: list[dict[str, Any]] = []
-    # Round robin, with "none" taking two slots per round (it is ~40 % of the set).
-    pattern = ["none", "latency", "none", "slow_query", "pool", "errors"]
-    while any(by_kind.values()):
-        for kind in pattern:
-            if by_kind.get(kind):
-                ordered.append(by_kind[kind].pop())
+    keyed: list[tuple[float, float, dict[str, Any]]] = []
+    for order, (_kind, group) in enumerate(by_kind.items()):
+        for i, design in enumerate(group):
+            key = -1.0 + order / 100 if i == 0 else i / len(group)
+            keyed.append((key, rng.random(), design))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [d for _, _, d in keyed]
+
+
+def case_detail(design: dict[str, Any]) -> str:
+    kind, fault = design["kind"], design["fault"]
+    if kind == "none":
+        return ""
+    if kind == "latency":
+        return f"-{fault['endpoint']}+{fault['ms']}ms"
+    if kind == "slow_query":
+        return f"-{fault['endpoint']}-{fault['rows'] // 1000}k"
+    if kind == "pool":
+        return f"-size{fault['size']}"
+    if kind == "errors":
+        return f"-{fault['endpoint']}-{fault['rate'] * 100:g}pct" + (
+            "-ramp" if fault["ramp"] else ""
+        )
+    if kind == "stalls":
+        return f"-{fault['endpoint']}-{fault['ms'][0]}-{fault['ms'][1]}ms"
+    if kind == "downstream":
+        return f"-{fault['endpoint']}-{fault['ms']}ms"
+    if kind == "churn":
+        return f"-setup{fault['setup_ms']}ms"
+    if kind == "lock":
+        return f"-{'+'.join(fault['endpoints'])}-{fault['ms']}ms"
+    if kind == "leak":
+        return f"-{fault['endpoint']}-{fault['kb']}kb"
+    if kind == "slowdown":
+        return f"-{fault['endpoint']}+{fault['factor'] * 100:.0f}pct"
+    if kind == "improvement":
+        before = design["baseline_fault"]
+        what = f"{before['ms']}ms" if before["kind"] == "latency" else f"{before['rows'] // 1000}k"
+        return f"-{before['endpoint']}-{before['kind']}{what}"
+    if kind == "load_change":
+        b, c = design["load"], design["candidate_load"]
+        return f"-vu{b['vus']}t{b['think_time']}-to-vu{c['vus']}t{c['think_time']}"
+    if kind == "disturbed":
+        return f"-hog-{design['hog']}"
+    raise ValueError(kind)
+
+
+def new_seed() -> int:
+    return random.SystemRandom().randrange(1, 2**31)
+
+
+def generate_cases(seed: int, families: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """The case list drawn with ``seed``: the same seed gives the same cases, SLOs and order."""
+    rng = random.Random(seed)
+    designs = [
+        _design(kind, rng, n)
+        for kind, count in (families or FAMILIES).items()
+        for n in range(count)
+    ]
     cases = []
-    for index, design in enumerate(ordered, start=1):
+    for index, design in enumerate(_interleave(designs, rng), start=1):
         fault, noise, kind = design["fault"], design["noise"], design["kind"]
-        affected = "*" if kind == "pool" else (fault.get("endpoint") if kind != "none" else None)
+        before = design.get("baseline_fault")
+        if kind in ("pool", "churn"):
+            affected: str | None = "*"
+            endpoints_affected = list(ENDPOINTS)
+        elif kind == "lock":
+            affected = fault["endpoints"][0]
+            endpoints_affected = list(fault["endpoints"])
+        elif kind == "improvement":
+            affected = before["endpoint"]
+            endpoints_affected = [affected]
+        elif fault.get("endpoint"):
+            affected = fault["endpoint"]
+            endpoints_affected = [affected]
+        else:
+            affected, endpoints_affected = None, []
         focus = affected if affected not in (None, "*") else rng.choice(ENDPOINTS)
-        tight_focus = rng.random() < 0.35
-        tight_global = rng.random() < 0.3
+        # No-change pairs with another load or a disturbed generator get loose latency targets:
+        # their verdict should turn on the comparison, not on an objective placed near the line.
+        loose_only = kind in ("load_change", "disturbed")
+        tight_focus = rng.random() < 0.35 and not loose_only
+        tight_global = rng.random() < 0.3 and not loose_only
         expected = {e: _expected_p95(e, fault, noise) for e in ENDPOINTS}
+        if kind == "load_change":
+            expected = {e: None for e in ENDPOINTS}
         known = [v for v in expected.values() if v is not None]
         expected_global = max(known) if len(known) == len(ENDPOINTS) else None
         focus_target = _latency_target(expected[focus], tight_focus, rng)
@@ -229,42 +368,47 @@ def generate_cases(seed: int = SEED) -> list[dict[str, Any]]:
                     share = error_share / len(ENDPOINTS)
                 ratio = share / slo["target"]
                 design_breach.append(None if 0.6 <= ratio <= 1.6 else ratio > 1)
-        detail = {
-            "none": "",
-            "latency": f"-{fault.get('endpoint')}+{fault.get('ms')}ms",
-            "slow_query": f"-{fault.get('endpoint')}-{fault.get('rows', 0) // 1000}k",
-            "pool": f"-size{fault.get('size')}",
-            "errors": (
-                f"-{fault.get('endpoint')}-{float(fault.get('rate', 0)) * 100:g}pct"
-                + ("-ramp" if fault.get("ramp") else "")
-            ),
-        }[kind]
-        rate = design.get("rate", OPEN_LOOP["rate"])
-        case_id = f"g{index:02d}-{kind}{detail}-{noise}-r{rate}"
-        cases.append(
-            {
-                "id": case_id,
-                "kind": kind,
-                "fault": fault,
-                "noise_level": noise,
-                "noise": NOISE[noise],
-                "load": {**OPEN_LOOP, "rate": rate},
-                "slos": slos,
-                "labels": {
-                    "fault": kind,
-                    "endpoint_affected": affected,
-                    "expected_regression": kind != "none",
-                    "slo_breach_design": design_breach,
-                    # Filled in by the build from k6's own summary of the candidate run:
-                    "slo_breach_k6": None,
-                    "slo_measured_k6": None,
-                },
-            }
+        rate = design.get("rate")
+        load = design.get("load") or {**OPEN_LOOP, "rate": rate}
+        case_id = f"g{index:03d}-{kind}{case_detail(design)}-{noise}" + (
+            f"-r{rate}" if rate else ""
         )
+        case: dict[str, Any] = {
+            "id": case_id,
+            "kind": kind,
+            "fault": fault,
+            "baseline_fault": before or {"kind": "none"},
+            "noise_level": noise,
+            "noise": NOISE[noise],
+            "load": load,
+            "candidate_load": design.get("candidate_load"),
+            "hog": design.get("hog"),
+            "slos": slos,
+            "labels": {
+                "fault": kind,
+                "endpoint_affected": affected,
+                "endpoints_affected": endpoints_affected,
+                "expected_regression": kind not in (*NO_CHANGE, "improvement"),
+                "expected_improvement": kind == "improvement",
+                "no_change_in_target": kind in NO_CHANGE,
+                "load_change": kind == "load_change",
+                "load_change_detail": design.get("load_change"),
+                "disturbed": kind == "disturbed",
+                "disturbed_run": design.get("hog"),
+                "expected_verdict": "inconclusive" if kind == "disturbed" else None,
+                "slo_breach_design": design_breach,
+                # Filled in by the build from k6's own summary of the candidate run:
+                "slo_breach_k6": None,
+                "slo_measured_k6": None,
+            },
+        }
+        cases.append(case)
     return cases
 
 
-def plan_document(case: dict[str, Any], target: str) -> dict[str, Any]:
+def plan_document(
+    case: dict[str, Any], target: str, load: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "name": f"golden-{case['id']}",
         "description": "Golden evaluation set case (eval/golden).",
@@ -272,7 +416,7 @@ def plan_document(case: dict[str, Any], target: str) -> dict[str, Any]:
         "endpoints": [
             {"name": name, "path": PATHS[name], "expect_status": 200} for name in ENDPOINTS
         ],
-        "load": case["load"],
+        "load": load or case["load"],
         "slos": [
             {"objective": s["objective"], "endpoint": s["endpoint"]}
             if s["endpoint"]
@@ -285,18 +429,54 @@ def plan_document(case: dict[str, Any], target: str) -> dict[str, Any]:
 # --- k6's own numbers ----------------------------------------------------------------------
 
 
+def _metric(metrics: dict[str, Any], name: str) -> dict[str, Any]:
+    value = metrics.get(name)
+    if not isinstance(value, dict):
+        return {}
+    inner = value.get("values")
+    return inner if isinstance(inner, dict) else value
+
+
 def k6_figures(summary: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Per endpoint ('*': all), straight from k6's end-of-test summary."""
+    """Per endpoint ('*': all), straight from k6's end-of-test summary; under '_run' the
+    run-level figures (iterations, dropped iterations, VUs, connection set-up)."""
     from app.runs.summary import endpoint_result
 
     if not summary or not isinstance(summary.get("metrics"), dict):
         return None
-    figures = {}
+    metrics = summary["metrics"]
+    figures: dict[str, Any] = {}
     for endpoint in (None, *ENDPOINTS):
-        row = endpoint_result(summary["metrics"], endpoint)
+        row = endpoint_result(metrics, endpoint)
         figures[row["endpoint"]] = {
-            k: row[k] for k in ("requests", "failures", "error_rate", "p50_ms", "p95_ms", "p99_ms")
+            k: row.get(k)
+            for k in (
+                "requests",
+                "rps",
+                "failures",
+                "error_rate",
+                "avg_ms",
+                "p50_ms",
+                "p90_ms",
+                "p95_ms",
+                "p99_ms",
+                "max_ms",
+            )
         }
+    run: dict[str, Any] = {}
+    for name, keys in (
+        ("iterations", ("count", "rate")),
+        ("dropped_iterations", ("count",)),
+        ("vus_max", ("value", "max")),
+        ("iteration_duration", ("avg", "med", "p(95)")),
+        ("http_req_connecting", ("avg", "max")),
+        ("http_req_blocked", ("avg", "p(95)")),
+    ):
+        values = _metric(metrics, name)
+        for key in keys:
+            if key in values:
+                run[f"{name}.{key}"] = values[key]
+    figures["_run"] = run
     return figures
 
 
@@ -338,6 +518,89 @@ def ensure_database(db_url: str) -> None:
         print(f"created database {name}")
 
 
+# --- the machine's other load --------------------------------------------------------------
+
+
+def _tree_cpu() -> dict[tuple[int, float], float]:
+    """CPU seconds (own + reaped children) of this process and every live descendant (the
+    service's threads, k6, the target, a CPU hog), keyed by (pid, start time)."""
+    import psutil
+
+    me = psutil.Process()
+    found = {}
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            found[(proc.pid, proc.create_time())] = (
+                t.user + t.system + t.children_user + t.children_system
+            )
+    return found
+
+
+def _machine_cpu() -> dict[str, float]:
+    import psutil
+
+    t = psutil.cpu_times()
+    return {
+        "busy": t.user + t.nice + t.system,  # guest time is already inside user
+        "irq": getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0),
+        "steal": getattr(t, "steal", 0.0),
+    }
+
+
+class CpuWindow:
+    """CPU the machine spent during one run, split into this build's process tree (the
+    service, its k6, the target), a deliberate CPU hog, and everything else ("other": other
+    users' processes, the database server). In cores (CPU seconds per wall second)."""
+
+    def __init__(self, hog_pid: int | None = None) -> None:
+        self.hog_pid = hog_pid
+
+    def __enter__(self) -> CpuWindow:
+        self.t0 = time.monotonic()
+        self.machine0 = _machine_cpu()
+        self.tree0 = _tree_cpu()
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        tree1 = _tree_cpu()
+        machine1 = _machine_cpu()
+        wall = max(time.monotonic() - self.t0, 1e-6)
+        ours = sum(v - self.tree0.get(k, 0.0) for k, v in tree1.items())
+        # A descendant that ended inside the window was reaped by its parent in the tree,
+        # whose children_* now hold its whole life: take off what it had used before.
+        ours -= sum(v for k, v in self.tree0.items() if k not in tree1)
+        hog = sum(v - self.tree0.get(k, 0.0) for k, v in tree1.items() if k[0] == self.hog_pid)
+        busy = machine1["busy"] - self.machine0["busy"]
+        return {
+            "wall_s": round(wall, 2),
+            "machine_busy_cores": round(busy / wall, 3),
+            "build_cores": round((ours - hog) / wall, 3),
+            "hog_cores": round(hog / wall, 3),
+            "other_cores": round(max(0.0, busy - ours) / wall, 3),
+            "irq_cores": round((machine1["irq"] - self.machine0["irq"]) / wall, 3),
+            "steal_cores": round((machine1["steal"] - self.machine0["steal"]) / wall, 3),
+        }
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def cpu_hog(enabled: bool) -> Iterator[int | None]:
+    """A separate process burning about one core for as long as the block runs."""
+    if not enabled:
+        yield None
+        return
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it get going before the run starts
+        yield hog.pid
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 # --- running -------------------------------------------------------------------------------
 
 
@@ -366,20 +629,38 @@ def warm_up(target: str) -> None:
                 http.get(path)
 
 
+def one_run(client: Any, plan_id: str, hog: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Execute the plan once and wait for it; the machine's CPU split over the run."""
+    with cpu_hog(hog) as hog_pid, CpuWindow(hog_pid) as window:
+        run = client.wait(client.execute(plan_id)["id"])
+        cpu = window.stop()
+    return run, cpu
+
+
 def run_case(client: Any, target: str, case: dict[str, Any], db_url: str) -> dict[str, Any]:
-    document = plan_document(case, target)
     started = time.monotonic()
-    plan = client.create_plan(document)
+    plan = client.create_plan(plan_document(case, target))
     client.approve(plan["id"], reviewer="eval/golden")
-    configure_target(target, {"kind": "none"}, case["noise"])
-    baseline = client.wait(client.execute(plan["id"])["id"])
+    candidate_plan = plan["id"]
+    if case.get("candidate_load"):
+        # The next version of the same plan (one family, so the baseline is accepted) with
+        # the other closed-model load.
+        version = client.create_version(
+            plan["id"], json.dumps(plan_document(case, target, case["candidate_load"]))
+        )
+        client.approve(version["id"], reviewer="eval/golden")
+        candidate_plan = version["id"]
+    configure_target(target, case.get("baseline_fault") or {"kind": "none"}, case["noise"])
+    baseline, baseline_cpu = one_run(client, plan["id"], hog=case.get("hog") == "baseline")
     configure_target(target, case["fault"], case["noise"])
-    candidate = client.wait(client.execute(plan["id"])["id"])
+    candidate, candidate_cpu = one_run(client, candidate_plan, hog=case.get("hog") == "candidate")
     configure_target(target, {"kind": "none"}, {})
     record: dict[str, Any] = {
         "plan_id": plan["id"],
+        "candidate_plan_id": candidate_plan,
         "baseline_run": _run_view(baseline),
         "candidate_run": _run_view(candidate),
+        "cpu": {"baseline": baseline_cpu, "candidate": candidate_cpu},
     }
     raw = summaries(db_url, [baseline["id"], candidate["id"]])
     record["k6"] = {
@@ -421,8 +702,20 @@ def label_case(case: dict[str, Any], record: dict[str, Any]) -> None:
 
 
 def one_line(case: dict[str, Any], record: dict[str, Any]) -> str:
+    cpu = record.get("cpu") or {}
+    other = "/".join(
+        f"{(cpu.get(r) or {}).get('other_cores', 0):.2f}" for r in ("baseline", "candidate")
+    )
+    flag = (
+        "!"
+        if any(
+            (cpu.get(r) or {}).get("other_cores", 0) >= OTHER_LOAD_FLAG
+            for r in ("baseline", "candidate")
+        )
+        else " "
+    )
     if "analysis" not in record:
-        return f"ERROR {record.get('error')}"
+        return f"other {other}{flag} ERROR {record.get('error')}"
     analysis = record["analysis"]
     regressions = [
         f"{c['endpoint']}:{c['sli']}"
@@ -436,9 +729,10 @@ def one_line(case: dict[str, Any], record: dict[str, Any]) -> str:
     truth = "".join(
         "F" if b else ("." if b is False else "?") for b in case["labels"]["slo_breach_k6"]
     )
+    generator = (analysis.get("load_generator") or {}).get("status", "-")
     return (
-        f"verdict {analysis.get('verdict')}, slo {slo} (k6 {truth}), regressions "
-        f"{','.join(regressions) or '-'}"
+        f"other {other}{flag} verdict {analysis.get('verdict')}, slo {slo} (k6 {truth}), "
+        f"generator {generator}, regressions {','.join(regressions) or '-'}"
     )
 
 
@@ -479,7 +773,25 @@ def use_code(rev: str | None) -> dict[str, Any]:
     return {"code": f"commit {commit}", "head": commit, "snapshot": str(snapshot)}
 
 
+def select(cases: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.only:
+        cases = [c for c in cases if c["kind"] in args.only]
+    if args.per_family:
+        seen: dict[str, int] = {}
+        kept = []
+        for case in cases:
+            seen[case["kind"]] = seen.get(case["kind"], 0) + 1
+            if seen[case["kind"]] <= args.per_family:
+                kept.append(case)
+        cases = kept
+    if args.pairs:
+        cases = cases[: args.pairs]
+    return cases
+
+
 def build(args: argparse.Namespace) -> int:
+    seed = args.seed if args.seed is not None else new_seed()
+    print(f"seed {seed}" + ("" if args.seed is not None else " (drawn; --seed repeats it)"))
     code = use_code(args.at)
     os.environ.setdefault("PERF_AGENT_DATABASE_URL", DEFAULT_DB)
     db_url = os.environ["PERF_AGENT_DATABASE_URL"]
@@ -490,28 +802,28 @@ def build(args: argparse.Namespace) -> int:
     from app.core.settings import get_settings
 
     code["app_imported_from"] = str(Path(sys.modules["app"].__file__ or "").parent)
-    cases = generate_cases(args.seed)
-    if args.only:
-        cases = [c for c in cases if c["kind"] in args.only]
-    if args.pairs:
-        cases = cases[: args.pairs]
+    cases = select(generate_cases(seed), args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = get_settings().model_copy(update={"worker_poll_interval_s": 0.2})
     results: dict[str, Any] = {
         "meta": {
-            "seed": args.seed,
+            "seed": seed,
+            "seed_drawn": args.seed is None,
+            "selection": {"only": args.only, "per_family": args.per_family, "pairs": args.pairs},
             "database": db_url.rsplit("@", 1)[-1],
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "k6_binary": settings.k6_binary,
+            "cpu_count": os.cpu_count(),
+            "other_load_flag_cores": OTHER_LOAD_FLAG,
             **code,
         },
         "cases": {},
     }
     started = time.monotonic()
+    quiet = sum(c["labels"]["no_change_in_target"] for c in cases)
     print(
-        f"{len(cases)} pairs ({sum(c['kind'] == 'none' for c in cases)} without a fault); "
-        f"service code: {code['code']}"
+        f"{len(cases)} pairs ({quiet} without a change in the target); service code: {code['code']}"
     )
     with (
         running_target(free_port()) as target,
@@ -524,7 +836,7 @@ def build(args: argparse.Namespace) -> int:
             label_case(case, record)
             results["cases"][case["id"]] = record
             print(
-                f"[{n:>2}/{len(cases)}] {case['id']:<40} {record['seconds']:>5.1f}s  "
+                f"[{n:>3}/{len(cases)}] {case['id']:<52} {record['seconds']:>5.1f}s  "
                 f"{one_line(case, record)}",
                 flush=True,
             )
@@ -534,7 +846,10 @@ def build(args: argparse.Namespace) -> int:
     results["meta"]["wall_seconds"] = round(elapsed, 1)
     write_json(out / "cases.json", cases)
     write_json(out / "results.json", results)
-    print(f"built {len(cases)} pairs in {elapsed / 60:.1f} min -> {out}/cases.json, results.json")
+    print(
+        f"built {len(cases)} pairs in {elapsed / 60:.1f} min (seed {seed}) -> "
+        f"{out}/cases.json, results.json"
+    )
     return 0
 
 
@@ -544,10 +859,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         action="append",
-        choices=("none", "latency", "slow_query", "pool", "errors"),
-        help="only cases of this fault kind (repeatable)",
+        choices=tuple(FAMILIES),
+        help="only cases of this family (repeatable)",
     )
-    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--per-family", type=int, default=None, help="at most N cases of each family")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the draw of cases (default: a new random seed, printed and stored in meta.seed)",
+    )
     p.add_argument("--out", default=str(HERE), help="directory for cases.json, results.json")
     p.add_argument(
         "--at",
@@ -563,9 +884,15 @@ def parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = parser().parse_args()
     if args.list:
-        for case in generate_cases(args.seed):
+        seed = args.seed if args.seed is not None else new_seed()
+        cases = select(generate_cases(seed), args)
+        print(
+            f"seed {seed}: {len(cases)} cases, "
+            f"{sum(c['labels']['no_change_in_target'] for c in cases)} without a change"
+        )
+        for case in cases:
             slos = "; ".join(f"{s['endpoint'] or '*'}:{s['objective']}" for s in case["slos"])
-            print(f"{case['id']:<40} {slos}  design-breach {case['labels']['slo_breach_design']}")
+            print(f"{case['id']:<52} {slos}  design-breach {case['labels']['slo_breach_design']}")
         return 0
     return build(args)
 
