@@ -1,0 +1,3 @@
+module perfagent/pproftarget
+
+go 1.19
