@@ -532,7 +532,7 @@ def demo(
     print_verdict(analysis)
 
 
-GATE_PASS, GATE_FAIL, GATE_ERROR = 0, 1, 2
+GATE_PASS, GATE_FAIL, GATE_ERROR, GATE_INCONCLUSIVE = 0, 1, 2, 3
 
 
 def _problem(exc: httpx.HTTPStatusError) -> str:
@@ -581,10 +581,20 @@ def gate(
         Path, typer.Option(metavar="DIR", help="Where report.md, report.html and analysis.json go")
     ] = Path("perf-agent-report"),
     every: ProgressEvery = 10.0,
+    retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=5,
+            help="Runs again this many times while the verdict is 'inconclusive' (the load "
+            "generator was saturated or disturbed)",
+        ),
+    ] = 1,
 ) -> None:
     """For CI: run a plan through the service, analyse it, write the reports. Exit 0 when the
     verdict passes, 1 when it fails, 2 when the service refused, the run failed or the service
-    could not be reached.
+    could not be reached, 3 when it stayed inconclusive (the load generator was short of CPU
+    or shared its machine: retry the job on a quieter runner).
 
     The key needs read, plan and execute, and approve too to run the draft a new plan file
     becomes (auto-approved, with the key's owner as its reviewer)."""
@@ -600,12 +610,21 @@ def gate(
         else:
             plan = client.http.get(f"/plans/{plan_id}").raise_for_status().json()
         say(f"plan    {plan['id']} v{plan['version']} ({plan['status']})")
-        run = _execute_or_archive(client, plan, created=text is not None)
-        say(f"run     {run['id']} queued; {run['planned_duration_s']:g} s of load")
-        run = follow(client, run["id"], console, interval_s=every, timeout_s=timeout)
-        if run["status"] == "failed":
-            raise typer.Exit(GATE_ERROR)  # no measurement to judge: not a verdict
-        analysis = client.analyse(run["id"], baseline_run_ids=baseline)
+        for attempt in range(retries + 1):
+            if attempt:
+                plan = client.http.get(f"/plans/{plan['id']}").raise_for_status().json()
+            run = _execute_or_archive(client, plan, created=text is not None and not attempt)
+            say(f"run     {run['id']} queued; {run['planned_duration_s']:g} s of load")
+            run = follow(client, run["id"], console, interval_s=every, timeout_s=timeout)
+            if run["status"] == "failed":
+                raise typer.Exit(GATE_ERROR)  # no measurement to judge: not a verdict
+            analysis = client.analyse(run["id"], baseline_run_ids=baseline)
+            if analysis["verdict"] != "inconclusive":
+                break
+            reasons = "; ".join((analysis.get("load_generator") or {}).get("reasons") or [])
+            say(f"verdict INCONCLUSIVE: the load generator was not healthy ({reasons})")
+            if attempt < retries:
+                say(f"running it again ({attempt + 1} of {retries})")
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.md").write_text(client.report(analysis["id"]))
         (out / "report.html").write_text(client.report(analysis["id"], kind="html"))
@@ -620,6 +639,8 @@ def gate(
         if finding["severity"] != "info":
             say(f"  • {finding['summary']}")
     say(f"reports in {out.resolve()}")
+    if verdict == "inconclusive":
+        raise typer.Exit(GATE_INCONCLUSIVE)
     passed = verdict == "pass" or (verdict == "warning" and allow_warning)
     raise typer.Exit(GATE_PASS if passed else GATE_FAIL)
 

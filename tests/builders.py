@@ -153,6 +153,7 @@ async def add_seconds(
     failures: int = 0,
     vus: list[int] | None = None,
     cpu: list[float] | None = None,
+    generator: dict[str, Any] | None = None,
 ) -> None:
     """Per-second samples as the live path stores them: one p95 per endpoint per second (the
     overall '*' figures are the first endpoint's)."""
@@ -168,6 +169,18 @@ async def add_seconds(
             "endpoints": {name: _second(v[i], requests, failures) for name, v in p95s.items()},
             "total_requests": requests * len(p95s) * (i + 1),
         }
+        if generator:
+            # The worker's reading of k6 and its machine (runs/system.py GeneratorSampler).
+            data["generator"] = {
+                "k6_cpu_percent": 30.0,
+                "k6_wait_percent": 1.5,
+                "k6_rss_mb": 80.0,
+                "service_cpu_percent": 2.0,
+                "other_cpu_percent": 1.0,
+                "machine_cpu_percent": 25.0,
+                "cores": 2,
+                **generator,
+            }
         if cpu:
             data["system"] = {
                 "cpu_percent": cpu[i],

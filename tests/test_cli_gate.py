@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
-from app.cli import GATE_ERROR, GATE_FAIL, GATE_PASS, app
+from app.cli import GATE_ERROR, GATE_FAIL, GATE_INCONCLUSIVE, GATE_PASS, app
 from app.core.auth import Scope
 from tests.conftest import live_key, running_live_service
 
@@ -144,6 +146,32 @@ def test_a_refused_run_archives_the_draft_the_gate_stored_or_says_it_stays(
     [archived] = [p for p in stored if p["status"] == "archived"]
     assert archived["reviewed_by"] == "planner"
     assert "stored by a CI gate whose run was refused" in archived["review_comment"]
+
+
+def test_a_gate_on_a_crowded_machine_retries_then_says_inconclusive(
+    service: str, key: str, demo_target: str, tmp_path: Path
+) -> None:
+    # Two processes keep both cores of the machine busy while the gate runs: the load
+    # generator shares its CPU, so neither run can be trusted, pass or fail.
+    burn = "import time\nend = time.monotonic() + 90\nwhile time.monotonic() < end: pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]
+    try:
+        plan = plan_file(tmp_path, demo_target, "2000ms")
+        code, output = gate(
+            str(plan), "--api", service, "--api-key", key, "--out", str(tmp_path / "r"),
+            "--retries", "1",
+        )  # fmt: skip
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+    assert code == GATE_INCONCLUSIVE, output
+    assert output.count("verdict INCONCLUSIVE") >= 2  # the first run and its retry
+    assert "running it again (1 of 1)" in output
+    assert "other processes took" in output
+    analysis = json.loads((tmp_path / "r" / "analysis.json").read_text())
+    assert analysis["load_generator"]["status"] == "disturbed"
 
 
 def test_a_run_that_fails_is_an_error_of_the_gate_not_a_verdict(

@@ -10,7 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.analysis.saturation import Saturation
-from app.analysis.schemas import Comparison, Finding, SloResult
+from app.analysis.schemas import (
+    Comparison,
+    Finding,
+    LoadComparison,
+    LoadGenerator,
+    SloResult,
+)
 from app.models import RunResult
 
 # An endpoint is "confined-slow" when its p95 is this many times the others' median p95 ...
@@ -142,6 +148,12 @@ def long_tails(results: Mapping[str, RunResult]) -> list[Finding]:
 
 
 def _sli_text(comparison: Comparison) -> str:
+    if comparison.sli == "rps":
+        change = f" ({comparison.change * 100:+.0f}%)" if comparison.change is not None else ""
+        return (
+            f"throughput {comparison.baseline or 0:,.1f} → {comparison.current or 0:,.1f} "
+            f"req/s{change}"
+        )
     if comparison.sli == "error_rate":
         return (
             f"error rate {(comparison.baseline or 0) * 100:.2f}% → "
@@ -511,6 +523,73 @@ def time_breakdown(summary: Mapping[str, Any] | None) -> list[Finding]:
     ]
 
 
+def generator_findings(health: LoadGenerator | None, doubt: str | None) -> list[Finding]:
+    """The measurement itself in doubt: said first, and nothing is blamed on the target."""
+    if doubt is None or health is None:
+        return []
+    evidence: dict[str, float | int | str | None] = {"status": health.status}
+    if health.k6_cpu_percent:
+        evidence["k6_cpu_median_percent"] = health.k6_cpu_percent["median"]
+    if health.other_cpu_percent:
+        evidence["other_cpu_mean_percent"] = health.other_cpu_percent["mean"]
+    if health.machine_cpu_percent:
+        evidence["machine_cpu_median_percent"] = health.machine_cpu_percent["median"]
+    evidence["cores"] = health.cores
+    return [
+        Finding(
+            kind="load_generator",
+            severity="critical",
+            summary=f"Inconclusive: {doubt}. k6's timings include its own wait for CPU, so "
+            "no regression and no root cause is claimed from this comparison",
+            evidence=evidence,
+            recommendation="Run it again on a quiet machine (nothing else busy), or give k6 "
+            "more cores: a generator should stay under about 80 % of its CPU.",
+        )
+    ]
+
+
+def load_findings(load: LoadComparison | None, comparisons: list[Comparison]) -> list[Finding]:
+    """The run carried another load than its baseline: say so, and what that explains."""
+    if load is None or not load.changed or load.baseline is None:
+        return []
+    explained = sorted(
+        {f"{c.endpoint}:{c.sli}" for c in comparisons if c.verdict == "explained_by_load"}
+    )
+    summary = "The load differs from the baseline's: " + "; ".join(load.reasons)
+    if explained:
+        summary += (
+            f". {len(explained)} latency changes follow the load and are not called "
+            f"regressions or improvements ({', '.join(explained[:6])}"
+            + (", …" if len(explained) > 6 else "")
+            + ")"
+        )
+    if load.offered_changed:
+        advice = "Compare runs at the same load (the same VUs or arrival rate) to judge code."
+    elif load.model == "closed":
+        advice = (
+            "Under constant VUs the throughput follows the latency: the endpoint that moved "
+            "against the load is the cause; an arrival-rate plan compares at a fixed load."
+        )
+    else:
+        advice = "The target did not keep up with the arrival rate: find its bottleneck."
+    return [
+        Finding(
+            kind="load_change",
+            severity="warning",
+            summary=summary,
+            evidence={
+                "model": load.model,
+                "rps_baseline": load.baseline.rps,
+                "rps_current": load.current.rps,
+                "rps_change": load.change.get("rps"),
+                "offered_change": load.change.get("offered"),
+                "explained_changes": len(explained),
+            },
+            recommendation=advice,
+        )
+    ]
+
+
 def all_findings(
     slo_results: list[SloResult],
     results: Mapping[str, RunResult],
@@ -519,8 +598,16 @@ def all_findings(
     shifts: list[dict[str, Any]] | None = None,
     summary: Mapping[str, Any] | None = None,
     system: Mapping[str, Any] | None = None,
+    generator: LoadGenerator | None = None,
+    doubt: str | None = None,
+    load: LoadComparison | None = None,
 ) -> list[Finding]:
+    if doubt is not None:
+        found = generator_findings(generator, doubt) + slo_breaches(slo_results)
+        _number(found)
+        return found
     found = slo_breaches(slo_results)
+    found += load_findings(load, comparisons)
     found += shared_slowdown(comparisons)
     found += baseline_changes(comparisons)
     found += dropped_iterations(summary)
@@ -543,9 +630,13 @@ def all_findings(
         for f in found
     )
     found += system_findings(system, struggling)
+    _number(found)
+    return found
+
+
+def _number(found: list[Finding]) -> None:
     numbered = 0
     for finding in found:
         if finding.recommendation:
             numbered += 1
             finding.recommendation_id = f"r{numbered}"
-    return found

@@ -56,6 +56,8 @@ def _ms(value: float | None) -> str:
 def _value(sli: str, value: float | None) -> str:
     if value is None:
         return "—"
+    if sli == "rps":
+        return f"{value:,.1f}/s"
     return f"{value * 100:.2f}%" if sli in ("error_rate",) else _ms(value)
 
 

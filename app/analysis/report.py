@@ -15,7 +15,7 @@ from typing import Any
 
 from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
-from app.analysis.schemas import Comparison, Finding, SloResult
+from app.analysis.schemas import Comparison, Finding, LoadComparison, LoadGenerator, SloResult
 from app.models import Plan, Run, RunResult
 from app.plans.schemas import PlanSpec, format_duration
 
@@ -153,6 +153,43 @@ def scenario_text(spec: PlanSpec) -> str:
     return text
 
 
+def _per_s(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}/s"
+
+
+def _load_lines(load: LoadComparison | None, generator: LoadGenerator | None) -> list[str]:
+    lines: list[str] = []
+    if load is not None and load.baseline is not None:
+        cur, base = load.current, load.baseline
+        change = load.change.get("rps")
+        lines += [
+            "",
+            f"**Load** ({load.model} model): {_per_s(cur.rps)} against the baseline's "
+            f"{_per_s(base.rps)}"
+            + (f" ({change * 100:+.0f}%)" if change is not None else "")
+            + f"; peak VUs {cur.vus_max if cur.vus_max is not None else '—'} vs "
+            f"{base.vus_max if base.vus_max is not None else '—'}; dropped iterations "
+            f"{cur.dropped_iterations} vs {base.dropped_iterations}"
+            + (
+                " — **the load changed**: " + _text("; ".join(load.reasons))
+                if load.changed
+                else " — the same load."
+            ),
+        ]
+    if generator is not None and generator.status != "unknown":
+        k6 = generator.k6_cpu_percent or {}
+        other = generator.other_cpu_percent or {}
+        lines += [
+            "",
+            f"**Load generator:** {generator.status} — k6 {k6.get('median', 0) / 100:.2f} "
+            f"cores (median; p95 {k6.get('p95', 0) / 100:.2f}) of {generator.cores}, other "
+            f"processes {other.get('mean', 0) / 100:.2f} cores on average"
+            + (": " + _text("; ".join(generator.reasons)) if generator.reasons else "")
+            + ".",
+        ]
+    return lines
+
+
 def render_markdown(
     *,
     plan: Plan,
@@ -168,6 +205,8 @@ def render_markdown(
     knee: Saturation | None = None,
     narrative: Narrative | None = None,
     narrative_meta: dict[str, Any] | None = None,
+    load: LoadComparison | None = None,
+    generator: LoadGenerator | None = None,
 ) -> str:
     total = results.get(RunResult.ALL)
     failed = [r for r in slo_results if r.status != "pass"]
@@ -193,7 +232,13 @@ def render_markdown(
         scope = _code(res.endpoint) if res.endpoint else "all requests"
         lines.append(f"*   {res.objective} — {scope}")
     lines += ["", "**Results:**"]
-    if verdict == "pass":
+    if verdict == "inconclusive":
+        lines.append(
+            f"*   **INCONCLUSIVE:** the load generator was not healthy (see below); "
+            f"{len(slo_results) - len(failed)} of {len(slo_results)} objectives passed as "
+            "measured, but the measurement itself is in doubt: run it again."
+        )
+    elif verdict == "pass":
         lines.append(f"*   **SLO MET:** all {len(slo_results)} objectives passed under this load.")
     else:
         names = ", ".join(f"{_code(r.endpoint or 'all requests')} {r.objective}" for r in failed)
@@ -240,6 +285,7 @@ def render_markdown(
         "",
         "Latencies are k6's `http_req_duration` over responses with the expected status.",
     ]
+    lines += _load_lines(load, generator)
     moved = [c for c in comparisons if c.verdict in ("regression", "improvement")]
     if comparisons:
         lines += [
@@ -259,7 +305,7 @@ def render_markdown(
             if c.verdict == "insufficient_data":
                 continue
             scope = "**all**" if c.endpoint == RunResult.ALL else _code(c.endpoint, cell=True)
-            value = _rate if c.sli == "error_rate" else _ms
+            value = {"error_rate": _rate, "rps": _per_s}.get(c.sli, _ms)
             change = "—" if c.change is None else f"{c.change * 100:+.1f}%"
             effect = (
                 "—" if c.effect_size is None or c.sli == "error_rate" else (f"{c.effect_size:+.2f}")

@@ -9,7 +9,7 @@ from sqlalchemy import exists, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis.regression import PerSecond
-from app.models import Analysis, Plan, RecommendationFeedback, Run, RunStatus
+from app.models import Analysis, Plan, RecommendationFeedback, Run, RunEvent, RunStatus
 
 
 class Second(NamedTuple):
@@ -24,6 +24,7 @@ class Second(NamedTuple):
     p99: float | None
     system: dict[str, Any] | None  # psutil readings of a local target, if sampled
     epoch: float  # when the second started
+    generator: dict[str, Any] | None = None  # k6's CPU and the machine's (runs/system.py)
 
 
 class AnalysisRepository:
@@ -98,6 +99,17 @@ class AnalysisRepository:
             found[run_id].setdefault(endpoint, []).append((requests, failures, p50, p95, p99))
         return found
 
+    async def k6_warnings(self, run_id: uuid.UUID) -> dict[str, int]:
+        """What k6 warned about during the run (message -> times), over its attempts."""
+        rows = await self.session.scalars(
+            select(RunEvent.data).where(RunEvent.run_id == run_id, RunEvent.kind == "k6_warnings")
+        )
+        found: dict[str, int] = {}
+        for data in rows:
+            for message, count in ((data or {}).get("warnings") or {}).items():
+                found[message] = found.get(message, 0) + int(count)
+        return found
+
     async def seconds(self, run_id: uuid.UUID) -> list[Second]:
         """The run's seconds in order, of its latest attempt."""
         rows = await self.session.execute(text(_SECONDS), {"run": run_id})
@@ -109,7 +121,8 @@ _SECONDS = """
 SELECT floor(coalesce((data->>'elapsed_s')::float8, 0))::int,
        coalesce((data->>'vus')::int, vus), requests, failures,
        (data->'latency_ms'->>'p50')::float8, (data->'latency_ms'->>'p95')::float8,
-       (data->'latency_ms'->>'p99')::float8, data->'system', extract(epoch FROM at)::float8
+       (data->'latency_ms'->>'p99')::float8, data->'system', extract(epoch FROM at)::float8,
+       data->'generator'
 FROM run_samples
 WHERE run_id = :run
   AND data->>'total_requests' IS NOT NULL

@@ -15,6 +15,8 @@ from app.analysis.schemas import (
     FeedbackIn,
     FeedbackOut,
     Finding,
+    LoadComparison,
+    LoadGenerator,
     RecommendationKPI,
     Score,
     SloResult,
@@ -41,6 +43,12 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         history_shifts=analysis.history_shifts,
         system_metrics=analysis.system_metrics,
         saturation=Saturation.model_validate(analysis.saturation) if analysis.saturation else None,
+        load=LoadComparison.model_validate(analysis.load) if analysis.load else None,
+        load_generator=(
+            LoadGenerator.model_validate(analysis.load_generator)
+            if analysis.load_generator
+            else None
+        ),
         narrative=Narrative.model_validate(analysis.narrative) if analysis.narrative else None,
         narrative_meta=analysis.narrative_meta,
         created_at=analysis.created_at,

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
 
-Verdict = Literal["pass", "warning", "fail"]
+# inconclusive: the measurement itself is in doubt (the load generator was saturated or
+# disturbed); retry on a quieter machine rather than act on it.
+Verdict = Literal["pass", "warning", "fail", "inconclusive"]
 
 
 class AnalyseIn(BaseModel):
@@ -22,6 +24,66 @@ class AnalyseIn(BaseModel):
         description="Runs of the same plan to compare with. Unset: the plan's promoted "
         "baseline for the run's environment, else its last 3 runs whose analysis passed.",
     )
+
+
+Model = Literal["open", "closed", "unknown"]
+
+
+class LoadSide(BaseModel):
+    rps: float | None = Field(default=None, description="Requests per second (k6's http_reqs)")
+    iterations_per_s: float | None = None
+    dropped_iterations: int = 0
+    vus_max: int | None = None
+    offered: float | None = Field(
+        default=None,
+        description="What the plan asked for: peak VUs (closed model) or iterations/s (open)",
+    )
+
+
+class LoadComparison(BaseModel):
+    """The run's load against its baselines' (their median)."""
+
+    model: Model
+    current: LoadSide
+    baseline: LoadSide | None = None
+    change: dict[str, float | None] = Field(
+        default_factory=dict, description="Relative change of rps, iterations_per_s, offered"
+    )
+    changed: bool = Field(False, description="The load differs materially from the baseline's")
+    offered_changed: bool = Field(False, description="The plan asked for a different load")
+    reasons: list[str] = Field(default_factory=list)
+
+
+Status = Literal["healthy", "saturated", "disturbed", "unknown"]
+
+
+class LoadGenerator(BaseModel):
+    """The generator's health over one run."""
+
+    status: Status
+    reasons: list[str] = Field(default_factory=list)
+    seconds: int = Field(0, description="Steady seconds with a reading")
+    cores: int | None = None
+    k6_cpu_percent: dict[str, float] | None = Field(
+        default=None, description="k6's CPU, percent of one core: median, p95, max"
+    )
+    other_cpu_percent: dict[str, float] | None = Field(
+        default=None, description="Other processes' CPU, percent of one core: mean, p90, max"
+    )
+    machine_cpu_percent: dict[str, float] | None = Field(
+        default=None, description="The machine's busy CPU, percent of all cores: median, p95"
+    )
+    k6_rss_mb_max: float | None = None
+    k6_wait_ratio: float | None = Field(
+        default=None,
+        description="How long k6's threads waited for a CPU per second they ran (median)",
+    )
+    dropped_iterations: int | None = None
+    k6_warnings: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def trustworthy(self) -> bool:
+        return self.status in ("healthy", "unknown")
 
 
 class SloResult(BaseModel):
@@ -80,7 +142,7 @@ class Comparison(BaseModel):
     """One endpoint's SLI against the baseline runs: the numbers, the test and its outcome."""
 
     endpoint: str = Field(description="'*': all requests")
-    sli: str = Field(description="p50, p95, p99 (ms) or error_rate (0–1)")
+    sli: str = Field(description="p50, p95, p99 (ms), error_rate (0–1) or rps (requests/s)")
     baseline: float | None = Field(description="Median over the baseline runs' whole-run values")
     current: float | None
     change: float | None = Field(description="(current − baseline) / baseline")
@@ -89,13 +151,26 @@ class Comparison(BaseModel):
         description="Cliff's δ of the per-second values (latency); the difference in rates "
         "(error_rate)"
     )
-    verdict: Literal["regression", "improvement", "unchanged", "insufficient_data"]
+    verdict: Literal[
+        "regression",
+        "improvement",
+        "unchanged",
+        "insufficient_data",
+        "explained_by_load",
+        "inconclusive",
+    ] = Field(
+        description="explained_by_load: changed in the direction the load changed (see "
+        "`load`); inconclusive: the load generator was unhealthy in one of the runs"
+    )
     method: str
     n_current: int = Field(description="Seconds (latency) or requests (error_rate) of the run")
     n_baseline: int
     baseline_run_ids: list[uuid.UUID] | None = Field(
         default=None,
         description="Set when this endpoint was compared with its scenario's own baseline",
+    )
+    explained_by_load: bool = Field(
+        default=False, description="The change follows the load's change between the runs"
     )
 
 
@@ -124,6 +199,15 @@ class AnalysisOut(BaseModel):
     )
     saturation: Saturation | None = Field(
         default=None, description="The knee of a run whose load varied (ramp, stress, …)"
+    )
+    load: LoadComparison | None = Field(
+        default=None,
+        description="The run's load (throughput, iterations, VUs) against its baselines'",
+    )
+    load_generator: LoadGenerator | None = Field(
+        default=None,
+        description="k6's own health during the run: saturated or disturbed makes the "
+        "verdict 'inconclusive'",
     )
     narrative: Narrative | None = Field(
         default=None,

@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.analysis import findings as findings_mod
+from app.analysis import generator, regression, saturation
+from app.analysis import load as load_mod
 from app.analysis import narrative as narrative_mod
-from app.analysis import regression, saturation
 from app.analysis import system as system_mod
 from app.analysis.evaluate import evaluate, total_score
 from app.analysis.html import render_html
@@ -371,15 +372,58 @@ async def analyse(
             "k6's own threshold verdict differs from this analysis for: " + ", ".join(disagreements)
         )
 
-    seconds = await AnalysisRepository(session).seconds(run.id)
+    reads = AnalysisRepository(session)
+    seconds = await reads.seconds(run.id)
+    base_seconds = [await reads.seconds(b.id) for b in baselines]
+    health = generator.assess(seconds, run.summary, await reads.k6_warnings(run.id))
+    base_health = [
+        generator.assess(secs, b.summary, await reads.k6_warnings(b.id))
+        for b, secs in zip(baselines, base_seconds, strict=True)
+    ]
+    doubt = generator.describe(health, base_health)
+    load_cmp = None
+    if baselines:
+        model = load_mod.model_of([str(spec.load_profile.executor().get("executor", ""))])
+        load_cmp = load_mod.compare_load(model, run.summary, [b.summary for b in baselines])
+        throughput = load_mod.throughput_comparison(
+            load_cmp,
+            [s.requests for s in seconds],
+            [s.requests for secs in base_seconds for s in secs[1:-1]],
+        )
+        if throughput is not None:
+            comparisons.insert(sum(c.endpoint == "*" for c in comparisons), throughput)
+        load_mod.explain(comparisons, load_cmp)
+    if doubt is not None:
+        for comparison in comparisons:
+            if comparison.verdict in ("regression", "improvement", "explained_by_load"):
+                comparison.verdict = "inconclusive"
+        warnings.append(
+            f"Inconclusive: {doubt}. No regression or root cause is claimed from this "
+            "comparison; run it again on a quieter machine."
+        )
+    elif load_cmp is not None and load_cmp.changed:
+        warnings.append("The load differs from the baseline's: " + "; ".join(load_cmp.reasons))
     knee = find_knee(spec, slos, seconds)
     system_metrics = await gather_system_metrics(spec, seconds, warnings, settings)
     found = findings_mod.all_findings(
-        slo_results, results, comparisons, knee, history_shifts, run.summary, system_metrics
+        slo_results,
+        results,
+        comparisons,
+        knee,
+        history_shifts,
+        run.summary,
+        system_metrics,
+        generator=health,
+        doubt=doubt,
+        load=load_cmp,
     )
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
-    if not complete or regressed or score.result == "fail":
+    if not complete:
+        verdict = "fail"
+    elif doubt is not None:
+        verdict = "inconclusive"
+    elif regressed or score.result == "fail":
         verdict = "fail"
     else:
         verdict = score.result
@@ -423,6 +467,8 @@ async def analyse(
         knee=knee,
         narrative=story,
         narrative_meta=story_meta,
+        load=load_cmp,
+        generator=health,
     )
     analysis = Analysis(
         id=analysis_id,
@@ -435,6 +481,8 @@ async def analyse(
         history_shifts=history_shifts,
         system_metrics=system_metrics,
         saturation=knee.model_dump(mode="json") if knee else None,
+        load=load_cmp.model_dump(mode="json") if load_cmp else None,
+        load_generator=health.model_dump(mode="json"),
         narrative=story.model_dump(mode="json") if story else None,
         narrative_meta=story_meta,
         verdict=verdict,

@@ -39,6 +39,10 @@ class Analysis(IdMixin, Base):
         JSONB, nullable=False, default=list, server_default="[]"
     )
     saturation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The run's load against its baselines' (throughput, iterations, VUs) and whether it moved.
+    load: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Was k6 short of CPU, or its machine busy with something else? (See analysis/generator.py.)
+    load_generator: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The target's CPU/memory (psutil, when local) and the plan's PromQL series, summarised.
     system_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     narrative: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -112,6 +112,25 @@ def _busy_s(times: Any) -> float:
     )
 
 
+def _runqueue_wait_s(pids: set[int]) -> float | None:
+    """Seconds the processes' threads spent runnable but waiting for a CPU (the kernel's
+    schedstat), summed; None where the kernel does not tell."""
+    total, found = 0.0, False
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                    total += int(fh.read().split()[1]) / 1e9
+                    found = True
+            except (OSError, IndexError, ValueError):
+                continue
+    return total if found else None
+
+
 class GeneratorSampler:
     """k6's CPU (its process tree: a sandbox's launcher included) and memory, the service's
     own CPU, and the CPU every other process took, in percent of one core per second."""
@@ -123,6 +142,7 @@ class GeneratorSampler:
         self.seen: dict[int, float] = {}  # pid -> CPU seconds at the last reading
         self.busy = 0.0
         self.at = 0.0
+        self.waited: float | None = None
         self.latest: dict[str, Any] | None = None
 
     def _tree(self) -> list[psutil.Process]:
@@ -167,13 +187,19 @@ class GeneratorSampler:
         k6_s, k6_rss = self._cpu_s(k6)
         service_s, _ = self._cpu_s(service)
         target_s, _ = self._cpu_s(target)
+        waited = _runqueue_wait_s(k6_pids)
         wall, busy_s = now - self.at, busy - self.busy
-        self.at, self.busy = now, busy
+        wait_s = waited - self.waited if waited is not None and self.waited is not None else None
+        self.at, self.busy, self.waited = now, busy, waited
         if not k6 or wall <= 0.2:
             return None
         other_s = max(0.0, busy_s - k6_s - service_s - target_s)
         self.latest = {
             "k6_cpu_percent": round(100 * k6_s / wall, 1),
+            # k6's threads ready to run but waiting for a CPU: its timers run late by as much.
+            "k6_wait_percent": round(100 * max(0.0, wait_s) / wall, 1)
+            if wait_s is not None
+            else None,
             "k6_rss_mb": round(k6_rss / 1e6, 1),
             "service_cpu_percent": round(100 * service_s / wall, 1),
             "other_cpu_percent": round(100 * other_s / wall, 1),

@@ -44,6 +44,13 @@ async def test_a_stress_run_on_a_cpu_bound_endpoint_shows_its_knee(
     # the top level is what a real run must show.
     assert knee["knee_load"] is not None
     assert knee["knee_load"] < knee["levels"][-1]["load"]
-    assert "saturation" in {f["kind"] for f in body["findings"]}
+    kinds = {f["kind"] for f in body["findings"]}
+    if body["load_generator"]["status"] in ("healthy", "unknown"):
+        assert "saturation" in kinds
+    else:
+        # Something else on this machine took the CPU meanwhile: the analysis says so and
+        # blames nothing on the target (tests/analysis/test_generator.py pins the rules).
+        assert body["verdict"] == "inconclusive"
+        assert kinds == {"load_generator"}
     report = (await committed_client.get(f"{API}/analyses/{body['id']}/report.md")).text
     assert "← knee" in report

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psutil
+
 from app.runs.system import GeneratorSampler
 
 BURN = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end: pass\n"
@@ -24,20 +26,33 @@ def burning(seconds: float) -> Iterator[subprocess.Popen[bytes]]:
         process.wait()
 
 
+def _cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def test_the_generator_s_own_cpu_is_told_apart_from_a_busy_neighbour() -> None:
-    with burning(3) as generator, burning(3):
+    with burning(3) as generator, burning(3) as neighbour:
         sampler = GeneratorSampler(generator.pid)
+        time.sleep(0.2)
         sampler.start()
+        before = time.monotonic(), _cpu_s(generator.pid), _cpu_s(neighbour.pid)
         time.sleep(1.0)
         reading = sampler.sample()
+        after = time.monotonic(), _cpu_s(generator.pid), _cpu_s(neighbour.pid)
 
     assert reading is not None
-    # Each burner keeps one core busy; on a shared CI machine they get most of one each.
-    assert reading["k6_cpu_percent"] > 50
-    assert reading["other_cpu_percent"] > 40
+    wall = after[0] - before[0]
+    # What each burner got depends on the machine's other load; the sampler must agree with
+    # the kernel's own account of it.
+    generator_share = 100 * (after[1] - before[1]) / wall
+    neighbour_share = 100 * (after[2] - before[2]) / wall
+    assert abs(reading["k6_cpu_percent"] - generator_share) < 10
+    assert reading["other_cpu_percent"] >= neighbour_share - 10  # others too, never fewer
     assert reading["service_cpu_percent"] < 30  # this test only slept
     assert reading["k6_rss_mb"] > 1
-    assert reading["machine_cpu_percent"] > 40
+    assert reading["k6_wait_percent"] is not None and reading["k6_wait_percent"] >= 0
+    assert 0 < reading["machine_cpu_percent"] <= 100
     assert reading["cores"] >= 1
 
 
@@ -57,7 +72,7 @@ def test_the_generator_s_child_processes_count_as_the_generator() -> None:
         parent.wait()
 
     assert reading is not None
-    assert reading["k6_cpu_percent"] > 50
+    assert reading["k6_cpu_percent"] > 10  # the child's CPU, under whatever else runs here
 
 
 def test_a_generator_that_has_gone_gives_no_reading() -> None:
