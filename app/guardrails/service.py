@@ -37,6 +37,7 @@ def sandboxed(spec: PlanSpec, settings: Settings) -> bool:
 
 PROMETHEUS = "system_metrics.prometheus_url"
 REMOTE_WRITE = "remote_write.url"
+PPROF = "profiling.pprof_url"
 
 
 def _outbound_urls(spec: PlanSpec) -> list[tuple[str, str]]:
@@ -46,6 +47,8 @@ def _outbound_urls(spec: PlanSpec) -> list[tuple[str, str]]:
         urls.append((spec.system_metrics.prometheus_url, PROMETHEUS))
     if spec.remote_write is not None:
         urls.append((spec.remote_write.url, REMOTE_WRITE))
+    if spec.profiling is not None and spec.profiling.pprof_url is not None:
+        urls.append((spec.profiling.pprof_url, PPROF))
     return urls
 
 

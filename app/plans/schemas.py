@@ -629,6 +629,45 @@ class RemoteWrite(Strict):
         return value
 
 
+class Profiling(Strict):
+    """Where the target's time goes, sampled during the steady middle of each run (the seed's
+    benchmarker, §5.6): its functions and its queries, cited by the analysis."""
+
+    python: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="py-spy the target's own process when it is on the worker's machine (a "
+        "loopback target): auto tries and says why not, on warns when it cannot, off never",
+    )
+    rate: int = Field(default=20, ge=1, le=200, description="py-spy samples per second")
+    pprof_url: str | None = Field(
+        default=None,
+        description="A Go net/http/pprof CPU profile endpoint, e.g. "
+        "http://app.staging.example:6060/debug/pprof/profile (same host rules as the target)",
+    )
+    postgres_dsn_secret: str | None = Field(
+        default=None,
+        pattern=SECRET_PATTERN,
+        description="Name of the secret holding a read-only PostgreSQL DSN "
+        "(PERF_AGENT_SECRET_<name>, read by the worker only): pg_stat_statements deltas",
+    )
+
+    @field_validator("pprof_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if (
+            unsafe_character(value) is not None
+            or parts.scheme not in ("http", "https")
+            or not (parts.hostname)
+        ):
+            raise ValueError("pprof_url must be an absolute http(s) URL")
+        if parts.username or parts.password or parts.query:
+            raise ValueError("pprof_url must carry no credentials and no query (seconds is set)")
+        return value
+
+
 class Budget(Strict):
     """What one run may spend; the server's own limits (PERF_AGENT_COST_MAX_*) cap it."""
 
@@ -677,6 +716,11 @@ class PlanSpec(Strict):
     remote_write: RemoteWrite | None = Field(
         default=None,
         description="Forward the runs' k6 series to this Prometheus remote-write endpoint too",
+    )
+    profiling: Profiling | None = Field(
+        default=None,
+        description="Profile the target during the run (unset: py-spy a loopback target's "
+        "Python process when possible)",
     )
 
     @model_validator(mode="after")

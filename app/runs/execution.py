@@ -42,6 +42,7 @@ from app.runs import forward
 from app.runs import summary as k6summary
 from app.runs.budget import BudgetWatch, Limits
 from app.runs.live import ALL, LiveMetrics, RemoteWriteLive
+from app.runs.profile import profile_run
 from app.runs.repository import RunRepository
 from app.runs.spool import Spool
 from app.runs.system import GeneratorSampler, ProcessSampler, is_loopback
@@ -162,9 +163,12 @@ class Job:
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         seconds: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
+        served = [0]  # requests k6 reported so far: the profiler's window counts them
+
         def post() -> None:
             for item in live.drain():
                 if item["type"] == "sample":
+                    served[0] += int(item["sample"].get("requests") or 0)
                     item["sample"]["attempt"] = number
                     if self.sampler is not None and self.sampler.latest is not None:
                         item["sample"]["system"] = self.sampler.latest
@@ -236,9 +240,33 @@ class Job:
                 except Exception:
                     log.exception("run %s: the budget check failed", self.run_id)
 
+        async def profiled(data: dict[str, Any]) -> None:
+            parts = []
+            for found in data["profiles"]:
+                top = (found.get("functions") or found.get("queries") or [{}])[0]
+                lead = top.get("name") or (top.get("query") or "")[:60]
+                share = top.get("self_share", top.get("share"))
+                parts.append(
+                    f"{found['source']}: {found['status']}"
+                    + (f" (top {lead} {share:.0%})" if found["status"] == "ok" and lead else "")
+                    + (f" — {found['reason']}" if found["status"] != "ok" else "")
+                )
+            window = data["window"]
+            await self.event(
+                "profile",
+                f"profiled {window['seconds']:g} s from {window['start_s']:g} s: "
+                + "; ".join(parts),
+                data,
+            )
+
         async def started(pid: int) -> None:
             self.generator = GeneratorSampler(pid, self.sampler)
             helpers.append(asyncio.create_task(self.generator.run()))
+            helpers.append(
+                asyncio.create_task(
+                    profile_run(spec, self.settings, self.sampler, lambda: served[0], profiled)
+                )
+            )
             await self.event(
                 "k6_started", f"attempt {number}: k6 started", {"pid": pid, "address": address}
             )
