@@ -105,7 +105,8 @@ def test_a_disturbed_baseline_makes_the_comparison_doubtful_too() -> None:
 
     assert describe(healthy, [healthy]) is None
     doubt = describe(healthy, [crowded])
-    assert doubt is not None and "during its baseline" in doubt
+    assert doubt is not None
+    assert "during its baseline" in doubt
     assert "during this run" in (describe(crowded, []) or "")
 
 

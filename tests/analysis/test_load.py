@@ -52,7 +52,8 @@ def test_the_same_load_is_not_a_change() -> None:
     load = compare_load("closed", summary(100), [summary(104), summary(98)])
 
     assert not load.changed
-    assert load.baseline is not None and load.baseline.rps == 101
+    assert load.baseline is not None
+    assert load.baseline.rps == 101
     assert load.reasons == []
 
 
@@ -141,7 +142,8 @@ def test_throughput_the_plan_changed_is_explained_by_the_load() -> None:
 
     row = throughput_comparison(load, [200] * 12, [100] * 12)
 
-    assert row is not None and row.verdict == "explained_by_load"
+    assert row is not None
+    assert row.verdict == "explained_by_load"
 
 
 async def _pair(
@@ -186,10 +188,12 @@ async def test_a_pool_fix_under_constant_vus_is_an_improvement_not_a_regression(
     assert verdicts[("checkout", "p95")] == "improvement"
     assert verdicts[("catalog", "p95")] == "explained_by_load"
     assert verdicts[("*", "rps")] == "improvement"
-    assert body["load"]["changed"] and body["load"]["model"] == "closed"
+    assert body["load"]["changed"]
+    assert body["load"]["model"] == "closed"
     assert body["verdict"] == "pass"
     kinds = [f["kind"] for f in body["findings"]]
-    assert "load_change" in kinds and "regression" not in kinds
+    assert "load_change" in kinds
+    assert "regression" not in kinds
     report = (await client.get(f"{API}/analyses/{body['id']}/report.md")).text
     assert "**the load changed**" in report
     assert "explained_by_load" in report

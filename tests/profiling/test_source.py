@@ -6,7 +6,7 @@ from pathlib import Path
 
 from app.profiling.source import hot_spot
 
-HANDLERS = '''\
+HANDLERS = """\
 def recent(conn):
     orders = conn.execute("SELECT id FROM orders LIMIT 20").fetchall()
     result = []
@@ -20,7 +20,7 @@ def recent(conn):
 
 def compute(n):
     return sum(i * i for i in range(n))
-'''
+"""
 
 
 def test_a_query_inside_a_loop_is_found_with_its_sql(tmp_path: Path) -> None:
@@ -49,9 +49,11 @@ def test_a_comprehension_is_a_loop_and_code_without_sql_has_none(tmp_path: Path)
     comprehension = hot_spot("shop.py:9", cwd=str(tmp_path))
     computing = hot_spot("shop.py:13", cwd=str(tmp_path))
 
-    assert comprehension is not None and comprehension.in_loop
+    assert comprehension is not None
+    assert comprehension.in_loop
     assert comprehension.sql == "select 1"
-    assert computing is not None and (computing.sql, computing.in_loop) == (None, True)
+    assert computing is not None
+    assert (computing.sql, computing.in_loop) == (None, True)
 
 
 def test_only_python_files_that_parse_are_read(tmp_path: Path) -> None:

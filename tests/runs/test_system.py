@@ -51,16 +51,16 @@ def test_the_generator_s_own_cpu_is_told_apart_from_a_busy_neighbour() -> None:
     assert reading["other_cpu_percent"] >= neighbour_share - 10  # others too, never fewer
     assert reading["service_cpu_percent"] < 30  # this test only slept
     assert reading["k6_rss_mb"] > 1
-    assert reading["k6_wait_percent"] is not None and reading["k6_wait_percent"] >= 0
+    assert reading["k6_wait_percent"] is not None
+    assert reading["k6_wait_percent"] >= 0
     assert 0 < reading["machine_cpu_percent"] <= 100
     assert reading["cores"] >= 1
 
 
 def test_the_generator_s_child_processes_count_as_the_generator() -> None:
     # In the sandbox k6 runs under bubblewrap: the pid the worker knows is its parent's.
-    parent = subprocess.Popen(
-        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN.format(s=3)!r}])"]
-    )  # fmt: skip
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BURN.format(s=3)!r}])"
+    parent = subprocess.Popen([sys.executable, "-c", child])
     try:
         time.sleep(0.3)  # the child has started
         sampler = GeneratorSampler(parent.pid)
