@@ -601,12 +601,15 @@ def all_findings(
     generator: LoadGenerator | None = None,
     doubt: str | None = None,
     load: LoadComparison | None = None,
+    profiled: list[Finding] | None = None,
 ) -> list[Finding]:
     if doubt is not None:
         found = generator_findings(generator, doubt) + slo_breaches(slo_results)
         _number(found)
         return found
     found = slo_breaches(slo_results)
+    # A profile names the function and the query: the strongest evidence there is.
+    found += sorted(profiled or [], key=lambda f: f.severity != "critical")
     found += load_findings(load, comparisons)
     found += shared_slowdown(comparisons)
     found += baseline_changes(comparisons)

@@ -190,6 +190,53 @@ def _load_lines(load: LoadComparison | None, generator: LoadGenerator | None) ->
     return lines
 
 
+def _profile_lines(profile: Mapping[str, Any] | None) -> list[str]:
+    if not profile:
+        return []
+    window = profile.get("window") or {}
+    lines = [
+        "",
+        f"**Profile** of the target, {window.get('seconds', 0):g} s from "
+        f"{window.get('start_s', 0):g} s into the test ({profile.get('requests') or 0} "
+        "requests):",
+    ]
+    for source in profile.get("sources") or []:
+        if source.get("status") != "ok":
+            lines.append(
+                f"*   {_text(str(source.get('source')))}: {_text(str(source.get('status')))} — "
+                f"{_text(str(source.get('reason')))}"
+            )
+            continue
+        if source.get("functions"):
+            lines += [
+                "",
+                f"| Function ({_text(str(source['source']))}, {source.get('samples')} samples) "
+                "| Self | Total | Where |",
+                "|---|---:|---:|---|",
+            ]
+            for f in source["functions"][:5]:
+                lines.append(
+                    f"| {_code(str(f['name']).rsplit('.', 1)[-1], cell=True)} | "
+                    f"{f['self_share']:.0%} | {f['total_share']:.0%} | "
+                    f"{_code(str(f['location']), cell=True)} |"
+                )
+        if source.get("queries"):
+            lines += ["", "| Query | Calls | Mean | Share |", "|---|---:|---:|---:|"]
+            for q in source["queries"][:5]:
+                lines.append(
+                    f"| {_code(' '.join(str(q['query']).split())[:120], cell=True)} | "
+                    f"{q['calls']} | {q['mean_ms']:.2f} ms | {q['share']:.0%} |"
+                )
+    for spot in (profile.get("hot_spots") or [])[:3]:
+        lines.append(
+            f"*   Hot line {_code(str(spot['location']).rsplit('/', 1)[-1])} in "
+            f"{_code(str(spot['function']))}: {_code(str(spot['code']))}"
+            + (f" runs {_code(str(spot['sql']))}" if spot.get("sql") else "")
+            + (" inside a loop" if spot.get("in_loop") else "")
+        )
+    return lines
+
+
 def render_markdown(
     *,
     plan: Plan,
@@ -207,6 +254,7 @@ def render_markdown(
     narrative_meta: dict[str, Any] | None = None,
     load: LoadComparison | None = None,
     generator: LoadGenerator | None = None,
+    profile: Mapping[str, Any] | None = None,
 ) -> str:
     total = results.get(RunResult.ALL)
     failed = [r for r in slo_results if r.status != "pass"]
@@ -286,6 +334,7 @@ def render_markdown(
         "Latencies are k6's `http_req_duration` over responses with the expected status.",
     ]
     lines += _load_lines(load, generator)
+    lines += _profile_lines(profile)
     moved = [c for c in comparisons if c.verdict in ("regression", "improvement")]
     if comparisons:
         lines += [

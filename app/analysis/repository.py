@@ -110,6 +110,16 @@ class AnalysisRepository:
                 found[message] = found.get(message, 0) + int(count)
         return found
 
+    async def profile(self, run_id: uuid.UUID) -> dict[str, Any] | None:
+        """The run's latest profile (its last attempt's), as the worker recorded it."""
+        data: dict[str, Any] | None = await self.session.scalar(
+            select(RunEvent.data)
+            .where(RunEvent.run_id == run_id, RunEvent.kind == "profile")
+            .order_by(RunEvent.at.desc(), RunEvent.id.desc())
+            .limit(1)
+        )
+        return data
+
     async def seconds(self, run_id: uuid.UUID) -> list[Second]:
         """The run's seconds in order, of its latest attempt."""
         rows = await self.session.execute(text(_SECONDS), {"run": run_id})

@@ -44,6 +44,7 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         system_metrics=analysis.system_metrics,
         saturation=Saturation.model_validate(analysis.saturation) if analysis.saturation else None,
         load=LoadComparison.model_validate(analysis.load) if analysis.load else None,
+        profile=analysis.profile,
         load_generator=(
             LoadGenerator.model_validate(analysis.load_generator)
             if analysis.load_generator

@@ -204,6 +204,12 @@ class AnalysisOut(BaseModel):
         default=None,
         description="The run's load (throughput, iterations, VUs) against its baselines'",
     )
+    profile: dict[str, Any] | None = Field(
+        default=None,
+        description="What the worker's profilers found in the run's steady middle: per source "
+        "(py-spy, pprof, pg_stat_statements) its status, top functions and queries, and the "
+        "hot spots (function, file:line, the SQL it runs, whether a loop runs it)",
+    )
     load_generator: LoadGenerator | None = Field(
         default=None,
         description="k6's own health during the run: saturated or disturbed makes the "

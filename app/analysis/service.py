@@ -14,6 +14,7 @@ from app.analysis import findings as findings_mod
 from app.analysis import generator, regression, saturation
 from app.analysis import load as load_mod
 from app.analysis import narrative as narrative_mod
+from app.analysis import profile as profile_mod
 from app.analysis import system as system_mod
 from app.analysis.evaluate import evaluate, total_score
 from app.analysis.html import render_html
@@ -403,6 +404,7 @@ async def analyse(
         )
     elif load_cmp is not None and load_cmp.changed:
         warnings.append("The load differs from the baseline's: " + "; ".join(load_cmp.reasons))
+    profile = profile_mod.summarise(await reads.profile(run.id))
     knee = find_knee(spec, slos, seconds)
     system_metrics = await gather_system_metrics(spec, seconds, warnings, settings)
     found = findings_mod.all_findings(
@@ -416,6 +418,7 @@ async def analyse(
         generator=health,
         doubt=doubt,
         load=load_cmp,
+        profiled=profile_mod.findings(profile, spec, results, slo_results, comparisons),
     )
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
@@ -469,6 +472,7 @@ async def analyse(
         narrative_meta=story_meta,
         load=load_cmp,
         generator=health,
+        profile=profile,
     )
     analysis = Analysis(
         id=analysis_id,
@@ -483,6 +487,7 @@ async def analyse(
         saturation=knee.model_dump(mode="json") if knee else None,
         load=load_cmp.model_dump(mode="json") if load_cmp else None,
         load_generator=health.model_dump(mode="json"),
+        profile=profile,
         narrative=story.model_dump(mode="json") if story else None,
         narrative_meta=story_meta,
         verdict=verdict,

@@ -43,6 +43,8 @@ class Analysis(IdMixin, Base):
     load: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # Was k6 short of CPU, or its machine busy with something else? (See analysis/generator.py.)
     load_generator: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # What the worker's profilers found in the run's steady middle (runs/profile.py).
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The target's CPU/memory (psutil, when local) and the plan's PromQL series, summarised.
     system_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     narrative: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

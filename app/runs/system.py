@@ -178,12 +178,18 @@ class GeneratorSampler:
         busy = _busy_s(psutil.cpu_times())
         k6 = self._tree()
         k6_pids = {p.pid for p in k6}
-        service = [psutil.Process(os.getpid())]
+        me = psutil.Process(os.getpid())
         target = [
             p
             for p in (self.target.processes if self.target is not None else [])
-            if p.pid not in k6_pids and p.pid != os.getpid()
+            if p.pid not in k6_pids and p.pid != me.pid
         ]
+        ours = k6_pids | {p.pid for p in target}
+        # The service and what it started besides k6 (a profiler): ours, not a neighbour.
+        try:
+            service = [me, *(c for c in me.children(recursive=True) if c.pid not in ours)]
+        except psutil.Error:
+            service = [me]
         k6_s, k6_rss = self._cpu_s(k6)
         service_s, _ = self._cpu_s(service)
         target_s, _ = self._cpu_s(target)

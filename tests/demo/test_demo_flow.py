@@ -82,6 +82,15 @@ async def test_plan_execute_analyse_flags_only_the_slow_endpoint(
     }
     assert all(r["k6_threshold_ok"] == (r["status"] == "pass") for r in body["slo_results"])
     assert any(f["kind"] == "slow_endpoint" and f["endpoint"] == SLOW for f in body["findings"])
+    # The profile of the shop under this load names the handler and its query, first.
+    hot = [f for f in body["findings"] if f["kind"] == "hot_path"]
+    assert hot, body["profile"]
+    assert hot[0]["endpoint"] == SLOW
+    assert hot[0]["evidence"]["function"] == "recent_orders"
+    assert hot[0]["evidence"]["in_loop"] is True
+    assert "N+1" in hot[0]["summary"]
+    kinds = [f["kind"] for f in body["findings"]]
+    assert kinds.index("hot_path") < kinds.index("slow_endpoint")
 
     report = await client.get(body["links"]["report"])
     assert report.headers["content-type"].startswith("text/markdown")
@@ -122,6 +131,10 @@ def test_demo_command_prints_the_verdict_and_writes_the_report(
     assert path.exists()
     report = path.read_text()
     assert "### Performance Test Report: `demo-shop`" in report
+    # From a real profile of the shop under load: the function and the query pattern.
+    assert "`recent_orders`" in report
+    assert "SELECT product_id, quantity FROM order_items WHERE order_id = ?" in report
+    assert "N+1 query pattern" in report
     # Without a terminal the report is printed as written: every table row whole, none cut.
     assert "…" not in done.stdout
     rows = [line for line in report.splitlines() if line.startswith("|")]

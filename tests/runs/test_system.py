@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -26,20 +27,37 @@ def burning(seconds: float) -> Iterator[subprocess.Popen[bytes]]:
         process.wait()
 
 
+@contextmanager
+def neighbour(seconds: float) -> Iterator[int]:
+    """A busy process that is not ours: started through a shell that exits at once, so it
+    is nobody's child here (as a CI neighbour would be)."""
+    code = BURN.format(s=seconds)
+    shell = subprocess.run(
+        ["sh", "-c", f'{sys.executable} -c "$0" >/dev/null 2>&1 & echo $!', code],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    pid = int(shell.stdout.strip())
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+
+
 def _cpu_s(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
 
 
 def test_the_generator_s_own_cpu_is_told_apart_from_a_busy_neighbour() -> None:
-    with burning(3) as generator, burning(3) as neighbour:
+    with burning(3) as generator, neighbour(3) as other:
         sampler = GeneratorSampler(generator.pid)
         time.sleep(0.2)
         sampler.start()
-        before = time.monotonic(), _cpu_s(generator.pid), _cpu_s(neighbour.pid)
+        before = time.monotonic(), _cpu_s(generator.pid), _cpu_s(other)
         time.sleep(1.0)
         reading = sampler.sample()
-        after = time.monotonic(), _cpu_s(generator.pid), _cpu_s(neighbour.pid)
+        after = time.monotonic(), _cpu_s(generator.pid), _cpu_s(other)
 
     assert reading is not None
     wall = after[0] - before[0]
