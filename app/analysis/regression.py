@@ -58,17 +58,22 @@ class RunSeries:
     per_second: Mapping[str, Sequence[float]]  # p50/p95/p99 of each second with enough responses
 
 
-PerSecond = tuple[int, int, float | None, float | None, float | None]
+# A run's seconds for one endpoint, as columns: requests, failures, p50, p95, p99 (ms; NaN
+# where the second had no response).
+PerSecond = tuple[Sequence[int], Sequence[int], Sequence[float], Sequence[float], Sequence[float]]
 
 
-def series_from_seconds(seconds: Sequence[PerSecond]) -> dict[str, list[float]]:
-    """Per-second percentile values from (requests, failures, p50, p95, p99) per second,
-    leaving out seconds with too few expected responses to have a percentile worth the name."""
-    values: dict[str, list[float]] = {sli: [] for sli in LATENCY_SLIS}
-    for requests, failures, *percentiles in seconds:
-        for sli, value in zip(LATENCY_SLIS, percentiles, strict=True):
-            if value is not None and requests - failures >= MIN_RESPONSES_BY_SLI[sli]:
-                values[sli].append(float(value))
+def series_from_seconds(seconds: PerSecond | None) -> dict[str, list[float]]:
+    """Per-second percentile values, leaving out seconds with too few expected responses to
+    have a percentile worth the name."""
+    if seconds is None or not len(seconds[0]):
+        return {sli: [] for sli in LATENCY_SLIS}
+    requests, failures, *percentiles = (np.asarray(column, dtype=float) for column in seconds)
+    responses = requests - failures
+    values: dict[str, list[float]] = {}
+    for sli, column in zip(LATENCY_SLIS, percentiles, strict=True):
+        keep = ~np.isnan(column) & (responses >= MIN_RESPONSES_BY_SLI[sli])
+        values[sli] = column[keep].tolist()
     return values
 
 

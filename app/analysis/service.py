@@ -126,7 +126,7 @@ async def run_series(
                 },
                 requests=row.requests,
                 failures=row.failures,
-                per_second=regression.series_from_seconds(seconds[run_id].get(row.endpoint, [])),
+                per_second=regression.series_from_seconds(seconds[run_id].get(row.endpoint)),
             )
             for row in await runs.results(run_id)
         }
