@@ -7,15 +7,19 @@ baseline runs, pooled:
 - a Mann-Whitney U test (two-sided) says whether the two samples differ beyond chance;
 - Cliff's δ (from the same U) says by how much: the share of (run, baseline) second pairs in
   which the run was slower, minus the share in which it was faster, from −1 to +1;
-- a practical change on the whole-run figure (at least ``MIN_CHANGE_BY_SLI`` relative *and*
-  ``MIN_DELTA_MS_BY_SLI`` absolute) keeps a statistically certain but harmless shift, or the
-  drift between two runs of an unchanged system, from alarming.
+- a **99 % interval of the relative change**, from the data's own noise: a block bootstrap of
+  the mean per-second value of each side (contiguous blocks of seconds, so slow minutes stay
+  together), run against baseline. A change is only claimed when the interval excludes zero;
+- a practical change of the whole-run figure: at least a small floor (``FLOOR_BY_SLI``,
+  ``MIN_DELTA_MS_BY_SLI`` absolute), raised to the **run-to-run spread of the baselines** when
+  several are given (1.5 × the largest distance of one baseline from their median): with one
+  baseline the run's own noise decides, with several the noise between runs decides too.
 
-A regression needs all three; an improvement is the same in the other direction. Run-to-run
-noise (a busier machine, a warmer cache) moves whole runs by a few per cent: the practical
-change is set above that. For the error rate the run's and the baselines' failures are
-compared with Fisher's exact test, with a practical change of ``MIN_ERROR_RATE_DELTA``
-(absolute) and 1.5× the baseline rate.
+A regression needs all four; an improvement is the same in the other direction. A change that
+is statistically there but under the practical threshold, or over it with an interval that
+reaches zero, is marked ``watch``: reported, not judged. For the error rate the run's and the
+baselines' failures are compared with Fisher's exact test, with a practical change of
+``MIN_ERROR_RATE_DELTA`` (absolute) and 1.5× the baseline rate.
 """
 
 from __future__ import annotations
@@ -33,13 +37,19 @@ from app.analysis.schemas import Comparison
 LATENCY_SLIS = ("p50", "p95", "p99")
 ALPHA = 0.01
 MIN_EFFECT = 0.33  # Cliff's δ: "medium" and above (Romano et al.)
-# Practical change of the whole-run value, per SLI: above the run-to-run drift of an unchanged
-# system. eval/golden's no-change pairs drifted by up to +19 % at p50 and +28 % at p99 between
-# two 6-second runs on a busy 2-core machine; tails move more than medians.
+# Against baseline runs: the smallest practical change (relative and absolute) per SLI; the
+# baselines' own spread raises it (see the module's docstring). Tails move more than medians.
+FLOOR_BY_SLI = {"p50": 0.10, "p95": 0.10, "p99": 0.20}
+MIN_DELTA_MS_BY_SLI = {"p50": 0.3, "p95": 0.5, "p99": 1.0}
+SPREAD_FACTOR = 1.5
+CONFIDENCE = 0.99
+BOOTSTRAP = 1000
+MAX_BLOCKS = 60
+# Against history (robust z of past whole-run values, baselines/history.py): no per-second
+# data, so a fixed practical change above the drift between runs of an unchanged system.
 MIN_CHANGE = 0.15
 MIN_CHANGE_BY_SLI = {"p50": 0.25, "p95": 0.25, "p99": 0.40}
-MIN_DELTA_MS = 1.0
-MIN_DELTA_MS_BY_SLI = {"p50": 1.0, "p95": 2.0, "p99": 3.0}
+HISTORY_MIN_DELTA_MS_BY_SLI = {"p50": 1.0, "p95": 2.0, "p99": 3.0}
 MIN_ERROR_RATE_DELTA = 0.005
 MIN_SECONDS = 5
 # A second's percentile is taken seriously only with enough responses for it: its p99 from 20
@@ -77,6 +87,47 @@ def series_from_seconds(seconds: PerSecond | None) -> dict[str, list[float]]:
     return values
 
 
+def _blocks(values: Sequence[float]) -> np.ndarray:
+    """The values' medians over at most MAX_BLOCKS contiguous blocks of seconds."""
+    array = np.asarray(values, dtype=float)
+    if len(array) <= MAX_BLOCKS:
+        return array
+    return np.array([np.median(chunk) for chunk in np.array_split(array, MAX_BLOCKS)])
+
+
+def change_interval(
+    ours: Sequence[float], theirs: Sequence[float], seed: int = 0
+) -> tuple[float, float] | None:
+    """The CONFIDENCE interval of mean(ours) / mean(theirs) − 1, by block bootstrap. The mean
+    of the seconds, not their median: a change in a part of the run (its second half, its
+    slow minutes) moves it as it moves the whole-run percentile."""
+    run, base = _blocks(ours), _blocks(theirs)
+    if not len(run) or not len(base):
+        return None
+    rng = np.random.default_rng(seed)
+    run_means = rng.choice(run, (BOOTSTRAP, len(run))).mean(axis=1)
+    base_means = rng.choice(base, (BOOTSTRAP, len(base))).mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = run_means / base_means - 1
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        return None
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def practical_floor(sli: str, base_values: Sequence[float | None]) -> float:
+    """The relative change that counts: the SLI's floor, or the baselines' own spread."""
+    floor = FLOOR_BY_SLI.get(sli, MIN_CHANGE)
+    known = [v for v in base_values if v is not None and v > 0]
+    if len(known) >= 2:
+        middle = statistics.median(known)
+        spread = max(abs(v / middle - 1) for v in known)
+        floor = max(floor, SPREAD_FACTOR * spread)
+    return floor
+
+
 def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries]) -> Comparison:
     current = run.whole.get(sli)
     base_values = [b.whole.get(sli) for b in base]
@@ -84,11 +135,14 @@ def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries])
     baseline = statistics.median(known) if known else None
     ours = list(run.per_second.get(sli, ()))
     theirs = [v for b in base for v in b.per_second.get(sli, ())]
-    min_change = MIN_CHANGE_BY_SLI.get(sli, MIN_CHANGE)
-    min_delta = MIN_DELTA_MS_BY_SLI.get(sli, MIN_DELTA_MS)
+    floor = practical_floor(sli, base_values)
+    min_delta = MIN_DELTA_MS_BY_SLI.get(sli, 1.0)
     method = (
         f"Mann-Whitney U on per-second {sli} ({len(ours)} s vs {len(theirs)} s), Cliff's δ, "
-        f"practical change ≥ {min_change:.0%} and ≥ {min_delta:g} ms"
+        f"{CONFIDENCE:.0%} block-bootstrap interval of the change, practical change ≥ "
+        f"{floor:.0%}"
+        + (" (the baselines' spread)" if floor > FLOOR_BY_SLI.get(sli, 0) else "")
+        + f" and ≥ {min_delta:g} ms"
     )
     if current is None or baseline is None or len(ours) < MIN_SECONDS or len(theirs) < MIN_SECONDS:
         return Comparison(
@@ -103,20 +157,27 @@ def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries])
             method=method,
             n_current=len(ours),
             n_baseline=len(theirs),
+            threshold=floor,
         )
     test = mannwhitneyu(ours, theirs, alternative="two-sided")
     p_value = float(test.pvalue) if not math.isnan(test.pvalue) else 1.0
     delta = 2 * float(test.statistic) / (len(ours) * len(theirs)) - 1
     change = (current - baseline) / baseline if baseline else None
-    practical = abs(current - baseline) >= min_delta and (
-        change is None or abs(change) >= min_change
+    interval = change_interval(ours, theirs)
+    practical = abs(current - baseline) >= min_delta and (change is None or abs(change) >= floor)
+    significant = p_value < ALPHA and abs(delta) >= MIN_EFFECT
+    slower = delta > 0 and current > baseline
+    faster = delta < 0 and current < baseline
+    beyond_noise = interval is not None and (
+        (slower and interval[0] > 0) or (faster and interval[1] < 0)
     )
     verdict = "unchanged"
-    if p_value < ALPHA and abs(delta) >= MIN_EFFECT and practical:
-        if delta > 0 and current > baseline:
-            verdict = "regression"
-        elif delta < 0 and current < baseline:
-            verdict = "improvement"
+    watch = False
+    if significant and (slower or faster):
+        if practical and beyond_noise:
+            verdict = "regression" if slower else "improvement"
+        elif change is not None and abs(change) >= floor / 2:
+            watch = True  # there, but under the threshold or within the noise: not judged
     return Comparison(
         endpoint=endpoint,
         sli=sli,
@@ -129,6 +190,9 @@ def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries])
         method=method,
         n_current=len(ours),
         n_baseline=len(theirs),
+        interval=list(interval) if interval is not None else None,
+        threshold=floor,
+        watch=watch,
     )
 
 

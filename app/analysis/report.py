@@ -347,8 +347,9 @@ def render_markdown(
                 else f"none of {len(comparisons)} comparisons moved beyond noise."
             ),
             "",
-            "| Scope | SLI | Baseline | Run | Change | Effect | p | Verdict |",
-            "|---|---|---:|---:|---:|---:|---:|---|",
+            "| Scope | SLI | Baseline | Run | Change | 99 % interval | Needed | Effect | p "
+            "| Verdict |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for c in comparisons:
             if c.verdict == "insufficient_data":
@@ -360,19 +361,39 @@ def render_markdown(
                 "—" if c.effect_size is None or c.sli == "error_rate" else (f"{c.effect_size:+.2f}")
             )
             p_value = "—" if c.p_value is None else f"{c.p_value:.2g}"
+            interval = (
+                "—"
+                if c.interval is None
+                else f"{c.interval[0] * 100:+.1f}% … {c.interval[1] * 100:+.1f}%"
+            )
+            needed = "—" if c.threshold is None else f"±{c.threshold * 100:.0f}%"
+            verdict = c.verdict.replace("_", " ") + (" (watch)" if c.watch else "")
             lines.append(
                 f"| {scope} | {c.sli} | {value(c.baseline)} | {value(c.current)} | {change} | "
-                f"{effect} | {p_value} | {c.verdict} |"
+                f"{interval} | {needed} | {effect} | {p_value} | {verdict} |"
             )
         lines += [
             "",
             "Against baseline runs — latency: Mann-Whitney U on the per-second percentile "
-            "values, effect = Cliff's δ; a regression needs p < 0.01, |δ| ≥ 0.33 and a "
-            "practical change of the whole-run value (p50/p95 ≥ 25 %, p99 ≥ 40 %, and ≥ 1–3 "
-            "ms); error rate: Fisher's "
-            "exact test. Against history — effect = robust z (median, 1.4826 × MAD) of the "
-            "past values, |z| ≥ 3 plus the same practical change.",
+            "values, effect = Cliff's δ, and a 99 % block-bootstrap interval of the change; a "
+            "regression needs p < 0.01, |δ| ≥ 0.33, an interval that excludes zero and a "
+            "practical change of the whole-run value at least the one in 'Needed' (p50/p95 "
+            "10 %, p99 20 %, or the baselines' own run-to-run spread when there are several); "
+            "'watch': a change that is there but under that or within the noise. Error rate: "
+            "Fisher's exact test. Against history — effect = robust z (median, 1.4826 × MAD) "
+            "of the past values, |z| ≥ 3 plus a practical change (p50/p95 25 %, p99 40 %).",
         ]
+        watched = [c for c in comparisons if c.watch]
+        if watched:
+            lines += [
+                "",
+                "**Watch** (near the threshold, not judged): "
+                + "; ".join(
+                    f"{_code(c.endpoint if c.endpoint != RunResult.ALL else 'all')} {c.sli} "
+                    f"{(c.change or 0) * 100:+.1f}% (needed ±{(c.threshold or 0) * 100:.0f}%)"
+                    for c in watched
+                ),
+            ]
     if knee is not None:
         unit = "VUs" if knee.load_metric == "vus" else "req/s offered"
         lines += [

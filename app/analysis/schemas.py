@@ -172,6 +172,19 @@ class Comparison(BaseModel):
     explained_by_load: bool = Field(
         default=False, description="The change follows the load's change between the runs"
     )
+    interval: list[float] | None = Field(
+        default=None,
+        description="99 % interval of the relative change (block bootstrap over seconds)",
+    )
+    threshold: float | None = Field(
+        default=None,
+        description="The practical change this comparison needed (relative): the SLI's floor "
+        "or the baselines' run-to-run spread",
+    )
+    watch: bool = Field(
+        default=False,
+        description="A change that is there but under the threshold or within the noise",
+    )
 
 
 class AnalysisOut(BaseModel):

@@ -196,7 +196,7 @@ async def test_a_pool_fix_under_constant_vus_is_an_improvement_not_a_regression(
     assert "regression" not in kinds
     report = (await client.get(f"{API}/analyses/{body['id']}/report.md")).text
     assert "**the load changed**" in report
-    assert "explained_by_load" in report
+    assert "explained by load" in report
 
 
 async def test_a_slower_endpoint_under_constant_vus_is_the_regression_the_others_follow(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.analysis.regression import MIN_SECONDS, RunSeries, compare
+from app.analysis.regression import FLOOR_BY_SLI, MIN_SECONDS, RunSeries, compare
+from app.analysis.schemas import Comparison
 
 
 def run(p95s: np.ndarray, *, requests: int = 1000, failures: int = 0) -> dict[str, RunSeries]:
@@ -81,3 +82,52 @@ def test_errors_appearing_are_a_regression_a_stray_one_is_not() -> None:
     assert verdicts(run(latency, failures=30), run(latency))["error_rate"] == "regression"
     assert verdicts(run(latency, failures=2), run(latency, failures=1))["error_rate"] == "unchanged"
     assert verdicts(run(latency), run(latency, failures=40))["error_rate"] == "improvement"
+
+
+def _p95(current: dict[str, RunSeries], *baselines: dict[str, RunSeries]) -> Comparison:
+    (p95,) = [c for c in compare(current, list(baselines)) if c.sli == "p95"]
+    return p95
+
+
+def test_a_quarter_slower_is_a_regression_with_its_interval() -> None:
+    rng = np.random.default_rng(6)
+    base = lognormal(rng, 20, seconds=20)
+
+    p95 = _p95(run(base * 1.246), run(base))
+
+    assert p95.verdict == "regression"
+    assert p95.effect_size is not None
+    assert p95.effect_size > 0.33
+    assert p95.interval is not None
+    assert p95.interval[0] > 0.1
+    assert p95.interval[0] < 0.246 < p95.interval[1]
+    assert p95.threshold == FLOOR_BY_SLI["p95"]
+
+
+def test_a_fifth_faster_is_an_improvement() -> None:
+    rng = np.random.default_rng(7)
+    base = lognormal(rng, 20, seconds=20)
+
+    assert _p95(run(base * 0.802), run(base)).verdict == "improvement"
+
+
+def test_a_small_steady_shift_is_watched_not_judged() -> None:
+    rng = np.random.default_rng(8)
+    base = 20 * rng.lognormal(0, 0.03, 60)
+
+    p95 = _p95(run(base * 1.07), run(base))
+
+    assert (p95.verdict, p95.watch) == ("unchanged", True)
+
+
+def test_baselines_that_disagree_raise_the_bar_to_their_own_spread() -> None:
+    rng = np.random.default_rng(9)
+    # Three runs of the same system, 20 % apart from one another: +25 % is within that.
+    baselines = [run(lognormal(rng, median, seconds=20)) for median in (17, 20, 24)]
+
+    p95 = _p95(run(lognormal(rng, 25, seconds=20)), *baselines)
+
+    assert p95.threshold is not None
+    assert p95.threshold > 0.25
+    assert p95.verdict == "unchanged"
+    assert "the baselines' spread" in p95.method

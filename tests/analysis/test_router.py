@@ -188,7 +188,11 @@ async def test_analysis_compares_with_the_promoted_baseline_and_names_the_regres
     assert "the other endpoints did not change" in regressions[0]["summary"]
     report = (await client.get(f"{API}/analyses/{body['id']}/report.md")).text
     assert f"compared with run `{before.id}`" in report
-    assert "| `list_orders` | p95 | 100.0 ms | 210.0 ms | +110.0% | +1.00 |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| `list_orders` | p95 |"))
+    assert row.startswith("| `list_orders` | p95 | 100.0 ms | 210.0 ms | +110.0% | +")
+    assert "| ±10% | +1.00 |" in row, row
+    assert row.endswith("| regression |")
+    assert " … " in row  # the interval of the change
 
 
 async def test_without_a_promoted_baseline_the_last_passing_runs_are_used(
