@@ -652,6 +652,22 @@ def score(cases: list[dict[str, Any]], results: dict[str, Any], verbose: bool) -
                 + f"; k6 {k6_change(records[case['id']], affected_set(case)[0], 'p50_ms')}"
             )
 
+    # Improvements claimed where nothing changed, and inconclusive verdicts nobody designed.
+    quiet_improvements = [
+        c["id"]
+        for c in quiet_cases
+        if any(
+            x.get("verdict") == "improvement"
+            for x in records[c["id"]]["analysis"].get("comparisons") or []
+        )
+    ]
+    undesigned_inconclusive = [
+        c["id"]
+        for c in scored
+        if records[c["id"]]["analysis"].get("verdict") == "inconclusive"
+        and not c["labels"].get("disturbed")
+    ]
+
     # Load-generator health as the analysis reports it.
     generator_status: dict[str, Counter[str]] = defaultdict(Counter)
     for case in scored:
@@ -809,6 +825,16 @@ def score(cases: list[dict[str, Any]], results: dict[str, Any], verbose: bool) -
             f"  improvements detected (info): {better_hits}/{len(better_cases)}; "
             f"improvement pairs with a regression call: {better_regressions}/{len(better_cases)}"
         )
+    print(
+        f"  no-change pairs with an 'improvement' comparison (info): {len(quiet_improvements)}/"
+        f"{len(quiet_cases)}"
+    )
+    print(
+        f"  pairs judged inconclusive without a deliberate disturbance: "
+        f"{len(undesigned_inconclusive)}/{len(scored) - len(disturbed)} (with other processes' "
+        f"CPU load: {sum(i in busy for i in undesigned_inconclusive)}; fault pairs: "
+        f"{sum(i in {c['id'] for c in fault_cases} for i in undesigned_inconclusive)})"
+    )
     print(
         "  load_generator.status: "
         + "; ".join(
