@@ -602,6 +602,8 @@ def all_findings(
     doubt: str | None = None,
     load: LoadComparison | None = None,
     profiled: list[Finding] | None = None,
+    signed: list[Finding] | None = None,
+    cpu_relative: bool = False,
 ) -> list[Finding]:
     if doubt is not None:
         found = generator_findings(generator, doubt) + slo_breaches(slo_results)
@@ -610,13 +612,17 @@ def all_findings(
     found = slo_breaches(slo_results)
     # A profile names the function and the query: the strongest evidence there is.
     found += sorted(profiled or [], key=lambda f: f.severity != "critical")
+    # Then the shape of each regressed endpoint's change: queueing, own work, stalls.
+    found += signed or []
+    explained = {f.endpoint for f in signed or []}
     found += load_findings(load, comparisons)
     found += shared_slowdown(comparisons)
     found += baseline_changes(comparisons)
     found += dropped_iterations(summary)
     found += history_findings(shifts or [])
     found += saturation_findings(knee)
-    found += confined_slowness(results)
+    # A signature says more about an endpoint than "it is the slow one" does.
+    found += [f for f in confined_slowness(results) if f.endpoint not in explained]
     found += errors(results)
     found += long_tails(results)
     found += time_breakdown(summary)
@@ -632,7 +638,12 @@ def all_findings(
         )
         for f in found
     )
-    found += system_findings(system, struggling)
+    local = system_findings(system, struggling)
+    if cpu_relative:
+        # The target's CPU was judged per endpoint against the baseline's (signatures):
+        # a fixed share of a core says nothing about a target that is always that idle.
+        local = [f for f in local if f.kind not in ("idle_cpu", "cpu_bound")]
+    found += local
     _number(found)
     return found
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import uuid
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.analysis import findings as findings_mod
-from app.analysis import generator, regression, saturation
+from app.analysis import generator, regression, saturation, signatures
 from app.analysis import load as load_mod
 from app.analysis import narrative as narrative_mod
 from app.analysis import profile as profile_mod
@@ -405,6 +406,9 @@ async def analyse(
     elif load_cmp is not None and load_cmp.changed:
         warnings.append("The load differs from the baseline's: " + "; ".join(load_cmp.reasons))
     profile = profile_mod.summarise(await reads.profile(run.id))
+    cpu_now = signatures.cpu_per_request(seconds)
+    cpu_bases = [c for secs in base_seconds if (c := signatures.cpu_per_request(secs)) is not None]
+    cpu_base = statistics.median(cpu_bases) if cpu_bases else None
     knee = find_knee(spec, slos, seconds)
     system_metrics = await gather_system_metrics(spec, seconds, warnings, settings)
     found = findings_mod.all_findings(
@@ -419,6 +423,8 @@ async def analyse(
         doubt=doubt,
         load=load_cmp,
         profiled=profile_mod.findings(profile, spec, results, slo_results, comparisons),
+        signed=signatures.signatures(comparisons, load_cmp, cpu_now, cpu_base),
+        cpu_relative=cpu_base is not None,
     )
     complete = run.status == RunStatus.succeeded and run.load_factor == 1
     regressed = [c for c in comparisons if c.verdict == "regression"]
