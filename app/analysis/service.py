@@ -423,7 +423,8 @@ async def analyse(
         doubt=doubt,
         load=load_cmp,
         profiled=profile_mod.findings(profile, spec, results, slo_results, comparisons),
-        signed=signatures.signatures(comparisons, load_cmp, cpu_now, cpu_base),
+        signed=signatures.connection_churn(run.summary, [b.summary for b in baselines])
+        + signatures.signatures(comparisons, load_cmp, cpu_now, cpu_base),
         cpu_relative=cpu_base is not None,
     )
     complete = run.status == RunStatus.succeeded and run.load_factor == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from app.analysis.repository import Second
 from app.analysis.schemas import Comparison, Finding, LoadComparison
@@ -128,6 +129,51 @@ def signatures(
                 )
             )
     return found
+
+
+def _avg(summary: Mapping[str, Any] | None, metric: str) -> float | None:
+    values = (((summary or {}).get("metrics") or {}).get(metric) or {}).get("values") or {}
+    value = values.get("avg")
+    return float(value) if isinstance(value, int | float) else None
+
+
+CHURN_RATIO = 5.0  # connection set-up per request this many times the baseline's ...
+CHURN_MIN_MS = 0.05  # ... and at least this much on average
+
+
+def connection_churn(
+    summary: Mapping[str, Any] | None, baselines: Sequence[Mapping[str, Any] | None]
+) -> list[Finding]:
+    """k6 opened new connections far more often than in the baseline: its average connection
+    set-up per request (``http_req_connecting`` + TLS handshakes, zero on a reused connection)
+    rose by CHURN_RATIO. The target (or a proxy) stopped keeping connections alive, and every
+    new connection costs both sides set-up work."""
+    known = [
+        (_avg(b, "http_req_connecting") or 0.0) + (_avg(b, "http_req_tls_handshaking") or 0.0)
+        for b in baselines
+        if _avg(b, "http_req_connecting") is not None
+    ]
+    now = _avg(summary, "http_req_connecting")
+    if now is None or not known:
+        return []
+    now += _avg(summary, "http_req_tls_handshaking") or 0.0
+    before = statistics.median(known)
+    if now < CHURN_MIN_MS or now < CHURN_RATIO * max(before, 0.001):
+        return []
+    return [
+        Finding(
+            kind="connection_churn",
+            severity="critical",
+            summary=f"k6 spent {now:.2f} ms per request setting up connections against the "
+            f"baseline's {before:.3f} ms: connections are no longer kept alive (keep-alive off, "
+            "`Connection: close`, a proxy or server closing them), so requests pay a new "
+            "connection — and the target its set-up work — again and again",
+            evidence={"connecting_ms_avg": now, "baseline_connecting_ms_avg": before},
+            recommendation="Check the target's and any proxy's keep-alive settings (idle "
+            "timeout, max requests per connection, `Connection: close` responses) and the "
+            "client pools in front of it.",
+        )
+    ]
 
 
 def scoped(found: Sequence[Finding]) -> Mapping[str, str]:

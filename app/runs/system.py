@@ -131,6 +131,9 @@ def _runqueue_wait_s(pids: set[int]) -> float | None:
     return total if found else None
 
 
+OUR_HELPERS = ("py-spy",)  # processes the worker starts besides k6 (runs/profile.py)
+
+
 class GeneratorSampler:
     """k6's CPU (its process tree: a sandbox's launcher included) and memory, the service's
     own CPU, and the CPU every other process took, in percent of one core per second."""
@@ -185,11 +188,17 @@ class GeneratorSampler:
             if p.pid not in k6_pids and p.pid != me.pid
         ]
         ours = k6_pids | {p.pid for p in target}
-        # The service and what it started besides k6 (a profiler): ours, not a neighbour.
+        # The service and the profiler it started: ours, not a neighbour. Any other child
+        # (a test harness's CPU hog, a script the service runs) is a neighbour like any other.
         try:
-            service = [me, *(c for c in me.children(recursive=True) if c.pid not in ours)]
+            helpers = [
+                c
+                for c in me.children(recursive=True)
+                if c.pid not in ours and c.name().startswith(OUR_HELPERS)
+            ]
         except psutil.Error:
-            service = [me]
+            helpers = []
+        service = [me, *helpers]
         k6_s, k6_rss = self._cpu_s(k6)
         service_s, _ = self._cpu_s(service)
         target_s, _ = self._cpu_s(target)

@@ -128,3 +128,18 @@ async def test_a_small_pool_on_one_endpoint_is_named_queueing_not_n_plus_one_or_
     assert "slow_endpoint" not in by_kind  # no "look for N+1 queries" for a queue
     kinds_in_order = [f["kind"] for f in body["findings"]]
     assert kinds_in_order.index("queueing") < kinds_in_order.index("regression")
+
+
+def _connecting(ms: float) -> dict[str, object]:
+    return {"metrics": {"http_req_connecting": {"values": {"avg": ms}}}}
+
+
+def test_connections_no_longer_kept_alive_are_named() -> None:
+    from app.analysis.signatures import connection_churn
+
+    found = connection_churn(_connecting(0.39), [_connecting(0.002)])
+
+    assert [f.kind for f in found] == ["connection_churn"]
+    assert "no longer kept alive" in found[0].summary
+    assert connection_churn(_connecting(0.004), [_connecting(0.002)]) == []  # reuse as before
+    assert connection_churn(_connecting(0.39), []) == []  # nothing to compare with

@@ -100,3 +100,21 @@ def test_a_generator_that_has_gone_gives_no_reading() -> None:
     sampler.start()
 
     assert sampler.sample() is None
+
+
+def test_a_busy_child_of_the_service_is_a_neighbour_too() -> None:
+    # A CI job or a test harness may start its CPU hog from the same process as the worker:
+    # only the profiler the worker starts is the service's own.
+    with burning(3) as generator, burning(3) as hog:
+        sampler = GeneratorSampler(generator.pid)
+        time.sleep(0.2)
+        sampler.start()
+        before = time.monotonic(), _cpu_s(hog.pid)
+        time.sleep(1.0)
+        reading = sampler.sample()
+        after = time.monotonic(), _cpu_s(hog.pid)
+
+    assert reading is not None
+    hog_share = 100 * (after[1] - before[1]) / (after[0] - before[0])
+    assert reading["other_cpu_percent"] >= hog_share - 10
+    assert reading["service_cpu_percent"] < 30
