@@ -550,34 +550,47 @@ def _machine_cpu() -> dict[str, float]:
 
 class CpuWindow:
     """CPU the machine spent during one run, split into this build's process tree (the
-    service, its k6, the target), a deliberate CPU hog, and everything else ("other": other
+    service, its k6, the target), the deliberate CPU hog (by its pid: it is not in the
+    tree), and everything else ("other": other
     users' processes, the database server). In cores (CPU seconds per wall second)."""
 
     def __init__(self, hog_pid: int | None = None) -> None:
         self.hog_pid = hog_pid
 
+    def _hog_cpu(self) -> float:
+        import psutil
+
+        if self.hog_pid is None:
+            return 0.0
+        try:
+            t = psutil.Process(self.hog_pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(t.user + t.system)
+
     def __enter__(self) -> CpuWindow:
         self.t0 = time.monotonic()
         self.machine0 = _machine_cpu()
         self.tree0 = _tree_cpu()
+        self.hog0 = self._hog_cpu()
         return self
 
     def stop(self) -> dict[str, Any]:
         tree1 = _tree_cpu()
+        hog = self._hog_cpu() - self.hog0
         machine1 = _machine_cpu()
         wall = max(time.monotonic() - self.t0, 1e-6)
         ours = sum(v - self.tree0.get(k, 0.0) for k, v in tree1.items())
         # A descendant that ended inside the window was reaped by its parent in the tree,
         # whose children_* now hold its whole life: take off what it had used before.
         ours -= sum(v for k, v in self.tree0.items() if k not in tree1)
-        hog = sum(v - self.tree0.get(k, 0.0) for k, v in tree1.items() if k[0] == self.hog_pid)
         busy = machine1["busy"] - self.machine0["busy"]
         return {
             "wall_s": round(wall, 2),
             "machine_busy_cores": round(busy / wall, 3),
-            "build_cores": round((ours - hog) / wall, 3),
+            "build_cores": round(ours / wall, 3),
             "hog_cores": round(hog / wall, 3),
-            "other_cores": round(max(0.0, busy - ours) / wall, 3),
+            "other_cores": round(max(0.0, busy - ours - hog) / wall, 3),
             "irq_cores": round((machine1["irq"] - self.machine0["irq"]) / wall, 3),
             "steal_cores": round((machine1["steal"] - self.machine0["steal"]) / wall, 3),
         }
@@ -586,19 +599,42 @@ class CpuWindow:
         pass
 
 
+HOG_LAUNCHER = (
+    "import subprocess, sys; "
+    "hog = subprocess.Popen([sys.executable, '-c', 'while True: pass'], start_new_session=True, "
+    "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+    "print(hog.pid, flush=True)"
+)
+
+
 @contextlib.contextmanager
 def cpu_hog(enabled: bool) -> Iterator[int | None]:
-    """A separate process burning about one core for as long as the block runs."""
+    """A separate process burning about one core for as long as the block runs.
+
+    It is started through a launcher that exits at once, so the hog is nobody's child here:
+    the service runs inside this process, and its generator sampler counts the service's own
+    children as the service, not as a neighbour. It is killed by its pid afterwards."""
     if not enabled:
         yield None
         return
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    import psutil
+
+    launched = subprocess.run(
+        [sys.executable, "-c", HOG_LAUNCHER], capture_output=True, text=True, check=True
+    )
+    pid = int(launched.stdout.split()[0])
     try:
         time.sleep(0.3)  # let it get going before the run starts
-        yield hog.pid
+        yield pid
     finally:
-        hog.kill()
-        hog.wait()
+        with contextlib.suppress(psutil.Error):
+            hog = psutil.Process(pid)
+            hog.kill()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and hog.is_running():
+                if hog.status() == psutil.STATUS_ZOMBIE:
+                    break
+                time.sleep(0.05)
 
 
 # --- running -------------------------------------------------------------------------------
@@ -629,15 +665,41 @@ def warm_up(target: str) -> None:
                 http.get(path)
 
 
-def one_run(client: Any, plan_id: str, hog: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def wait_quiet(limit_s: float) -> dict[str, Any] | None:
+    """Wait (at most ``limit_s``) until one second passes with other processes' CPU under
+    OTHER_LOAD_FLAG; what was waited and seen, or None when not asked to wait."""
+    if limit_s <= 0:
+        return None
+    started = time.monotonic()
+    while True:
+        with CpuWindow() as window:
+            time.sleep(1.0)
+            other = window.stop()["other_cores"]
+        waited = time.monotonic() - started
+        if other < OTHER_LOAD_FLAG or waited >= limit_s:
+            return {
+                "waited_s": round(waited, 1),
+                "other_cores": other,
+                "quiet": other < OTHER_LOAD_FLAG,
+            }
+
+
+def one_run(
+    client: Any, plan_id: str, hog: bool, quiet_s: float = 0.0
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Execute the plan once and wait for it; the machine's CPU split over the run."""
+    before = wait_quiet(quiet_s)
     with cpu_hog(hog) as hog_pid, CpuWindow(hog_pid) as window:
         run = client.wait(client.execute(plan_id)["id"])
         cpu = window.stop()
+    if before is not None:
+        cpu["quiet_wait"] = before
     return run, cpu
 
 
-def run_case(client: Any, target: str, case: dict[str, Any], db_url: str) -> dict[str, Any]:
+def run_case(
+    client: Any, target: str, case: dict[str, Any], db_url: str, quiet_s: float = 0.0
+) -> dict[str, Any]:
     started = time.monotonic()
     plan = client.create_plan(plan_document(case, target))
     client.approve(plan["id"], reviewer="eval/golden")
@@ -651,9 +713,13 @@ def run_case(client: Any, target: str, case: dict[str, Any], db_url: str) -> dic
         client.approve(version["id"], reviewer="eval/golden")
         candidate_plan = version["id"]
     configure_target(target, case.get("baseline_fault") or {"kind": "none"}, case["noise"])
-    baseline, baseline_cpu = one_run(client, plan["id"], hog=case.get("hog") == "baseline")
+    baseline, baseline_cpu = one_run(
+        client, plan["id"], hog=case.get("hog") == "baseline", quiet_s=quiet_s
+    )
     configure_target(target, case["fault"], case["noise"])
-    candidate, candidate_cpu = one_run(client, candidate_plan, hog=case.get("hog") == "candidate")
+    candidate, candidate_cpu = one_run(
+        client, candidate_plan, hog=case.get("hog") == "candidate", quiet_s=quiet_s
+    )
     configure_target(target, {"kind": "none"}, {})
     record: dict[str, Any] = {
         "plan_id": plan["id"],
@@ -816,6 +882,7 @@ def build(args: argparse.Namespace) -> int:
             "k6_binary": settings.k6_binary,
             "cpu_count": os.cpu_count(),
             "other_load_flag_cores": OTHER_LOAD_FLAG,
+            "wait_quiet_s": args.wait_quiet,
             **code,
         },
         "cases": {},
@@ -832,7 +899,7 @@ def build(args: argparse.Namespace) -> int:
     ):
         warm_up(target)
         for n, case in enumerate(cases, start=1):
-            record = run_case(client, target, case, db_url)
+            record = run_case(client, target, case, db_url, quiet_s=args.wait_quiet)
             label_case(case, record)
             results["cases"][case["id"]] = record
             print(
@@ -876,6 +943,14 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="run the service as committed at REV (e.g. HEAD; a git archive snapshot) "
         "instead of this working tree",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help=f"before each run wait up to S seconds for a second in which other processes "
+        f"use under {OTHER_LOAD_FLAG} cores (default 0: do not wait)",
     )
     p.add_argument("--list", action="store_true", help="print the case list and exit")
     return p

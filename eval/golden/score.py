@@ -928,6 +928,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None, help="with --run: the draw to repeat")
     parser.add_argument("--out", default=None, help="with --run: output directory")
     parser.add_argument("--at", metavar="REV", help="with --run: the service as committed at REV")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, help="with --run: see build.py")
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per case")
     args = parser.parse_args()
     directory = Path(args.out or args.dir)
@@ -941,6 +942,7 @@ def main() -> int:
             + (["--seed", str(args.seed)] if args.seed is not None else [])
             + [x for kind in args.only or [] for x in ("--only", kind)]
             + (["--at", args.at] if args.at else [])
+            + (["--wait-quiet", str(args.wait_quiet)] if args.wait_quiet else [])
             + ["--out", str(directory)]
         )
         build.build(build_args)
