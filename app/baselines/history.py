@@ -92,7 +92,7 @@ def compare_to_history(
             else:
                 practical = (
                     abs(change) >= regression.MIN_CHANGE_BY_SLI[sli]
-                    and abs(value - median) >= regression.MIN_DELTA_MS_BY_SLI[sli]
+                    and abs(value - median) >= regression.HISTORY_MIN_DELTA_MS_BY_SLI[sli]
                 )
             verdict = "unchanged"
             if practical and z >= Z:
