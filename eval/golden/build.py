@@ -775,7 +775,8 @@ def one_line(case: dict[str, Any], record: dict[str, Any]) -> str:
     flag = (
         "!"
         if any(
-            (cpu.get(r) or {}).get("other_cores", 0) >= OTHER_LOAD_FLAG
+            ((cpu.get(r) or {}).get("other_cores", 0) + (cpu.get(r) or {}).get("steal_cores", 0))
+            >= OTHER_LOAD_FLAG
             for r in ("baseline", "candidate")
         )
         else " "

@@ -390,11 +390,16 @@ def comparison_text(c: dict[str, Any]) -> str:
 
 
 def other_load(record: dict[str, Any]) -> tuple[float | None, float | None]:
+    """Other processes' CPU plus the hypervisor's steal, per run (cores)."""
     cpu = record.get("cpu") or {}
-    return (
-        (cpu.get("baseline") or {}).get("other_cores"),
-        (cpu.get("candidate") or {}).get("other_cores"),
-    )
+
+    def one(run: str) -> float | None:
+        row = cpu.get(run) or {}
+        if row.get("other_cores") is None:
+            return None
+        return float(row["other_cores"]) + float(row.get("steal_cores") or 0.0)
+
+    return one("baseline"), one("candidate")
 
 
 def busy_note(record: dict[str, Any], flag: float) -> str:
@@ -402,7 +407,7 @@ def busy_note(record: dict[str, Any], flag: float) -> str:
     if base is None and cand is None:
         return ""
     mark = " OTHER LOAD" if max(base or 0, cand or 0) >= flag else ""
-    return f" [other CPU {num(base, 2)}/{num(cand, 2)} cores{mark}]"
+    return f" [other CPU + steal {num(base, 2)}/{num(cand, 2)} cores{mark}]"
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -849,8 +854,8 @@ def score(cases: list[dict[str, Any]], results: dict[str, Any], verbose: bool) -
         clean_quiet = [c for c in quiet_cases if c["id"] not in busy]
         clean_faults = [c for c in fault_cases if c["id"] not in busy]
         print(
-            f"  pairs with other processes' CPU >= {flag:g} cores in either run: {len(busy)}/"
-            f"{len(scored)}; without them: false alarms "
+            f"  pairs with other processes' CPU + steal >= {flag:g} cores in either run: "
+            f"{len(busy)}/{len(scored)}; without them: false alarms "
             f"{sum(c['id'] in alarmed for c in clean_quiet)}/{len(clean_quiet)}, recall "
             f"{sum(recall_hit(c, records[c['id']]['analysis'])[0] for c in clean_faults)}/"
             f"{len(clean_faults)}"
@@ -862,8 +867,9 @@ def score(cases: list[dict[str, Any]], results: dict[str, Any], verbose: bool) -
         )
         others.sort()
         print(
-            f"  other processes' CPU per run (cores): median {statistics.median(others):.2f}, "
-            f"p90 {others[int(0.9 * (len(others) - 1))]:.2f}, max {others[-1]:.2f} "
+            f"  other processes' CPU + steal per run (cores): median "
+            f"{statistics.median(others):.2f}, p90 {others[int(0.9 * (len(others) - 1))]:.2f}, "
+            f"max {others[-1]:.2f} "
             f"({len(others)} runs)"
         )
 
