@@ -249,6 +249,47 @@ def _error_rate(endpoint: str, run: RunSeries, base: Sequence[RunSeries]) -> Com
     )
 
 
+TAIL_RATIO = 2.0  # the run's share of responses beyond the baseline's p99, against 1 %
+
+
+def tail_comparison(
+    comparison: Comparison, run_above: tuple[int, int], base_above: tuple[int, int]
+) -> Comparison:
+    """A p99 that had too few responses per second to be compared second by second, judged
+    on the whole run instead: of the run's responses, how many were slower than the
+    baselines' p99 — about 1 % if nothing changed — against the baselines' own share
+    (Fisher's exact test, one-sided for each direction). ``*_above``: (slower, responses)."""
+    (k, n), (k0, n0) = run_above, base_above
+    current, baseline = comparison.current, comparison.baseline
+    if current is None or baseline is None or not n or not n0 or baseline <= 0:
+        return comparison
+    floor = comparison.threshold or FLOOR_BY_SLI["p99"]
+    change = (current - baseline) / baseline
+    table = np.array([[k, n - k], [k0, n0 - k0]])
+    slower = float(fisher_exact(table, alternative="greater").pvalue)
+    faster = float(fisher_exact(table, alternative="less").pvalue)
+    share, base_share = k / n, k0 / n0
+    practical = abs(current - baseline) >= MIN_DELTA_MS_BY_SLI["p99"] and abs(change) >= floor
+    verdict: str = "unchanged"
+    if practical and slower < ALPHA and share >= TAIL_RATIO * base_share and change > 0:
+        verdict = "regression"
+    elif practical and faster < ALPHA and base_share >= TAIL_RATIO * share and change < 0:
+        verdict = "improvement"
+    return comparison.model_copy(
+        update={
+            "change": change,
+            "p_value": min(slower, faster),
+            "effect_size": share - base_share,
+            "verdict": verdict,
+            "method": f"too few responses per second for a per-second p99: Fisher's exact test "
+            f"on the responses slower than the baselines' p99 ({k}/{n} vs {k0}/{n0}), "
+            f"practical change ≥ {floor:.0%} and ≥ {MIN_DELTA_MS_BY_SLI['p99']:g} ms",
+            "n_current": n,
+            "n_baseline": n0,
+        }
+    )
+
+
 def compare(
     run: Mapping[str, RunSeries], baselines: Sequence[Mapping[str, RunSeries]]
 ) -> list[Comparison]:

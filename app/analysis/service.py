@@ -46,6 +46,7 @@ from app.models import (
 )
 from app.plans.schemas import PLATFORM_DEFAULT_SLOS, SLO, PlanSpec, effective_slos
 from app.runs.repository import RunRepository
+from app.runs.service import merge_windows
 
 LAST_PASSING_RUNS = 3
 
@@ -132,6 +133,25 @@ async def run_series(
             for row in await runs.results(run_id)
         }
     return found
+
+
+async def judge_tails(
+    session: AsyncSession, comparisons: list[Comparison], run_id: uuid.UUID, baselines: list[Run]
+) -> list[Comparison]:
+    """p99s that had too few responses per second, judged on the stored histograms."""
+    runs = RunRepository(session)
+    judged = []
+    for c in comparisons:
+        if c.sli != "p99" or c.verdict != "insufficient_data" or c.baseline is None:
+            judged.append(c)
+            continue
+        ids = c.baseline_run_ids or [b.id for b in baselines]
+        run_hist = merge_windows(await runs.histograms(run_id, c.endpoint))
+        base_hist = [merge_windows(await runs.histograms(b, c.endpoint)) for b in ids]
+        run_above = (run_hist.above(c.baseline), run_hist.total)
+        base_above = (sum(h.above(c.baseline) for h in base_hist), sum(h.total for h in base_hist))
+        judged.append(regression.tail_comparison(c, run_above, base_above))
+    return judged
 
 
 async def gather_system_metrics(
@@ -322,6 +342,8 @@ async def analyse(
             for comparison in scoped:
                 comparison.baseline_run_ids = [base_run.id]
             comparisons = [c for c in comparisons if c.endpoint not in steps] + scoped
+        if baselines:
+            comparisons = await judge_tails(session, comparisons, run.id, baselines)
         comparisons.sort(key=lambda c: (c.endpoint != "*", c.endpoint))
         baselines = [*baselines, *(r for r in scenario_bases.values() if r not in baselines)]
         baseline_source = baseline_source or "promoted"

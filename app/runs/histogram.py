@@ -126,6 +126,10 @@ class Histogram:
         index = int(np.searchsorted(cumulative, rank + 1))
         return min(max(float(_REPRESENTATIVE[index]), self.min_ms), self.max_ms)
 
+    def above(self, threshold_ms: float) -> int:
+        """Responses in buckets whose representative value is above ``threshold_ms``."""
+        return int(self.counts[_REPRESENTATIVE > threshold_ms].sum())
+
     def stats(self) -> dict[str, float | None]:
         """avg/min/p50/p90/p95/p99/max in ms (all ``None`` for an empty histogram)."""
         if self.total == 0:
@@ -184,6 +188,11 @@ def encode_counts(counts: np.ndarray) -> bytes:
 def decode_counts(data: bytes) -> np.ndarray:
     if not data or data[0] != ENCODING:
         raise ValueError("unknown histogram encoding")
+    if len(data) == BUCKETS + 1:
+        # Every count under 128: one byte each (encode_counts' compact case), read at once.
+        dense = np.frombuffer(data, dtype=np.uint8, offset=1)
+        if int(dense.max(initial=0)) < 0x80:
+            return dense.astype(np.int64)
     counts = np.zeros(BUCKETS, dtype=np.int64)
     index, value, shift = 0, 0, 0
     for byte in data[1:]:

@@ -131,3 +131,24 @@ def test_baselines_that_disagree_raise_the_bar_to_their_own_spread() -> None:
     assert p95.threshold > 0.25
     assert p95.verdict == "unchanged"
     assert "the baselines' spread" in p95.method
+
+
+def test_a_p99_without_per_second_values_is_judged_on_responses_beyond_the_baseline_s() -> None:
+    from app.analysis.regression import tail_comparison
+
+    unjudged = Comparison(
+        endpoint="orders", sli="p99", baseline=6.4, current=120.7, change=None, p_value=None,
+        effect_size=None, verdict="insufficient_data", method="", n_current=60, n_baseline=60,
+        threshold=0.2,
+    )  # fmt: skip
+
+    # A minute at 40 responses a second, one stall a second: 2.5 % beyond the baseline's p99
+    # on top of the usual 1 %.
+    stalled = tail_comparison(unjudged, (84, 2400), (24, 2400))
+    as_before = tail_comparison(
+        unjudged.model_copy(update={"current": 6.6}), (25, 2400), (24, 2400)
+    )
+
+    assert stalled.verdict == "regression"
+    assert "84/2400 vs 24/2400" in stalled.method
+    assert as_before.verdict == "unchanged"
