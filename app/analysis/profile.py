@@ -112,8 +112,8 @@ def findings(
                 "N+1 query pattern"
             )
             recommendation = (
-                f"Fetch the rows of `{spot['sql']}` for all items at once (one query with IN "
-                "(…) or a JOIN) instead of once per item, and index the column it filters on."
+                f"Fetch the rows of `{spot['sql']}` for all items at once (one query with an IN "
+                "list or a JOIN) instead of once per item, and index the column it filters on."
             )
         elif spot.get("sql"):
             summary += f", running `{spot['sql']}`"

@@ -253,12 +253,18 @@ TAIL_RATIO = 2.0  # the run's share of responses beyond the baseline's p99, agai
 
 
 def tail_comparison(
-    comparison: Comparison, run_above: tuple[int, int], base_above: tuple[int, int]
+    comparison: Comparison,
+    run_above: tuple[int, int],
+    base_above: tuple[int, int],
+    tests: int = 1,
 ) -> Comparison:
     """A p99 that had too few responses per second to be compared second by second, judged
     on the whole run instead: of the run's responses, how many were slower than the
     baselines' p99 — about 1 % if nothing changed — against the baselines' own share
-    (Fisher's exact test, one-sided for each direction). ``*_above``: (slower, responses)."""
+    (Fisher's exact test, one-sided for each direction). ``*_above``: (slower, responses).
+    ``tests``: how many such tests the analysis makes (one per endpoint, often): each is held
+    to ALPHA / tests (Bonferroni), or five endpoints of an unchanged system would raise a false
+    alarm in one pair of twenty."""
     (k, n), (k0, n0) = run_above, base_above
     current, baseline = comparison.current, comparison.baseline
     if current is None or baseline is None or not n or not n0 or baseline <= 0:
@@ -270,10 +276,11 @@ def tail_comparison(
     faster = float(fisher_exact(table, alternative="less").pvalue)
     share, base_share = k / n, k0 / n0
     practical = abs(current - baseline) >= MIN_DELTA_MS_BY_SLI["p99"] and abs(change) >= floor
+    alpha = ALPHA / max(1, tests)
     verdict: str = "unchanged"
-    if practical and slower < ALPHA and share >= TAIL_RATIO * base_share and change > 0:
+    if practical and slower < alpha and share >= TAIL_RATIO * base_share and change > 0:
         verdict = "regression"
-    elif practical and faster < ALPHA and base_share >= TAIL_RATIO * share and change < 0:
+    elif practical and faster < alpha and base_share >= TAIL_RATIO * share and change < 0:
         verdict = "improvement"
     return comparison.model_copy(
         update={
@@ -282,7 +289,8 @@ def tail_comparison(
             "effect_size": share - base_share,
             "verdict": verdict,
             "method": f"too few responses per second for a per-second p99: Fisher's exact test "
-            f"on the responses slower than the baselines' p99 ({k}/{n} vs {k0}/{n0}), "
+            f"on the responses slower than the baselines' p99 ({k}/{n} vs {k0}/{n0}; α "
+            f"{alpha:.2g} for {tests} such tests), "
             f"practical change ≥ {floor:.0%} and ≥ {MIN_DELTA_MS_BY_SLI['p99']:g} ms",
             "n_current": n,
             "n_baseline": n0,

@@ -141,8 +141,13 @@ async def judge_tails(
     """p99s that had too few responses per second, judged on the stored histograms."""
     runs = RunRepository(session)
     judged = []
+
+    def wanted(c: Comparison) -> bool:
+        return c.sli == "p99" and c.verdict == "insufficient_data" and c.baseline is not None
+
+    tests = sum(wanted(c) for c in comparisons)
     for c in comparisons:
-        if c.sli != "p99" or c.verdict != "insufficient_data" or c.baseline is None:
+        if not wanted(c) or c.baseline is None:
             judged.append(c)
             continue
         ids = c.baseline_run_ids or [b.id for b in baselines]
@@ -150,7 +155,7 @@ async def judge_tails(
         base_hist = [merge_windows(await runs.histograms(b, c.endpoint)) for b in ids]
         run_above = (run_hist.above(c.baseline), run_hist.total)
         base_above = (sum(h.above(c.baseline) for h in base_hist), sum(h.total for h in base_hist))
-        judged.append(regression.tail_comparison(c, run_above, base_above))
+        judged.append(regression.tail_comparison(c, run_above, base_above, tests))
     return judged
 
 

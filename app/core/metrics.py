@@ -124,7 +124,7 @@ def count_run_refusal(code: str) -> None:
 # --- read from the database at scrape time ------------------------------------------------
 
 RUN_STATES = ("queued", "running", "succeeded", "failed", "aborted", "timed_out", "partial")
-VERDICTS = ("pass", "warning", "fail")
+VERDICTS = ("pass", "warning", "fail", "inconclusive")  # analysis.schemas.Verdict
 MAX_RESULT_SERIES = 2000  # (plan, environment, endpoint) rows exposed at most, newest first
 RESULTS_WINDOW_DAYS = 7  # only plans with a run finished this recently
 

@@ -126,7 +126,7 @@ async def test_the_slow_endpoint_s_finding_names_its_function_and_query_pattern_
         in (hot["summary"])
     )
     assert "N+1 query pattern" in hot["summary"]
-    assert "IN (…) or a JOIN" in hot["recommendation"]
+    assert "an IN list or a JOIN" in hot["recommendation"]
     assert kinds.index("hot_path") < kinds.index("slow_endpoint")
     query = body["findings"][kinds.index("hot_query")]
     assert "40.0 per request of 40" in query["summary"]
