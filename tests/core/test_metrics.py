@@ -56,7 +56,7 @@ def test_database_families_escape_a_hostile_plan_name_and_parse_back() -> None:
     errors = {labels["endpoint"]: v for labels, v in families["perf_agent_latest_run_error_ratio"]}
     assert errors == {"*": 0.02, "login": 1.0}  # no latency when nothing succeeded, but errors
     verdicts = {labels["verdict"]: v for labels, v in families["perf_agent_plan_verdict"]}
-    assert verdicts == {"pass": 0, "warning": 1, "fail": 0}
+    assert verdicts == {"pass": 0, "warning": 1, "fail": 0, "inconclusive": 0}
     states = {labels["state"]: v for labels, v in families["perf_agent_runs"]}
     assert states == {s: {"queued": 3, "running": 1}.get(s, 0) for s in metrics.RUN_STATES}
     assert families["perf_agent_queue_depth"] == [({}, 3)]
