@@ -37,7 +37,7 @@ import httpx
 import pytest
 import yaml
 
-from app.k6.process import launcher_argv
+from app.core.launcher import launcher_argv
 
 PROMETHEUS = Path("/usr/bin/prometheus")
 MISSING = (

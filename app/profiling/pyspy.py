@@ -30,6 +30,7 @@ from typing import Final
 
 import psutil
 
+from app.core.launcher import launcher_argv
 from app.profiling.schemas import Profile, Status, failed, unavailable
 from app.profiling.stacks import TOP_FUNCTIONS, TOP_STACKS, Frame, Stack, rank
 
@@ -42,20 +43,6 @@ STARTUP_GRACE_S = 10.0  # attaching, reading the interpreter's layout, writing t
 STOP_GRACE_S = 3.0
 MAX_OUTPUT = 64 * 1024 * 1024
 REASON_CHARS = 300
-
-# py-spy is started through this launcher: the kernel sends it SIGTERM if the process that
-# started it dies (PR_SET_PDEATHSIG survives exec), so a killed worker leaves no py-spy
-# pausing a target. A launcher rather than a preexec_fn keeps the fork safe with threads.
-_LAUNCHER = """
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
-except (OSError, AttributeError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(70)
-os.execv(sys.argv[2], sys.argv[2:])
-"""
 
 # Where a thread that waits sits, as (function, file suffix) of its leaf Python frame.
 IDLE_LEAVES: frozenset[tuple[str, str]] = frozenset(
@@ -264,17 +251,16 @@ async def record(
             found, pid, whole, output, rate=rate, nonblocking=nonblocking,
             subprocesses=subprocesses, gil=gil, idle=idle,
         )  # fmt: skip
-        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid())]
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "RUST_BACKTRACE": "0"}
         started = time.monotonic()
         timed_out = False
         try:
             proc = await asyncio.create_subprocess_exec(
-                *launcher, *command,
+                *launcher_argv(command),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE, env=environment, start_new_session=True,
             )  # fmt: skip
-        except OSError as exc:
+        except OSError as exc:  # FileNotFoundError from the launcher's check too
             return failed(SOURCE, f"py-spy could not start: {exc}"[:REASON_CHARS])
         try:
             assert proc.stderr is not None
