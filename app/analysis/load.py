@@ -137,10 +137,11 @@ def throughput_comparison(
 ) -> Comparison | None:
     """Throughput over all requests as one more comparison: a fall at an unchanged offered
     load is the target doing less work (a regression); at another offered load it is the
-    plan's doing."""
+    plan's doing. ``per_second``, ``base_per_second``: requests of each steady second (each
+    run's first and last, cut short, left out by the caller)."""
     if load.baseline is None or load.current.rps is None or load.baseline.rps is None:
         return None
-    ours, theirs = list(per_second[1:-1]), list(base_per_second[1:-1])
+    ours, theirs = list(per_second), list(base_per_second)
     change = load.change.get("rps")
     method = (
         f"Mann-Whitney U on requests per second ({len(ours)} s vs {len(theirs)} s), practical "

@@ -416,7 +416,7 @@ async def analyse(
         load_cmp = load_mod.compare_load(model, run.summary, [b.summary for b in baselines])
         throughput = load_mod.throughput_comparison(
             load_cmp,
-            [s.requests for s in seconds],
+            [s.requests for s in seconds[1:-1]],
             [s.requests for secs in base_seconds for s in secs[1:-1]],
         )
         if throughput is not None:

@@ -54,10 +54,17 @@ def window(duration_s: float) -> tuple[float, float] | None:
     return duration_s * WINDOW_START, float(int(seconds))
 
 
+def _python_wanted(config: Profiling, sampler: ProcessSampler | None) -> bool:
+    return config.python != "off" and (sampler is not None or config.python == "on")
+
+
 def wanted(spec: PlanSpec, sampler: ProcessSampler | None) -> bool:
     config = spec.profiling or Profiling()
-    python = config.python != "off" and (sampler is not None or config.python == "on")
-    return python or config.pprof_url is not None or config.postgres_dsn_secret is not None
+    return (
+        _python_wanted(config, sampler)
+        or config.pprof_url is not None
+        or config.postgres_dsn_secret is not None
+    )
 
 
 async def _python(config: Profiling, sampler: ProcessSampler | None, seconds: float) -> Profile:
@@ -129,7 +136,7 @@ async def profile_run(
     before_requests = requests_so_far()
     before = await pg.snapshot(dsn) if dsn else None
     jobs: list[asyncio.Task[Profile]] = []
-    if config.python != "off" and (sampler is not None or config.python == "on"):
+    if _python_wanted(config, sampler):
         jobs.append(asyncio.create_task(_python(config, sampler, seconds)))
     if config.pprof_url is not None:
         jobs.append(asyncio.create_task(_pprof(config.pprof_url, seconds, settings)))
