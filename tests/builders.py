@@ -144,6 +144,19 @@ def _second(p95: float, requests: int, failures: int) -> dict[str, Any]:
     }
 
 
+# The worker's reading of k6 and its machine in a quiet second (runs/system.py
+# GeneratorSampler); a test overrides what it is about.
+QUIET_GENERATOR: dict[str, Any] = {
+    "k6_cpu_percent": 30.0,
+    "k6_wait_percent": 1.5,
+    "k6_rss_mb": 80.0,
+    "service_cpu_percent": 2.0,
+    "other_cpu_percent": 1.0,
+    "machine_cpu_percent": 25.0,
+    "cores": 2,
+}
+
+
 async def add_seconds(
     session: AsyncSession,
     run: Run,
@@ -169,18 +182,8 @@ async def add_seconds(
             "endpoints": {name: _second(v[i], requests, failures) for name, v in p95s.items()},
             "total_requests": requests * len(p95s) * (i + 1),
         }
-        if generator:
-            # The worker's reading of k6 and its machine (runs/system.py GeneratorSampler).
-            data["generator"] = {
-                "k6_cpu_percent": 30.0,
-                "k6_wait_percent": 1.5,
-                "k6_rss_mb": 80.0,
-                "service_cpu_percent": 2.0,
-                "other_cpu_percent": 1.0,
-                "machine_cpu_percent": 25.0,
-                "cores": 2,
-                **generator,
-            }
+        if generator is not None:
+            data["generator"] = {**QUIET_GENERATOR, **generator}
         if cpu:
             data["system"] = {
                 "cpu_percent": cpu[i],

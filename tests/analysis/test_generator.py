@@ -9,21 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis.generator import assess, describe
 from app.analysis.repository import Second
-from tests.builders import API, add_seconds, make_plan, make_run, result
+from tests.builders import API, QUIET_GENERATOR, add_seconds, make_plan, make_run, result
 
 
 def seconds(count: int = 10, **reading: float) -> list[Second]:
-    base = {
-        "k6_cpu_percent": 30.0,
-        "k6_wait_percent": 1.5,
-        "k6_rss_mb": 80.0,
-        "service_cpu_percent": 2.0,
-        "other_cpu_percent": 1.0,
-        "machine_cpu_percent": 25.0,
-        "cores": 2,
-    }
     return [
-        Second(i, 10, 100, 0, 5.0, 9.0, 12.0, None, 1_700_000_000.0 + i, {**base, **reading})
+        Second(
+            i, 10, 100, 0, 5.0, 9.0, 12.0, None, 1_700_000_000.0 + i, {**QUIET_GENERATOR, **reading}
+        )
         for i in range(count)
     ]
 
