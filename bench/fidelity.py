@@ -59,7 +59,7 @@ from app.cli import wait_http
 from app.client import PerfAgentClient
 from app.core.settings import Settings, get_settings
 from app.k6 import remote_write
-from app.k6.process import SUMMARY_FILE, TREND_STATS, k6_env
+from app.k6.process import SUMMARY_FILE, TREND_STATS, go_runtime_env, k6_env
 from app.plans.k6script import duration_metric
 from app.runs.histogram import Histogram
 from app.runs.live import LiveMetrics, RemoteWriteLive, _epoch, _Point, _Tags
@@ -72,6 +72,7 @@ PATHS = ("remote-write", "json")
 K6_ONLY = {
     "k6-rw": "bare k6 with the remote-write output into a receiver that only discards",
     "k6-json": "bare k6 with --out json=- into /dev/null (no reader)",
+    "bare-gc": "bare k6 with the service's Go GC settings (what the GC settings alone give)",
 }
 MIN_SAMPLES = 50  # seconds with fewer samples than this are left out of the max errors
 NATIVE_SCHEMA = 3  # k6 1.1.0's native histograms: buckets 2^(1/8) wide
@@ -318,6 +319,9 @@ def bare(
             extra = remote_write.OUTPUT_ARGS
         elif kind == "k6-json":
             extra = ["--out", "json=-"]  # stdout is /dev/null
+        elif kind == "bare-gc":
+            settings = get_settings()
+            env = go_runtime_env(settings.k6_gogc, settings.k6_memory_limit_fraction)
         with metered(target.pid, args.nice) as usage:
             subprocess.run(
                 k6_argv(binary, *extra),

@@ -83,6 +83,22 @@ class Settings(BaseSettings):
     max_vus: int = Field(default=HARD_VU_CEILING, ge=1)
     max_duration_s: int = Field(default=HARD_MAX_DURATION_S, ge=1)
     stop_grace_s: float = Field(default=30.0, ge=0, description="SIGINT → SIGKILL grace period.")
+    # k6's Go garbage collector: with a live output k6 keeps a second's samples on its heap, and
+    # the default GOGC=100 then spends ~8 % more of k6's CPU marking them (bench/README.md).
+    k6_gogc: int = Field(
+        default=200,
+        ge=25,
+        le=2000,
+        description="GOGC for k6 runs: 200 gives k6 with its live output the throughput of "
+        "plain `k6 run` (bench/fidelity.py) for ~1.5x its heap",
+    )
+    k6_memory_limit_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="GOMEMLIMIT for k6 runs, as a share of the machine's (or cgroup's) memory "
+        "divided by worker_concurrency: near it, k6's GC works harder instead of growing",
+    )
     cost_max_vu_seconds: float = Field(
         default=HARD_VU_CEILING * HARD_MAX_DURATION_S,
         gt=0,

@@ -21,12 +21,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from app.core import slis
 from app.core.launcher import launcher_argv
 from app.core.settings import Settings
 from app.k6 import sandbox
 
 # Trend statistics every summary reports (p99 is not in k6's default set).
-TREND_STATS = ["avg", "min", "med", "max", "p(50)", "p(90)", "p(95)", "p(99)", "count"]
+TREND_STATS = slis.TREND_STATS
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,30 @@ def k6_env(secrets: dict[str, str]) -> dict[str, str]:
         "PERF_AGENT_SUMMARY": SUMMARY_FILE,
         **secrets,
     }
+
+
+def memory_bytes() -> int | None:
+    """The memory this process may use: its cgroup's limit when one is set, else the machine's."""
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            return int(limit)
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def go_runtime_env(gogc: int, memory_share: float) -> dict[str, str]:
+    """Go GC settings for a k6 run: ``GOGC`` trades heap for GC work (a live output keeps a
+    second of samples on k6's heap), ``GOMEMLIMIT`` makes the GC tighten before memory runs
+    short, so a bigger GOGC cannot run a large test out of memory."""
+    env = {"GOGC": str(gogc)}
+    total = memory_bytes()
+    if total is not None:
+        env["GOMEMLIMIT"] = str(max(int(total * memory_share), 64 << 20))
+    return env
 
 
 class ScriptRejected(ValueError):

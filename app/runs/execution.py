@@ -28,7 +28,14 @@ from app.core.settings import Settings
 from app.guardrails.egress import egress_for, k6_args
 from app.guardrails.service import check_plan, sandboxed
 from app.k6 import remote_write, sandbox
-from app.k6.process import K6Outcome, ScriptRejected, inspect_script, k6_version, run_k6
+from app.k6.process import (
+    K6Outcome,
+    ScriptRejected,
+    go_runtime_env,
+    inspect_script,
+    k6_version,
+    run_k6,
+)
 from app.k6.remote_write import Series
 from app.k6.sandbox import Egress
 from app.k6.summary import test_duration_s
@@ -279,11 +286,15 @@ class Job:
             async with contextlib.AsyncExitStack() as stack:
                 box = None
                 egress = self.egress
-                args, env = list(self.network_args), {}
+                args = list(self.network_args)
+                env = go_runtime_env(
+                    self.settings.k6_gogc,
+                    self.settings.k6_memory_limit_fraction / self.settings.worker_concurrency,
+                )
                 if remote:
                     receiver = await stack.enter_async_context(remote_write.receiver(on_push))
                     args += remote_write.OUTPUT_ARGS
-                    env = remote_write.k6_environment(receiver.url)
+                    env |= remote_write.k6_environment(receiver.url)
                     if egress is not None:
                         collector = (ipaddress.ip_address(receiver.host), receiver.port)
                         egress = replace(egress, collectors=(collector,))

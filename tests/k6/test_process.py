@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from app.core.settings import Settings
-from app.k6.process import ScriptRejected, inspect_script, redactor, run_k6
+from app.k6.process import (
+    ScriptRejected,
+    go_runtime_env,
+    inspect_script,
+    memory_bytes,
+    redactor,
+    run_k6,
+)
 
 pytestmark = pytest.mark.k6
 SECRET = "s3cr3t-token-value"
@@ -95,3 +102,35 @@ async def test_k6_s_warnings_are_counted_by_message(tmp_path: Path, settings: Se
     assert any("Insufficient VUs" in message for message in outcome.warnings), outcome.warnings
     assert all(count >= 1 for count in outcome.warnings.values())
     assert outcome.script_errors == 0
+
+
+def test_k6_runs_with_a_gc_that_trades_heap_for_cpu_within_a_memory_limit() -> None:
+    memory = memory_bytes()
+    env = go_runtime_env(200, 0.25)
+
+    assert env["GOGC"] == "200"
+    assert memory is not None
+    assert memory > 0
+    assert int(env["GOMEMLIMIT"]) == max(int(memory * 0.25), 64 << 20)
+    # Never a limit so small that the GC would run without pause.
+    assert int(go_runtime_env(100, 1e-9)["GOMEMLIMIT"]) == 64 << 20
+
+
+async def test_a_run_hands_k6_the_gc_settings(tmp_path: Path, settings: Settings) -> None:
+    script = tmp_path / "script.js"
+    script.write_text(
+        "export const options = { vus: 1, iterations: 1 };\n"
+        "export default function () { console.log('GOGC=' + __ENV.GOGC); }\n"
+    )
+
+    outcome = await run_k6(
+        binary=settings.k6_binary,
+        script=script,
+        workdir=tmp_path / "w",
+        timeout_s=30,
+        grace_s=5,
+        env=go_runtime_env(settings.k6_gogc, settings.k6_memory_limit_fraction),
+    )
+
+    assert outcome.exit_code == 0
+    assert f"GOGC={settings.k6_gogc}" in outcome.stderr_tail
