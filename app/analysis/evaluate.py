@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.analysis.schemas import Score, SloResult
+from app.core import slis
 from app.models import RunResult
 from app.plans.k6script import slo_threshold
 from app.plans.schemas import SLO, Scoring
@@ -19,26 +20,11 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
 }
 
-# SLI → (RunResult column, k6 statistic it was read from)
-SLI_SOURCES = {
-    "avg": ("avg_ms", "avg"),
-    "min": ("min_ms", "min"),
-    "med": ("p50_ms", "med"),
-    "p50": ("p50_ms", "p(50)"),
-    "p90": ("p90_ms", "p(90)"),
-    "p95": ("p95_ms", "p(95)"),
-    "p99": ("p99_ms", "p(99)"),
-    "max": ("max_ms", "max"),
-    "error_rate": ("error_rate", "rate"),
-    "rps": ("rps", "rate"),
-}
-
-
 # For an objective with no absolute criterion (so no k6 threshold): the metric it reads.
-SLI_METRICS = {
-    **{sli: "http_req_duration{expected_response:true}" for sli in SLI_SOURCES},
+KIND_METRICS = {
+    "latency": "http_req_duration{expected_response:true}",
     "error_rate": "http_req_failed",
-    "rps": "http_reqs",
+    "throughput": "http_reqs",
 }
 
 
@@ -51,7 +37,7 @@ def _k6_verdict(summary: Mapping[str, Any] | None, slo: SLO) -> bool | None:
 
 
 def _baseline_value(slo: SLO, baselines: Sequence[Mapping[str, RunResult]]) -> float | None:
-    column, _ = SLI_SOURCES[slo.sli]
+    column = slis.BY_NAME[slo.sli].column
     values = [
         float(getattr(row, column))
         for results in baselines
@@ -67,7 +53,8 @@ def evaluate_slo(
     summary: Mapping[str, Any] | None,
     baselines: Sequence[Mapping[str, RunResult]] = (),
 ) -> SloResult:
-    column, stat = SLI_SOURCES[slo.sli]
+    sli = slis.BY_NAME[slo.sli]
+    column, stat = sli.column, sli.stat
     row = results.get(slo.endpoint or RunResult.ALL)
     measured = getattr(row, column) if row is not None else None
     baseline = _baseline_value(slo, baselines) if slo.relative_change is not None else None
@@ -98,7 +85,7 @@ def evaluate_slo(
             status = "warning"
         else:
             status = "fail"
-    metric = slo_threshold(slo)[0] if slo.target is not None else SLI_METRICS[slo.sli]
+    metric = slo_threshold(slo)[0] if slo.target is not None else KIND_METRICS[sli.kind]
     points = {"pass": float(slo.weight), "warning": slo.weight / 2}.get(status, 0.0)
     return SloResult(
         key=slo.key,

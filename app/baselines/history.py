@@ -23,18 +23,12 @@ import ruptures as rpt
 
 from app.analysis import regression
 from app.analysis.schemas import Comparison
+from app.core import slis
 
-SLI_COLUMNS = {
-    "p50": "p50_ms",
-    "p90": "p90_ms",
-    "p95": "p95_ms",
-    "p99": "p99_ms",
-    "avg": "avg_ms",
-    "max": "max_ms",
-    "error_rate": "error_rate",
-    "rps": "rps",
-}
+SLI_COLUMNS = slis.HISTORY
 COMPARED = ("p50", "p95", "p99", "error_rate")
+# Watched for lasting shifts over the plan's runs.
+SHIFTED = ("p95", "error_rate")
 Z = 3.0
 MIN_POINTS = 5
 MIN_POINTS_FOR_SHIFTS = 8
@@ -46,7 +40,7 @@ Series = Mapping[tuple[str, str], Sequence[tuple[datetime, float]]]
 
 
 def unit_of(sli: str) -> str:
-    return {"error_rate": "fraction", "rps": "req/s"}.get(sli, "ms")
+    return {"error_rate": "fraction", "throughput": "req/s"}.get(slis.BY_NAME[sli].kind, "ms")
 
 
 def _robust(values: Sequence[float]) -> tuple[float, float]:
@@ -117,7 +111,7 @@ def compare_to_history(
     return found
 
 
-def shifts(series: Series, slis: Sequence[str] = ("p95", "error_rate")) -> list[dict[str, Any]]:
+def shifts(series: Series, slis: Sequence[str] = SHIFTED) -> list[dict[str, Any]]:
     """Lasting shifts in each series: when, and the medians before and after."""
     found = []
     for (endpoint, sli), points in sorted(series.items()):

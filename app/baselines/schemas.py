@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.core import slis
+
 
 class PromoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -32,7 +34,6 @@ class BaselineOut(BaseModel):
 
 
 HISTORY_FORMAT = "perf-agent.history/v1"
-HistorySLI = Literal["p50", "p90", "p95", "p99", "avg", "max", "error_rate", "rps"]
 
 
 class HistoryValue(BaseModel):
@@ -55,7 +56,7 @@ class HistorySeries(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: str = Field(min_length=1, max_length=200, description="'*': all requests")
-    sli: HistorySLI
+    sli: slis.HistorySliName
     unit: str | None = Field(default=None, description="ms for latency, a fraction or req/s")
     points: list[HistoryValue] = Field(max_length=10_000)
 

@@ -117,7 +117,7 @@ async def export_history(
         series=[
             HistorySeries.model_construct(
                 endpoint=endpoint,
-                sli=sli,  # type: ignore[arg-type]
+                sli=sli,
                 unit=history.unit_of(sli),
                 points=[
                     HistoryValue.model_construct(at=at, value=value, run_id=run_id, label=label)

@@ -17,20 +17,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from app.core import slis
 from app.k6.process import TREND_STATS
 from app.plans import templating
 from app.plans.schemas import SLO, PlanSpec, Scenario, Step, ThinkRange
-
-_K6_STAT = {
-    "avg": "avg",
-    "min": "min",
-    "med": "med",
-    "p50": "p(50)",
-    "p90": "p(90)",
-    "p95": "p(95)",
-    "p99": "p(99)",
-    "max": "max",
-}
 
 
 def js(value: Any) -> str:
@@ -76,7 +66,7 @@ def slo_threshold(slo: SLO) -> tuple[str, str]:
         return failed_metric(slo.endpoint), f"rate{slo.op}{slo.target:g}"
     if slo.sli == "rps":
         return reqs_metric(slo.endpoint), f"rate{slo.op}{slo.target:g}"
-    return duration_metric(slo.endpoint), f"{_K6_STAT[slo.sli]}{slo.op}{slo.target:g}"
+    return duration_metric(slo.endpoint), f"{slis.BY_NAME[slo.sli].stat}{slo.op}{slo.target:g}"
 
 
 def thresholds(spec: PlanSpec, slos: list[SLO]) -> dict[str, list[Any]]:

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.core import slis
 from app.core.errors import GuardrailViolation
 from app.guardrails.hosts import normalise_host, unsafe_character
 from app.plans import templating
@@ -382,8 +383,7 @@ class DataSet(Strict):
         return {key for row in self.rows for key in row}
 
 
-LATENCY_SLIS = ("avg", "min", "med", "p50", "p90", "p95", "p99", "max")
-SLI = Literal["avg", "min", "med", "p50", "p90", "p95", "p99", "max", "error_rate", "rps"]
+LATENCY_SLIS = slis.LATENCY
 Op = Literal["<", "<=", ">", ">="]
 
 _SLO_TEXT = re.compile(
@@ -392,17 +392,6 @@ _SLO_TEXT = re.compile(
 )
 # A criterion without its SLI, as in Keptn's SLO files: "<600ms", "<=+10%".
 _CRITERION = re.compile(r"^\s*(?P<op><=|>=|<|>)\s*(?P<rest>[+-]?\d.*)$")
-_SLI_ALIASES = {
-    "p(50)": "p50",
-    "p(90)": "p90",
-    "p(95)": "p95",
-    "p(99)": "p99",
-    "median": "med",
-    "errors": "error_rate",
-    "error": "error_rate",
-    "rate": "error_rate",
-    "throughput": "rps",
-}
 
 
 class SLO(Strict):
@@ -415,7 +404,7 @@ class SLO(Strict):
     ``weight`` points, a warning half of them; a failed ``key_sli`` fails the whole
     evaluation whatever the score."""
 
-    sli: SLI
+    sli: slis.SliName
     op: Op
     target: float | None = Field(
         default=None, ge=0, description="Absolute pass criterion; null when only relative"
@@ -450,9 +439,7 @@ class SLO(Strict):
 
     @property
     def unit(self) -> str:
-        if self.sli in LATENCY_SLIS:
-            return "ms"
-        return "%" if self.sli == "error_rate" else "/s"
+        return slis.BY_NAME[self.sli].unit
 
     def shown(self, value: float) -> str:
         if self.sli == "error_rate":
@@ -489,8 +476,8 @@ def parse_slo_text(text: str) -> dict[str, Any]:
             f"{text!r} is not an objective like 'p95 < 300ms', 'error_rate < 1%', 'rps > 50' "
             "or, relative to the baseline, 'p95 <= +10%'"
         )
-    sli = _SLI_ALIASES.get(match["sli"], match["sli"])
-    if sli not in SLI.__args__:  # type: ignore[attr-defined]
+    sli = slis.canonical(match["sli"])
+    if sli not in slis.BY_NAME:
         raise ValueError(f"{text!r}: unknown indicator {match['sli']!r}")
     value = float(match["value"])
     unit = match["unit"]
@@ -541,7 +528,8 @@ def _slo_input(value: Any) -> Any:
         parsed = parse_slo_text(value["objective"])
     elif "pass" in value:
         criteria = value["pass"] if isinstance(value["pass"], list) else [value["pass"]]
-        sli = _SLI_ALIASES.get(str(value.get("sli", "")).lower(), str(value.get("sli", "")))
+        raw = str(value.get("sli", ""))
+        sli = slis.ALIASES.get(raw.lower(), raw)
         for text in criteria:
             one = _criterion(sli, text, "pass")
             if ("target" in one and "target" in parsed) or (

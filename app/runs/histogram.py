@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from app.core import slis
+
 ALPHA = 0.005
 GAMMA = (1 + ALPHA) / (1 - ALPHA)
 MIN_MS = 0.001
@@ -36,7 +38,7 @@ _REPRESENTATIVE = np.array(
     [MIN_MS] + [2 * MIN_MS * GAMMA**i / (GAMMA + 1) for i in range(1, BUCKETS)]
 )
 
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+PERCENTILES = slis.PERCENTILES
 
 
 def bucket_indexes(values_ms: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from app.core import metrics
+from app.core import metrics, slis
 from app.k6.remote_write import NativeHistogram, Series
 from app.runs.histogram import Histogram
 
@@ -351,13 +351,7 @@ class LiveMetrics:
                     "failures": series.failures,
                     "rps": series.requests / seconds if seconds else 0.0,
                     "error_rate": series.failures / series.requests if series.requests else 0.0,
-                    "avg_ms": stats["avg"],
-                    "min_ms": stats["min"],
-                    "p50_ms": stats["p50"],
-                    "p90_ms": stats["p90"],
-                    "p95_ms": stats["p95"],
-                    "p99_ms": stats["p99"],
-                    "max_ms": stats["max"],
+                    **{column: stats[name] for column, name in slis.STORED_LATENCY_SLI.items()},
                 }
             )
         return rows

@@ -7,18 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core import slis
 from app.models import RunResult
 from app.plans.k6script import duration_metric, failed_metric, reqs_metric
 
-_LATENCY_FIELDS = {
-    "avg_ms": "avg",
-    "min_ms": "min",
-    "p50_ms": "p(50)",
-    "p90_ms": "p(90)",
-    "p95_ms": "p(95)",
-    "p99_ms": "p(99)",
-    "max_ms": "max",
-}
+_LATENCY_FIELDS = slis.STORED_LATENCY
 
 
 class SummaryError(ValueError):
