@@ -22,7 +22,7 @@ from app.analysis.schemas import (
     SloResult,
 )
 from app.core.auth import Scope, requires
-from app.core.db import SessionDep
+from app.core.db import SessionDep, TransactionsDep
 from app.core.deps import SettingsDep
 from app.core.openapi import problems
 from app.models import Analysis
@@ -81,7 +81,7 @@ async def analyse(
     body: AnalyseIn,
     request: Request,
     response: Response,
-    session: SessionDep,
+    transactions: TransactionsDep,
     settings: SettingsDep,
 ) -> AnalysisOut:
     """`verdict` is `pass` only when every SLO passed and nothing regressed against the
@@ -90,7 +90,7 @@ async def analyse(
     `PERF_AGENT_LLM_TIMEOUT_S`); without one, or when it fails, the deterministic findings
     stand alone and `narrative_meta` says why."""
     analysis = await service.analyse(
-        session,
+        transactions,
         run_id=body.run_id,
         baseline_run_ids=body.baseline_run_ids,
         settings=settings,

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -26,13 +29,16 @@ from app.analysis.schemas import (
     Comparison,
     FeedbackIn,
     Finding,
+    LoadComparison,
+    LoadGenerator,
     RecommendationKPI,
+    Score,
     SloResult,
 )
 from app.baselines import history
 from app.baselines.repository import BaselineRepository
 from app.baselines.service import history_series
-from app.core import metrics
+from app.core import metrics, slis
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.settings import Settings
 from app.models import (
@@ -121,10 +127,8 @@ async def run_series(
         found[run_id] = {
             row.endpoint: regression.RunSeries(
                 whole={
-                    "p50": row.p50_ms,
-                    "p95": row.p95_ms,
-                    "p99": row.p99_ms,
-                    "error_rate": row.error_rate,
+                    sli: getattr(row, slis.BY_NAME[sli].column)
+                    for sli in (*regression.LATENCY_SLIS, "error_rate")
                 },
                 requests=row.requests,
                 failures=row.failures,
@@ -274,15 +278,78 @@ def facts_for_narrative(
     )
 
 
+@dataclass
+class Evidence:
+    """What the database holds about a run and its baselines, and the statistics drawn from it
+    (phase 1 of ``analyse``: the only phase that reads)."""
+
+    run: Run
+    plan: Plan
+    spec: PlanSpec
+    results: dict[str, RunResult]
+    slos: list[SLO]
+    warnings: list[str]
+    baselines: list[Run] = field(default_factory=list)
+    baseline_source: str | None = None
+    comparisons: list[Comparison] = field(default_factory=list)
+    history_shifts: list[dict[str, Any]] = field(default_factory=list)
+    slo_results: list[SloResult] = field(default_factory=list)
+    score: Score | None = None
+    seconds: list[Second] = field(default_factory=list)
+    health: LoadGenerator | None = None
+    doubt: str | None = None
+    load: LoadComparison | None = None
+    profile: dict[str, Any] | None = None
+    cpu_now: float | None = None
+    cpu_base: float | None = None
+    knee: saturation.Saturation | None = None
+
+
+@dataclass
+class Judgement:
+    system_metrics: dict[str, Any] | None
+    findings: list[Finding]
+    verdict: str
+
+
+Transaction = Callable[[], contextlib.AbstractAsyncContextManager[AsyncSession]]
+
+
 async def analyse(
-    session: AsyncSession,
+    transaction: Transaction,
     *,
     run_id: uuid.UUID,
     baseline_run_ids: list[uuid.UUID] | None = None,
     settings: Settings | None = None,
     sessionmaker: async_sessionmaker[AsyncSession] | None = None,
 ) -> Analysis:
+    """Judge a finished run. Reads in one transaction, writes in another, and holds none while
+    it asks Prometheus for system metrics or a model for the narrative."""
     started = time.monotonic()
+    async with transaction() as session:
+        evidence = await gather(session, run_id=run_id, baseline_run_ids=baseline_run_ids)
+    system_metrics = await gather_system_metrics(
+        evidence.spec, evidence.seconds, evidence.warnings, settings
+    )
+    judged = judge(evidence, system_metrics)
+    analysis_id = uuid.uuid4()
+    story, story_meta = await narrate(evidence, judged, analysis_id, settings, sessionmaker)
+    async with transaction() as session:
+        return await record(session, evidence, judged, analysis_id, story, story_meta, started)
+
+
+async def gather(
+    session: AsyncSession, *, run_id: uuid.UUID, baseline_run_ids: list[uuid.UUID] | None
+) -> Evidence:
+    evidence = await _finished_run(session, run_id)
+    await _compare_to_baselines(session, evidence, baseline_run_ids)
+    await _compare_to_history(session, evidence)
+    await _judge_slos(session, evidence)
+    await _assess_load(session, evidence)
+    return evidence
+
+
+async def _finished_run(session: AsyncSession, run_id: uuid.UUID) -> Evidence:
     runs = RunRepository(session)
     run = await runs.get(run_id)
     if run is None:
@@ -323,11 +390,20 @@ async def analyse(
             + ", ".join(PLATFORM_DEFAULT_SLOS)
             + "). Add SLOs to the plan to judge it against its own targets."
         )
-    baselines, baseline_source = await choose_baselines(session, run, plan, spec, baseline_run_ids)
+    return Evidence(run=run, plan=plan, spec=spec, results=results, slos=slos, warnings=warnings)
+
+
+async def _compare_to_baselines(
+    session: AsyncSession, e: Evidence, baseline_run_ids: list[uuid.UUID] | None
+) -> None:
+    run, spec = e.run, e.spec
+    baselines, e.baseline_source = await choose_baselines(
+        session, run, e.plan, spec, baseline_run_ids
+    )
     comparisons: list[Comparison] = []
     scenario_bases: dict[str, Run] = {}
     if baseline_run_ids is None:
-        scenario_bases = await scenario_baselines(session, run, plan, spec)
+        scenario_bases = await scenario_baselines(session, run, e.plan, spec)
     if baselines or scenario_bases:
         ids = list(
             dict.fromkeys(
@@ -342,7 +418,7 @@ async def analyse(
             if base_run is None:
                 continue
             steps = {step.name for step in scenario.steps}
-            own = {e: s for e, s in series[run.id].items() if e in steps}
+            own = {name: s for name, s in series[run.id].items() if name in steps}
             scoped = regression.compare(own, [series[base_run.id]])
             for comparison in scoped:
                 comparison.baseline_run_ids = [base_run.id]
@@ -351,187 +427,232 @@ async def analyse(
             comparisons = await judge_tails(session, comparisons, run.id, baselines)
         comparisons.sort(key=lambda c: (c.endpoint != "*", c.endpoint))
         baselines = [*baselines, *(r for r in scenario_bases.values() if r not in baselines)]
-        baseline_source = baseline_source or "promoted"
+        e.baseline_source = e.baseline_source or "promoted"
         if all(c.verdict == "insufficient_data" for c in comparisons):
-            warnings.append(
+            e.warnings.append(
                 "The baseline comparison had too little data (fewer than "
                 f"{regression.MIN_SECONDS} seconds with responses in the run or its baselines)."
             )
+    e.baselines, e.comparisons = baselines, comparisons
+
+
+async def _compare_to_history(session: AsyncSession, e: Evidence) -> None:
+    """Without baselines, the run against the plan's history; with or without, the lasting
+    shifts in that history once this run is its newest point."""
+    run = e.run
     past = await history_series(
-        session, plan, spec.target.environment, before=run.created_at, exclude_run=run.id
+        session, e.plan, e.spec.target.environment, before=run.created_at, exclude_run=run.id
     )
     past_values = {key: [(at, value) for at, value, *_ in pts] for key, pts in past.items()}
-    if not baselines:
+    if not e.baselines:
         current = {
             endpoint: {sli: getattr(row, column) for sli, column in history.SLI_COLUMNS.items()}
-            for endpoint, row in results.items()
+            for endpoint, row in e.results.items()
         }
         comparisons = history.compare_to_history(current, past_values)
         if any(c.verdict != "insufficient_data" for c in comparisons):
-            baseline_source = "history"
+            e.comparisons, e.baseline_source = comparisons, "history"
         else:
-            comparisons = []
-            warnings.append(
+            e.warnings.append(
                 "No baseline: promote a run (POST /baselines), pass baseline_run_ids, or import "
                 f"the plan's history (at least {history.MIN_POINTS} past values); regressions "
                 "were not looked for."
             )
-    # The history with this run as its newest point, for lasting shifts.
     timeline = {key: list(points) for key, points in past_values.items()}
     now = run.started_at or run.created_at
-    for endpoint, row in results.items():
-        for sli in ("p95", "error_rate"):
+    for endpoint, row in e.results.items():
+        for sli in history.SHIFTED:
             value = getattr(row, history.SLI_COLUMNS[sli])
             if value is not None:
                 timeline.setdefault((endpoint, sli), []).append((now, float(value)))
-    history_shifts = await asyncio.to_thread(history.shifts, timeline)
+    e.history_shifts = await asyncio.to_thread(history.shifts, timeline)
 
-    baseline_results = [{row.endpoint: row for row in await runs.results(b.id)} for b in baselines]
-    slo_results = evaluate(slos, results, run.summary, baseline_results)
-    score = total_score(slo_results, spec.scoring)
+
+async def _judge_slos(session: AsyncSession, e: Evidence) -> None:
+    runs = RunRepository(session)
+    baseline_results = [
+        {row.endpoint: row for row in await runs.results(b.id)} for b in e.baselines
+    ]
+    e.slo_results = evaluate(e.slos, e.results, e.run.summary, baseline_results)
+    e.score = total_score(e.slo_results, e.spec.scoring)
     disagreements = [
         r.key
-        for r in slo_results
+        for r in e.slo_results
         if r.k6_threshold_ok is not None
         and r.absolute_ok is not None
         and r.k6_threshold_ok != r.absolute_ok
     ]
     if disagreements:
-        warnings.append(
+        e.warnings.append(
             "k6's own threshold verdict differs from this analysis for: " + ", ".join(disagreements)
         )
 
+
+async def _assess_load(session: AsyncSession, e: Evidence) -> None:
+    """The load generator's health and the load against the baselines'; the CPU each request
+    cost, the knee, the profile: what the findings weigh besides the comparisons."""
+    run, baselines, comparisons = e.run, e.baselines, e.comparisons
     reads = AnalysisRepository(session)
-    seconds = await reads.seconds(run.id)
+    e.seconds = seconds = await reads.seconds(run.id)
     base_seconds = [await reads.seconds(b.id) for b in baselines]
-    health = generator.assess(seconds, run.summary, await reads.k6_warnings(run.id))
+    e.health = generator.assess(seconds, run.summary, await reads.k6_warnings(run.id))
     base_health = [
         generator.assess(secs, b.summary, await reads.k6_warnings(b.id))
         for b, secs in zip(baselines, base_seconds, strict=True)
     ]
-    doubt = generator.describe(health, base_health)
-    load_cmp = None
+    e.doubt = generator.describe(e.health, base_health)
     if baselines:
-        model = load_mod.model_of([str(spec.load_profile.executor().get("executor", ""))])
-        load_cmp = load_mod.compare_load(model, run.summary, [b.summary for b in baselines])
+        model = load_mod.model_of([str(e.spec.load_profile.executor().get("executor", ""))])
+        e.load = load_mod.compare_load(model, run.summary, [b.summary for b in baselines])
         throughput = load_mod.throughput_comparison(
-            load_cmp,
+            e.load,
             [s.requests for s in seconds[1:-1]],
             [s.requests for secs in base_seconds for s in secs[1:-1]],
         )
         if throughput is not None:
             comparisons.insert(sum(c.endpoint == "*" for c in comparisons), throughput)
-        load_mod.explain(comparisons, load_cmp)
-    if doubt is not None:
+        load_mod.explain(comparisons, e.load)
+    if e.doubt is not None:
         for comparison in comparisons:
             if comparison.verdict in ("regression", "improvement", "explained_by_load"):
                 comparison.verdict = "inconclusive"
-        warnings.append(
-            f"Inconclusive: {doubt}. No regression or root cause is claimed from this "
+        e.warnings.append(
+            f"Inconclusive: {e.doubt}. No regression or root cause is claimed from this "
             "comparison; run it again on a quieter machine."
         )
-    elif load_cmp is not None and load_cmp.changed:
-        warnings.append("The load differs from the baseline's: " + "; ".join(load_cmp.reasons))
-    profile = profile_mod.summarise(await reads.profile(run.id))
-    cpu_now = signatures.cpu_per_request(seconds)
+    elif e.load is not None and e.load.changed:
+        e.warnings.append("The load differs from the baseline's: " + "; ".join(e.load.reasons))
+    e.profile = profile_mod.summarise(await reads.profile(run.id))
+    e.cpu_now = signatures.cpu_per_request(seconds)
     cpu_bases = [c for secs in base_seconds if (c := signatures.cpu_per_request(secs)) is not None]
-    cpu_base = statistics.median(cpu_bases) if cpu_bases else None
-    knee = find_knee(spec, slos, seconds)
-    system_metrics = await gather_system_metrics(spec, seconds, warnings, settings)
+    e.cpu_base = statistics.median(cpu_bases) if cpu_bases else None
+    e.knee = find_knee(e.spec, e.slos, seconds)
+
+
+def judge(e: Evidence, system_metrics: dict[str, Any] | None) -> Judgement:
+    """The findings and the verdict, from the evidence alone (no I/O)."""
+    assert e.score is not None
+    assert e.health is not None
     found = findings_mod.all_findings(
-        slo_results,
-        results,
-        comparisons,
-        knee,
-        history_shifts,
-        run.summary,
+        e.slo_results,
+        e.results,
+        e.comparisons,
+        e.knee,
+        e.history_shifts,
+        e.run.summary,
         system_metrics,
-        generator=health,
-        doubt=doubt,
-        load=load_cmp,
-        profiled=profile_mod.findings(profile, spec, results, slo_results, comparisons),
-        signed=signatures.connection_churn(run.summary, [b.summary for b in baselines])
-        + signatures.signatures(comparisons, load_cmp, cpu_now, cpu_base),
-        cpu_relative=cpu_base is not None,
+        generator=e.health,
+        doubt=e.doubt,
+        load=e.load,
+        profiled=profile_mod.findings(e.profile, e.spec, e.results, e.slo_results, e.comparisons),
+        signed=signatures.connection_churn(e.run.summary, [b.summary for b in e.baselines])
+        + signatures.signatures(e.comparisons, e.load, e.cpu_now, e.cpu_base),
+        cpu_relative=e.cpu_base is not None,
     )
-    complete = run.status == RunStatus.succeeded and run.load_factor == 1
-    regressed = [c for c in comparisons if c.verdict == "regression"]
+    complete = e.run.status == RunStatus.succeeded and e.run.load_factor == 1
+    regressed = [c for c in e.comparisons if c.verdict == "regression"]
     if not complete:
         verdict = "fail"
-    elif doubt is not None:
+    elif e.doubt is not None:
         verdict = "inconclusive"
-    elif regressed or score.result == "fail":
+    elif regressed or e.score.result == "fail":
         verdict = "fail"
     else:
-        verdict = score.result
-    analysis_id = uuid.uuid4()
+        verdict = e.score.result
+    return Judgement(system_metrics=system_metrics, findings=found, verdict=verdict)
+
+
+async def narrate(
+    e: Evidence,
+    judged: Judgement,
+    analysis_id: uuid.UUID,
+    settings: Settings | None,
+    sessionmaker: async_sessionmaker[AsyncSession] | None,
+) -> tuple[narrative_mod.Narrative | None, dict[str, Any]]:
+    """The model's narrative, or why there is none. Its calls are recorded through
+    ``sessionmaker`` in transactions of their own."""
     story, story_meta = None, {"status": "not_configured", "reason": "no settings given"}
     if settings is not None:
         facts = facts_for_narrative(
-            plan=plan,
-            spec=spec,
-            verdict=verdict,
-            slo_results=slo_results,
-            comparisons=comparisons,
-            found=found,
-            results=results,
-            knee=knee,
-            warnings=warnings,
+            plan=e.plan,
+            spec=e.spec,
+            verdict=judged.verdict,
+            slo_results=e.slo_results,
+            comparisons=e.comparisons,
+            found=judged.findings,
+            results=e.results,
+            knee=e.knee,
+            warnings=e.warnings,
         )
         story, story_meta = await narrative_mod.write(
             facts, settings=settings, sessionmaker=sessionmaker, analysis_id=analysis_id
         )
+    if story is None and story_meta["status"] != "not_configured":
+        e.warnings.append(
+            f"No narrative ({story_meta['status'].replace('_', ' ')}: {story_meta['reason']}); "
+            "the findings are the deterministic ones, from the raw metrics."
+        )
+    return story, story_meta
+
+
+async def record(
+    session: AsyncSession,
+    e: Evidence,
+    judged: Judgement,
+    analysis_id: uuid.UUID,
+    story: narrative_mod.Narrative | None,
+    story_meta: dict[str, Any],
+    started: float,
+) -> Analysis:
+    """The report written and the analysis stored (the only phase that writes)."""
+    assert e.score is not None
+    assert e.health is not None
     if story_meta["status"] == "rejected":
         call = await session.get(LLMCall, uuid.UUID(story_meta["llm_call_id"]))
         if call is not None:
             call.outcome, call.error = "rejected", story_meta["reason"]
-    if story is None and story_meta["status"] != "not_configured":
-        warnings.append(
-            f"No narrative ({story_meta['status'].replace('_', ' ')}: {story_meta['reason']}); "
-            "the findings are the deterministic ones, from the raw metrics."
-        )
     report = render_markdown(
-        plan=plan,
-        spec=spec,
-        run=run,
-        results=results,
-        slo_results=slo_results,
-        findings=found,
-        warnings=warnings,
-        verdict=verdict,
-        baseline_run_ids=[b.id for b in baselines],
-        comparisons=comparisons,
-        knee=knee,
+        plan=e.plan,
+        spec=e.spec,
+        run=e.run,
+        results=e.results,
+        slo_results=e.slo_results,
+        findings=judged.findings,
+        warnings=e.warnings,
+        verdict=judged.verdict,
+        baseline_run_ids=[b.id for b in e.baselines],
+        comparisons=e.comparisons,
+        knee=e.knee,
         narrative=story,
         narrative_meta=story_meta,
-        load=load_cmp,
-        generator=health,
-        profile=profile,
+        load=e.load,
+        generator=e.health,
+        profile=e.profile,
     )
     analysis = Analysis(
         id=analysis_id,
-        run_id=run.id,
-        baseline_run_id=baselines[0].id if baselines else None,
-        baseline_run_ids=[str(b.id) for b in baselines],
-        baseline_source=baseline_source,
-        comparisons=[c.model_dump(mode="json") for c in comparisons],
-        score=score.model_dump(mode="json"),
-        history_shifts=history_shifts,
-        system_metrics=system_metrics,
-        saturation=knee.model_dump(mode="json") if knee else None,
-        load=load_cmp.model_dump(mode="json") if load_cmp else None,
-        load_generator=health.model_dump(mode="json"),
-        profile=profile,
+        run_id=e.run.id,
+        baseline_run_id=e.baselines[0].id if e.baselines else None,
+        baseline_run_ids=[str(b.id) for b in e.baselines],
+        baseline_source=e.baseline_source,
+        comparisons=[c.model_dump(mode="json") for c in e.comparisons],
+        score=e.score.model_dump(mode="json"),
+        history_shifts=e.history_shifts,
+        system_metrics=judged.system_metrics,
+        saturation=e.knee.model_dump(mode="json") if e.knee else None,
+        load=e.load.model_dump(mode="json") if e.load else None,
+        load_generator=e.health.model_dump(mode="json"),
+        profile=e.profile,
         narrative=story.model_dump(mode="json") if story else None,
         narrative_meta=story_meta,
-        verdict=verdict,
-        slo_results=[r.model_dump(mode="json") for r in slo_results],
-        findings=[f.model_dump(mode="json") for f in found],
-        warnings=warnings,
+        verdict=judged.verdict,
+        slo_results=[r.model_dump(mode="json") for r in e.slo_results],
+        findings=[f.model_dump(mode="json") for f in judged.findings],
+        warnings=e.warnings,
         report_md=report,
     )
     await AnalysisRepository(session).add(analysis)
-    metrics.ANALYSES.labels(verdict=verdict).inc()
+    metrics.ANALYSES.labels(verdict=judged.verdict).inc()
     metrics.ANALYSIS_DURATION.observe(time.monotonic() - started)
     return analysis
 

@@ -1,14 +1,18 @@
 """Engine, sessions and the embedded PostgreSQL used when no DATABASE_URL is configured.
 
 The request (or job) boundary owns the transaction: services only ``flush()``; the
-``get_session`` dependency commits when the route returns and rolls back when it raises.
+``get_session`` dependency commits when the route returns and rolls back when it raises. A
+route that calls out mid-way (``POST /analyse``: Prometheus, a model) takes ``Transactions``
+instead and works in short transactions, none open across the call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -65,18 +69,36 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+@dataclass(frozen=True)
+class Transactions:
+    """Transactions one at a time, for a request that must hold none across a network call
+    (a model, Prometheus): each ``async with transactions() as session`` block commits when it
+    ends and rolls back when it raises."""
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            else:
+                await session.commit()
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+    async with Transactions(request.app.state.sessionmaker)() as session:
+        yield session
+
+
+def get_transactions(request: Request) -> Transactions:
+    return Transactions(request.app.state.sessionmaker)
 
 
 # scope="function": commit before the response is sent, so a client that follows a 201/202
 # with a GET always finds what it was told exists.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+TransactionsDep = Annotated[Transactions, Depends(get_transactions)]
