@@ -477,6 +477,16 @@ ApiKey = Annotated[
         help="The API key sent to the service (perf-agent keys create)",
     ),
 ]
+StepSummary = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE",
+        envvar="GITHUB_STEP_SUMMARY",
+        help="Append the Markdown summary to this file (GitHub Actions sets $GITHUB_STEP_SUMMARY)",
+    ),
+]
+
+
 ProgressEvery = Annotated[
     float,
     typer.Option(
@@ -590,11 +600,16 @@ def gate(
             "generator was saturated or disturbed)",
         ),
     ] = 1,
+    step_summary: StepSummary = None,
 ) -> None:
     """For CI: run a plan through the service, analyse it, write the reports. Exit 0 when the
     verdict passes, 1 when it fails, 2 when the service refused, the run failed or the service
     could not be reached, 3 when it stayed inconclusive (the load generator was short of CPU
     or shared its machine: retry the job on a quieter runner).
+
+    The reports directory gets report.md, report.html, analysis.json and the CI formats:
+    junit.xml (test reports), summary.md (appended to $GITHUB_STEP_SUMMARY when that is set)
+    and load-performance.json (GitLab's Load Performance report).
 
     The key needs read, plan and execute, and approve too to run the draft a new plan file
     becomes (auto-approved, with the key's owner as its reviewer)."""
@@ -625,10 +640,7 @@ def gate(
             say(f"verdict INCONCLUSIVE: the load generator was not healthy ({reasons})")
             if attempt < retries:
                 say(f"running it again ({attempt + 1} of {retries})")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.md").write_text(client.report(analysis["id"]))
-        (out / "report.html").write_text(client.report(analysis["id"], kind="html"))
-        (out / "analysis.json").write_text(json.dumps(analysis, indent=2))
+        write_reports(client, analysis, out, step_summary=step_summary)
     verdict = analysis["verdict"]
     score = analysis.get("score") or {}
     say(
@@ -643,6 +655,25 @@ def gate(
         raise typer.Exit(GATE_INCONCLUSIVE)
     passed = verdict == "pass" or (verdict == "warning" and allow_warning)
     raise typer.Exit(GATE_PASS if passed else GATE_FAIL)
+
+
+def write_reports(
+    client: PerfAgentClient, analysis: dict[str, Any], out: Path, *, step_summary: Path | None
+) -> None:
+    """The analysis' reports and CI formats into ``out``; the summary also onto the step
+    summary, when there is one."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(client.report(analysis["id"]))
+    (out / "report.html").write_text(client.report(analysis["id"], kind="html"))
+    (out / "analysis.json").write_text(json.dumps(analysis, indent=2))
+    for name in PerfAgentClient.CI_FILES:
+        (out / name).write_text(client.ci_file(analysis["id"], name))
+    if step_summary is not None:
+        try:
+            with step_summary.open("a") as fh:
+                fh.write((out / "summary.md").read_text() + "\n")
+        except OSError as exc:
+            say(f"could not append to the step summary {step_summary}: {exc}")
 
 
 def _execute_or_archive(

@@ -125,3 +125,9 @@ class PerfAgentClient:
 
     def report(self, analysis_id: str, *, kind: str = "md") -> str:
         return self.http.get(f"/analyses/{analysis_id}/report.{kind}").raise_for_status().text
+
+    # The CI formats an analysis is downloadable in: each file's name is its route's.
+    CI_FILES = ("junit.xml", "summary.md", "load-performance.json")
+
+    def ci_file(self, analysis_id: str, name: str) -> str:
+        return self.http.get(f"/analyses/{analysis_id}/{name}").raise_for_status().text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,12 +101,29 @@ def test_a_breached_objective_fails_the_gate(
     service: str, key: str, demo_target: str, tmp_path: Path
 ) -> None:
     plan = plan_file(tmp_path, demo_target, "0.001ms")
+    out, step_summary = tmp_path / "r", tmp_path / "step-summary.md"
+    step_summary.write_text("earlier step\n")
 
-    code, output = gate(str(plan), "--api", service, "--api-key", key, "--out", str(tmp_path / "r"))
+    code, output = gate(
+        str(plan), "--api", service, "--api-key", key, "--out", str(out),
+        "--step-summary", str(step_summary),
+    )  # fmt: skip
 
     assert code == GATE_FAIL, output
     assert "verdict FAIL" in output
     assert "breaks p95 < 0.001ms" in output
+    # What CI reads: a failed JUnit case naming the objective, the step summary, GitLab's report.
+    junit = ET.fromstring((out / "junit.xml").read_text())
+    failures = [f.get("message") or "" for f in junit.iter("failure")]
+    assert any(m.startswith("all requests: p95 < 0.001ms: measured") for m in failures)
+    summary = step_summary.read_text()
+    assert summary.startswith("earlier step\n<!-- perf-agent:")
+    assert "**FAIL**" in summary
+    assert "| p95 < 0.001ms | all requests |" in summary
+    gitlab = json.loads((out / "load-performance.json").read_text())["metrics"]
+    assert gitlab["http_reqs"]["rate"] > 0
+    assert gitlab["http_req_waiting"]["p(90)"] > 0
+    assert "p(95)" in gitlab["http_req_waiting"]
 
 
 def test_without_a_key_the_gate_stops_with_the_services_reason(

@@ -136,6 +136,54 @@ async def get_analysis_report_html(analysis_id: uuid.UUID, session: SessionDep) 
     return HTMLResponse(await service.html_report(session, analysis_id))
 
 
+def _ci_route(path: str, fmt: str, summary: str, doc: str) -> None:
+    media = service.CI_FORMATS[fmt]
+
+    async def get_ci_report(
+        request: Request, analysis_id: uuid.UUID, session: SessionDep
+    ) -> Response:
+        report = str(request.url_for("get_analysis_report_html", analysis_id=analysis_id))
+        body = await service.ci_report(session, analysis_id, fmt, report_url=report)
+        return Response(body, media_type=media)
+
+    get_ci_report.__doc__ = doc
+    router.add_api_route(
+        path,
+        get_ci_report,
+        methods=["GET"],
+        name=f"get_analysis_{fmt}",
+        summary=summary,
+        response_class=Response,
+        responses={200: {"content": {media.split(";")[0]: {}}}, **problems(404)},
+        dependencies=READ,
+    )
+
+
+_ci_route(
+    "/analyses/{analysis_id}/junit.xml",
+    "junit",
+    "The analysis as a JUnit report",
+    "One test case per objective and scope (failed objectives fail, with measured, target and "
+    "baseline in the message) and one per baseline comparison (a regression fails; a "
+    "comparison without a decision is skipped). An inconclusive analysis adds an error.",
+)
+_ci_route(
+    "/analyses/{analysis_id}/summary.md",
+    "summary",
+    "The analysis as a CI step summary or pull-request comment (Markdown)",
+    "Verdict, failed objectives, significant changes against the baseline with their "
+    "interval, top findings and a link to the HTML report; fit for `$GITHUB_STEP_SUMMARY`. "
+    "Its first line is a marker a CI step can find its own earlier comment by.",
+)
+_ci_route(
+    "/analyses/{analysis_id}/load-performance.json",
+    "gitlab",
+    "The run as GitLab's Load Performance report",
+    "k6's `--summary-export` JSON of the analysed run, as GitLab's merge request widget reads "
+    "it (`artifacts: reports: load_performance:`).",
+)
+
+
 @router.post(
     "/analyses/{analysis_id}/recommendations/{recommendation_id}/feedback",
     status_code=201,

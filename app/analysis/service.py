@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.analysis import ci, generator, regression, saturation, signatures
 from app.analysis import findings as findings_mod
-from app.analysis import generator, regression, saturation, signatures
 from app.analysis import load as load_mod
 from app.analysis import narrative as narrative_mod
 from app.analysis import profile as profile_mod
@@ -675,6 +675,29 @@ async def html_report(session: AsyncSession, analysis_id: uuid.UUID) -> str:
         series=await repo.seconds(run.id),
         baseline_series=baseline,
     )
+
+
+CI_FORMATS = {
+    "junit": "application/xml; charset=utf-8",
+    "summary": "text/markdown; charset=utf-8",
+    "gitlab": "application/json",
+}
+
+
+async def ci_report(
+    session: AsyncSession, analysis_id: uuid.UUID, fmt: str, *, report_url: str | None
+) -> str:
+    """An analysis as JUnit XML, a Markdown step summary or GitLab's load-performance.json."""
+    analysis = await get_analysis(session, analysis_id)
+    run = await session.get(Run, analysis.run_id)
+    assert run is not None  # analyses.run_id cascades on delete
+    plan = await session.get(Plan, run.plan_id)
+    assert plan is not None
+    if fmt == "junit":
+        return ci.junit(analysis, run, plan, report_url=report_url)
+    if fmt == "summary":
+        return ci.markdown_summary(analysis, run, plan, report_url=report_url)
+    return ci.gitlab_json(run)
 
 
 async def get_analysis(session: AsyncSession, analysis_id: uuid.UUID) -> Analysis:
