@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse
 
 from app.analysis.router import router as analysis_router
 from app.baselines.router import router as baselines_router
+from app.budgets.router import router as budgets_router
 from app.core import migrate
 from app.core.auth import AUTH_OFF_OWNER, auth_enabled, dev_mode_refusal, install_auth
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
@@ -101,7 +102,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(HTTPMetricsMiddleware)  # outermost of ours: CORS and auth included
-    routers = (plans_router, datasets_router, runs_router, analysis_router, baselines_router)
+    routers = (
+        plans_router,
+        datasets_router,
+        runs_router,
+        analysis_router,
+        baselines_router,
+        budgets_router,
+    )
     for router in (*routers, identity_router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health_router)

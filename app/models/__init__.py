@@ -5,6 +5,7 @@ from app.models.api_key import ApiKey
 from app.models.audit import AuditEvent
 from app.models.base import Base
 from app.models.baseline import Baseline
+from app.models.budget import BudgetIteration, BudgetStatus, PerformanceBudget
 from app.models.dataset import Dataset
 from app.models.feedback import RecommendationFeedback
 from app.models.history import HistoryPoint
@@ -27,9 +28,12 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Baseline",
+    "BudgetIteration",
+    "BudgetStatus",
     "Dataset",
     "HistoryPoint",
     "LLMCall",
+    "PerformanceBudget",
     "Plan",
     "PlanStatus",
     "RecommendationFeedback",
