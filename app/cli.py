@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ from rich.markdown import Markdown
 from rich.table import Table
 from rich.text import Text
 
-from app.client import API, PerfAgentClient
+from app.client import API, PerfAgentClient, script_plan
 from app.core import migrate
 from app.core.auth import Scope, auth_enabled, dev_mode_refusal
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
@@ -697,6 +698,239 @@ def _execute_or_archive(
             except httpx.HTTPError:
                 pass
         raise
+
+
+@app.command("mcp")
+def mcp_cmd(
+    api: Annotated[
+        str, typer.Option(metavar="URL", envvar="PERF_AGENT_API", help="The service's URL")
+    ] = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    transport: Annotated[
+        str,
+        typer.Option(
+            help="stdio (an agent starts this command) or streamable-http (it connects to "
+            "http://HOST:PORT/mcp, each caller sending its own key as a bearer token)"
+        ),
+    ] = "stdio",
+    host: Annotated[str, typer.Option(help="streamable-http: the address to listen on")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="streamable-http: the port")] = 8765,
+) -> None:
+    """MCP tools for coding agents (plan, dry run, execute, wait, analyse, compare, the budget
+    loop), each a call to the service's HTTP API with the key's scopes and guardrails."""
+    from app.mcpserver.server import build_server
+
+    if transport not in ("stdio", "streamable-http"):
+        fail("--transport is stdio or streamable-http", 2)
+    server = build_server(api, api_key)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port)
+
+
+# -- the API Performance Budget loop ------------------------------------------------------------
+
+BUDGET_MET, BUDGET_NOT_MET, BUDGET_ERROR = 0, 1, 2
+
+
+def budget_plan_document(path: Path, text: str, target: str | None) -> str | dict[str, Any]:
+    """What to store for ``perf-agent budget FILE``: a plan file as it is, or a k6 script
+    wrapped in a plan that runs it as written (its target taken from the script's URLs)."""
+    if path.suffix not in (".js", ".mjs", ".ts"):
+        return text
+    try:
+        return script_plan(text, name=path.stem, target=target)
+    except ValueError as exc:
+        fail(str(exc), BUDGET_ERROR)
+
+
+def run_between(command: str, timeout_s: float) -> int:
+    """The ``--between`` command (an argv, no shell), its output streamed; killed with its
+    process group after ``timeout_s``."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        fail(f"--between is not a command line: {exc}", BUDGET_ERROR)
+    if not argv:
+        return 0
+    say(f"between $ {shlex.join(argv)}")
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        fail(f"cannot start the --between command: {exc}", BUDGET_ERROR)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            say("  | " + raw.decode(errors="replace").rstrip())
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join(5)
+        fail(f"the --between command ran longer than {timeout_s:g} s and was stopped", BUDGET_ERROR)
+    reader.join(5)
+    return code
+
+
+def iteration_line(budget: dict[str, Any], iteration: dict[str, Any]) -> str:
+    scope = budget["endpoint"] or "all requests"
+    value = iteration["value_ms"]
+    shown = "no data" if value is None else f"{value:,.2f} ms"
+    line = (
+        f"pass {iteration['number']}/{budget['max_iterations']}  {budget['sli']} of {scope} "
+        f"{shown}  target < {budget['target_ms']:g} ms  {'MET' if iteration['met'] else 'not met'}"
+    )
+    if iteration["change"] is not None:
+        line += f"  {iteration['change'] * 100:+.1f}% vs pass {iteration['number'] - 1}"
+        compared = iteration.get("comparison") or {}
+        if compared:
+            p = compared.get("p_value")
+            line += f" ({compared['verdict'].replace('_', ' ')}" + (
+                f", p {p:.2g})" if p is not None else ")"
+            )
+    elif iteration["number"] == 1:
+        line += "  (first pass)"
+    if iteration.get("top_finding"):
+        line += f"\n      top finding: {iteration['top_finding']}"
+    return line
+
+
+@app.command()
+def budget(
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="SCRIPT_OR_PLAN",
+            help="A k6 script (.js), run as it is, or a plan file (YAML/JSON); omit with --plan-id",
+        ),
+    ] = None,
+    p95: Annotated[
+        str | None, typer.Option("--p95", metavar="LATENCY", help="Target p95, e.g. 300ms")
+    ] = None,
+    p99: Annotated[
+        str | None, typer.Option("--p99", metavar="LATENCY", help="Target p99 instead")
+    ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="A step of the plan (default: all requests)"),
+    ] = None,
+    max_iterations: Annotated[int, typer.Option(min=1, max=50)] = 10,
+    between: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CMD",
+            help="Run before each pass after the first (e.g. a redeploy); an argv, split like "
+            "a shell would but run without one. Omit it while a person or an agent changes "
+            "the code between passes",
+        ),
+    ] = None,
+    between_timeout: Annotated[float, typer.Option(metavar="SECONDS")] = 600,
+    api: Annotated[
+        str, typer.Option(metavar="URL", envvar="PERF_AGENT_API", help="The service's URL")
+    ] = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    plan_id: Annotated[
+        str | None, typer.Option(metavar="PLAN_ID", help="Run this stored plan")
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="A script's target, when its URLs name no single one"),
+    ] = None,
+    timeout: Annotated[float, typer.Option(metavar="SECONDS", help="Per run")] = 3600,
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Where budget.md and the last pass's reports go")
+    ] = Path("perf-agent-budget"),
+    every: ProgressEvery = 10.0,
+    step_summary: StepSummary = None,
+) -> None:
+    """The API Performance Budget loop: run the test under every guardrail, check the p95
+    (or p99) against the target, run --between, and again, at most --max-iterations times.
+    One status line per pass: its value, its change from the pass before with the analysis'
+    significance, the top finding. Exit 0 as soon as the target is met, 1 when the last pass
+    did not meet it, 2 on errors. The key needs read, plan, execute (and approve, for a new
+    file's draft)."""
+    if (p95 is None) == (p99 is None):
+        fail("give the target as --p95 LATENCY or --p99 LATENCY (e.g. --p95 300ms)", BUDGET_ERROR)
+    sli, target_text = ("p95", p95) if p95 is not None else ("p99", p99)
+    if source is None and plan_id is None:
+        fail("give a script, a plan file or --plan-id", BUDGET_ERROR)
+    document = None
+    if source is not None:
+        try:
+            text = source.read_text()
+        except OSError as exc:
+            fail(f"cannot read {source}: {exc}", BUDGET_ERROR)
+        document = budget_plan_document(source, text, target)
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
+        if document is not None:
+            if plan_id:
+                text_of = document if isinstance(document, str) else json.dumps(document)
+                plan = client.create_version(plan_id, text_of)
+            else:
+                plan = client.create_plan(document)
+        else:
+            plan = client.http.get(f"/plans/{plan_id}").raise_for_status().json()
+        say(f"plan    {plan['id']} v{plan['version']} ({plan['status']})")
+        body = {
+            "plan_id": plan["id"],
+            "sli": sli,
+            "target_ms": target_text,
+            "endpoint": endpoint,
+            "max_iterations": max_iterations,
+        }
+        state = client.http.post("/budgets", json=body).raise_for_status().json()
+        say(
+            f"budget  {state['id']}: {sli} of {endpoint or 'all requests'} < "
+            f"{state['target_ms']:g} ms, at most {max_iterations} passes"
+        )
+        analysis_id = None
+        for number in range(1, max_iterations + 1):
+            if number > 1 and between:
+                code = run_between(between, between_timeout)
+                if code != 0:
+                    fail(f"the --between command failed (exit {code})", BUDGET_ERROR)
+            current = client.http.get(f"/plans/{plan['id']}").raise_for_status().json()
+            run = _execute_or_archive(client, current, created=document is not None)
+            run = follow(client, run["id"], console, interval_s=every, timeout_s=timeout)
+            if run["status"] == "failed":
+                fail(f"run {run['id']} failed: {run.get('error')}", BUDGET_ERROR)
+            state = (
+                client.http.post(f"/budgets/{state['id']}/iterations", json={"run_id": run["id"]})
+                .raise_for_status()
+                .json()
+            )
+            iteration = state["iterations"][-1]
+            analysis_id = iteration["analysis_id"]
+            say(iteration_line(state, iteration))
+            if state["status"] != "running":
+                break
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "budget.md").write_text(client.http.get(f"/budgets/{state['id']}/report.md").text)
+        (out / "budget.json").write_text(json.dumps(state, indent=2))
+        if analysis_id is not None:
+            analysis = client.http.get(f"/analyses/{analysis_id}").raise_for_status().json()
+            write_reports(client, analysis, out, step_summary=step_summary)
+    met = state["status"] == "met"
+    say(
+        f"budget {'MET' if met else 'NOT MET'} after {len(state['iterations'])} pass(es); "
+        f"reports in {out.resolve()}"
+    )
+    raise typer.Exit(BUDGET_MET if met else BUDGET_NOT_MET)
 
 
 def main() -> None:

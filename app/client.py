@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,29 @@ from typing import Any
 import httpx
 
 API = "/api/agents/performance-agent"
+_ORIGIN = re.compile(r"""\bhttps?://[^\s'"`/?#]+""")
+
+
+def script_origins(text: str) -> list[str]:
+    """The origins (``http://host:port``) a k6 script's URL literals name."""
+    return sorted({m.group(0).rstrip(".,;)") for m in _ORIGIN.finditer(text)})
+
+
+def script_plan(text: str, *, name: str, target: str | None = None) -> dict[str, Any]:
+    """A plan that runs a k6 script as it is. Its target (what the guardrails check and the
+    sandbox lets k6 reach) is ``target``, else the one origin the script's URLs name."""
+    origins = script_origins(text)
+    if target is None and len(origins) != 1:
+        raise ValueError(
+            "give the target URL: the script names "
+            + (f"several origins ({', '.join(origins)})" if origins else "no http(s) URL")
+        )
+    return {
+        "name": name,
+        "description": "a k6 script, run as written",
+        "target": {"base_url": target or origins[0]},
+        "script": text,
+    }
 
 
 class PerfAgentClient:

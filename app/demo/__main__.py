@@ -1,9 +1,12 @@
-"""``python -m app.demo --port 8001``: serve the demo target on 127.0.0.1."""
+"""``python -m app.demo --port 8001``: serve the demo target on 127.0.0.1;
+``python -m app.demo --fix URL``: deploy the next stage of its slow endpoint's fix."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+import httpx
 import uvicorn
 
 from app.demo.target import create_target
@@ -13,7 +16,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="perf-agent's demo target")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument(
+        "--fix",
+        metavar="URL",
+        help="don't serve: deploy the next stage of the slow endpoint's fix on the demo shop "
+        "at URL (for `perf-agent budget --between`)",
+    )
     args = parser.parse_args()
+    if args.fix:
+        response = httpx.post(args.fix.rstrip("/") + "/admin/fix", timeout=10)
+        response.raise_for_status()
+        body = response.json()
+        sys.stdout.write(f"demo shop fix level {body['level']}: {'; '.join(body['deployed'])}\n")
+        return
     uvicorn.run(create_target(), host=args.host, port=args.port, log_level="warning")
 
 

@@ -24,6 +24,11 @@ ORDERS = 2_000
 ITEMS_PER_ORDER = 50
 RECENT_ORDERS = 40
 CATEGORIES = ("books", "games", "garden", "kitchen", "music", "tools")
+# The slow endpoint's fix, in the stages ``POST /admin/fix`` deploys one at a time.
+FIXES = (
+    "an index on order_items.order_id (each of the N+1 queries is now a lookup)",
+    "one query for all the orders' items (no more N+1)",
+)
 
 SCHEMA = """
 CREATE TABLE products (
@@ -179,6 +184,8 @@ def create_target(db_path: Path | None = None) -> FastAPI:
             )
         return {"id": order_id, "customer": order.customer, "items": len(order.items)}
 
+    fixed = {"level": 0}  # how much of the slow endpoint's fix is deployed (FIXES)
+
     @app.get("/api/orders/recent")
     def recent_orders() -> list[dict[str, Any]]:
         conn = db()
@@ -186,6 +193,24 @@ def create_target(db_path: Path | None = None) -> FastAPI:
             "SELECT id, customer FROM orders ORDER BY created_at DESC LIMIT ?",
             (RECENT_ORDERS,),
         ).fetchall()
+        if fixed["level"] >= 2:
+            # One query for every order's items, instead of one per order.
+            ids = [order["id"] for order in orders]
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(
+                "SELECT order_id, product_id, quantity FROM order_items "
+                f"WHERE order_id IN ({marks})",
+                ids,
+            ).fetchall()
+            by_order: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+            for row in rows:
+                by_order[row["order_id"]].append(
+                    {"product_id": row["product_id"], "quantity": row["quantity"]}
+                )
+            return [
+                {"id": o["id"], "customer": o["customer"], "items": by_order[o["id"]]}
+                for o in orders
+            ]
         result = []
         for order in orders:  # N+1: one query per order, each a full scan of order_items
             items = conn.execute(
@@ -199,5 +224,22 @@ def create_target(db_path: Path | None = None) -> FastAPI:
                 }
             )
         return result
+
+    @app.post("/admin/fix")
+    def deploy_next_fix() -> dict[str, Any]:
+        """The demo's stand-in for a redeploy between budget iterations: each call deploys
+        the next stage of the slow endpoint's fix (FIXES), until all are in."""
+        level = min(fixed["level"] + 1, len(FIXES))
+        if level == 1:
+            db().execute(
+                "CREATE INDEX IF NOT EXISTS ix_order_items_order_id ON order_items (order_id)"
+            )
+            db().commit()
+        fixed["level"] = level
+        return {"level": level, "deployed": FIXES[:level]}
+
+    @app.get("/admin/fix")
+    def fix_level() -> dict[str, Any]:
+        return {"level": fixed["level"], "deployed": FIXES[: fixed["level"]]}
 
     return app
