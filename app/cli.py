@@ -700,6 +700,31 @@ def _execute_or_archive(
         raise
 
 
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(metavar="RUN_A", help="The reference run")],
+    b: Annotated[str, typer.Argument(metavar="RUN_B", help="The run compared with it")],
+    api: Annotated[
+        str, typer.Option(metavar="URL", envvar="PERF_AGENT_API", help="The service's URL")
+    ] = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The comparison as JSON")] = False,
+) -> None:
+    """Run B against run A (the same plan): per endpoint and SLI both values, the change, its
+    99 % interval, p and verdict, and the load of each — as Markdown, or --json. Exit 1 when
+    B regressed."""
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
+        params = {"a": a, "b": b, "format": "json" if as_json else "markdown"}
+        response = client.http.get("/runs/compare", params=params).raise_for_status()
+        if as_json:
+            sys.stdout.write(json.dumps(response.json(), indent=2) + "\n")
+            regressions = response.json()["regressions"]
+        else:
+            sys.stdout.write(response.text)
+            regressions = int(response.headers.get("perf-agent-regressions", "0"))
+    raise typer.Exit(1 if regressions else 0)
+
+
 @app.command("mcp")
 def mcp_cmd(
     api: Annotated[

@@ -105,8 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (
         plans_router,
         datasets_router,
+        analysis_router,  # before runs: its /runs/compare is not a /runs/{run_id}
         runs_router,
-        analysis_router,
         baselines_router,
         budgets_router,
     )

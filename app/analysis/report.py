@@ -15,7 +15,14 @@ from typing import Any
 
 from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
-from app.analysis.schemas import Comparison, Finding, LoadComparison, LoadGenerator, SloResult
+from app.analysis.schemas import (
+    Comparison,
+    Finding,
+    LoadComparison,
+    LoadGenerator,
+    RunComparison,
+    SloResult,
+)
 from app.models import Plan, Run, RunResult
 from app.plans.schemas import PlanSpec, format_duration
 
@@ -449,4 +456,43 @@ def render_markdown(
         )
     for text in dict.fromkeys(recommendations):
         lines.append(f"*   **[RECOMMENDATION]** {_text(text)}")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown(cmp: RunComparison) -> str:
+    """Two runs side by side: per endpoint and SLI, both values, the change, its interval,
+    p and verdict; the load of each."""
+    lines = [
+        f"# Run {cmp.b} against run {cmp.a}",
+        "",
+        f"{cmp.regressions} regression(s), {cmp.improvements} improvement(s).",
+        "",
+    ]
+    if cmp.doubt:
+        lines += [f"> Inconclusive: {cmp.doubt}.", ""]
+    if cmp.load is not None and cmp.load.reasons:
+        lines += ["Load: " + "; ".join(cmp.load.reasons), ""]
+    lines += [
+        "| Scope | SLI | a | b | Change | 99 % interval | p | Verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cmp.comparisons:
+        unit = {"error_rate": "", "rps": "/s"}.get(c.sli, " ms")
+
+        def shown(value: float | None, unit: str = unit, sli: str = c.sli) -> str:
+            if value is None:
+                return "–"
+            return f"{value * 100:.2f}%" if sli == "error_rate" else f"{value:,.2f}{unit}"
+
+        change = "–" if c.change is None else f"{c.change * 100:+.1f}%"
+        interval = (
+            f"{c.interval[0] * 100:+.1f}% … {c.interval[1] * 100:+.1f}%" if c.interval else "–"
+        )
+        p = "–" if c.p_value is None else f"{c.p_value:.3g}"
+        lines.append(
+            f"| {c.endpoint} | {c.sli} | {shown(c.baseline)} | {shown(c.current)} | {change} "
+            f"| {interval} | {p} | {c.verdict.replace('_', ' ')} |"
+        )
+    for warning in cmp.warnings:
+        lines += ["", f"- {warning}"]
     return "\n".join(lines) + "\n"

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from app.analysis import service
 from app.analysis.narrative import Narrative
+from app.analysis.report import comparison_markdown
 from app.analysis.saturation import Saturation
 from app.analysis.schemas import (
     AnalyseIn,
@@ -18,6 +20,7 @@ from app.analysis.schemas import (
     LoadComparison,
     LoadGenerator,
     RecommendationKPI,
+    RunComparison,
     Score,
     SloResult,
 )
@@ -134,6 +137,32 @@ async def get_analysis_report_html(analysis_id: uuid.UUID, session: SessionDep) 
     """One self-contained page (inline SVG charts, no scripts): latency percentiles, RPS,
     errors and VUs second by second, the baseline's p95 and RPS dashed, the knee marked."""
     return HTMLResponse(await service.html_report(session, analysis_id))
+
+
+@router.get(
+    "/runs/compare",
+    response_model=RunComparison,
+    responses={200: {"content": {"text/markdown": {}}}, **problems(404, 409, 422)},
+    dependencies=READ,
+    summary="Two runs of a plan side by side",
+)
+async def compare_runs(
+    session: SessionDep,
+    a: Annotated[uuid.UUID, Query(description="The reference run")],
+    b: Annotated[uuid.UUID, Query(description="The run compared with it")],
+    format: Annotated[Literal["json", "markdown"], Query()] = "json",
+) -> Any:
+    """Run `b` against run `a` with the analysis' own statistics — per endpoint and SLI both
+    values, the change, its 99 % interval, p and verdict; throughput and load — without
+    storing an analysis. `a` must be a succeeded run of the same plan."""
+    compared = await service.compare_runs(session, a, b)
+    if format == "markdown":
+        return PlainTextResponse(
+            comparison_markdown(compared),
+            media_type="text/markdown; charset=utf-8",
+            headers={"Perf-Agent-Regressions": str(compared.regressions)},
+        )
+    return compared
 
 
 def _ci_route(path: str, fmt: str, summary: str, doc: str) -> None:

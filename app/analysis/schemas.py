@@ -273,3 +273,24 @@ class RecommendationKPI(AcceptanceRate):
     finding kind; each recommendation counts once, with its latest verdict."""
 
     by_kind: dict[str, AcceptanceRate]
+
+
+class RunComparison(BaseModel):
+    """Run ``b`` against run ``a`` with the analysis' own statistics, nothing stored."""
+
+    a: uuid.UUID = Field(description="The reference run")
+    b: uuid.UUID = Field(description="The run compared with it")
+    plan_id: uuid.UUID
+    regressions: int
+    improvements: int
+    comparisons: list[Comparison] = Field(
+        description="Per endpoint and SLI: a's value (baseline), b's (current), the change, "
+        "its 99 % interval, p and verdict; throughput as the `rps` row"
+    )
+    load: LoadComparison | None = Field(description="The two runs' load: throughput, VUs …")
+    doubt: str | None = Field(
+        default=None,
+        description="Why the comparison is inconclusive (the load generator was unhealthy in "
+        "one of the runs); null when it can be trusted",
+    )
+    warnings: list[str] = Field(default_factory=list)

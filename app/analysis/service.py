@@ -32,6 +32,7 @@ from app.analysis.schemas import (
     LoadComparison,
     LoadGenerator,
     RecommendationKPI,
+    RunComparison,
     Score,
     SloResult,
 )
@@ -674,6 +675,22 @@ async def html_report(session: AsyncSession, analysis_id: uuid.UUID) -> str:
         results=await RunRepository(session).results(run.id),
         series=await repo.seconds(run.id),
         baseline_series=baseline,
+    )
+
+
+async def compare_runs(session: AsyncSession, a: uuid.UUID, b: uuid.UUID) -> RunComparison:
+    """Run ``b`` judged against run ``a`` (the same plan) as an analysis would, unstored."""
+    e = await gather(session, run_id=b, baseline_run_ids=[a])
+    return RunComparison(
+        a=a,
+        b=b,
+        plan_id=e.run.plan_id,
+        regressions=sum(c.verdict == "regression" for c in e.comparisons),
+        improvements=sum(c.verdict == "improvement" for c in e.comparisons),
+        comparisons=e.comparisons,
+        load=e.load,
+        doubt=e.doubt,
+        warnings=e.warnings,
     )
 
 

@@ -1,0 +1,43 @@
+"""GET /runs/compare: one run against another with the analysis' own statistics."""
+
+from __future__ import annotations
+
+from httpx import AsyncClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.analysis.test_ci import noisy
+from tests.builders import API, add_seconds, make_plan, make_run, result
+
+
+async def test_two_runs_compare_side_by_side_without_storing_an_analysis(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    plan = await make_plan(session)
+    a = await make_run(
+        session, plan, results=[result("*", p95=100), result("list_orders", p95=100)]
+    )
+    await add_seconds(session, a, {"list_orders": noisy(100, 1)})
+    b = await make_run(
+        session, plan, results=[result("*", p95=210), result("list_orders", p95=210)]
+    )
+    await add_seconds(session, b, {"list_orders": noisy(210, 2)})
+
+    response = await client.get(f"{API}/runs/compare", params={"a": str(a.id), "b": str(b.id)})
+    markdown = await client.get(
+        f"{API}/runs/compare", params={"a": str(a.id), "b": str(b.id), "format": "markdown"}
+    )
+    backwards = await client.get(f"{API}/runs/compare", params={"a": str(a.id), "b": str(a.id)})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    p95 = next(
+        c for c in body["comparisons"] if c["endpoint"] == "list_orders" and c["sli"] == "p95"
+    )
+    assert (p95["baseline"], p95["current"], p95["verdict"]) == (100, 210, "regression")
+    assert p95["interval"][0] > 0
+    assert body["regressions"] >= 1
+    assert markdown.headers["perf-agent-regressions"] == str(body["regressions"])
+    assert "| list_orders | p95 | 100.00 ms | 210.00 ms | +110.0% |" in markdown.text
+    assert (backwards.status_code, backwards.json()["code"]) == (422, "baseline.self")
+    analyses = await client.get(f"{API}/runs/{b.id}")
+    assert analyses.status_code == 200  # /runs/{id} still answers beside /runs/compare
