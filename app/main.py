@@ -23,6 +23,7 @@ from app.core.http_metrics import HTTPMetricsMiddleware
 from app.core.openapi import DOCS_URL, install_docs
 from app.core.settings import Settings, get_settings
 from app.datasets.router import router as datasets_router
+from app.gates.router import router as gates_router
 from app.health.router import router as health_router
 from app.identity import service as identity
 from app.identity.router import router as identity_router
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runs_router,
         baselines_router,
         budgets_router,
+        gates_router,
     )
     for router in (*routers, identity_router):
         app.include_router(router, prefix=API_PREFIX)

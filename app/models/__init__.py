@@ -8,6 +8,7 @@ from app.models.baseline import Baseline
 from app.models.budget import BudgetIteration, BudgetStatus, PerformanceBudget
 from app.models.dataset import Dataset
 from app.models.feedback import RecommendationFeedback
+from app.models.gate import Gate
 from app.models.history import HistoryPoint
 from app.models.llm_call import LLMCall
 from app.models.plan import Plan, PlanStatus
@@ -31,6 +32,7 @@ __all__ = [
     "BudgetIteration",
     "BudgetStatus",
     "Dataset",
+    "Gate",
     "HistoryPoint",
     "LLMCall",
     "PerformanceBudget",

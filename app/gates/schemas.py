@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Build(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    commit: str | None = Field(default=None, max_length=100)
+    branch: str | None = Field(default=None, max_length=300)
+    pipeline_url: str | None = Field(default=None, max_length=2000)
+
+
+class GateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: uuid.UUID
+    baseline_run_ids: list[uuid.UUID] | None = Field(
+        default=None, max_length=20, description="Default: the service's choice of baseline"
+    )
+    allow_warning: bool = Field(default=False, description="A 'warning' verdict passes too")
+    auto_approve: bool = Field(
+        default=False, description="Approve a draft on the way (the key needs approve too)"
+    )
+    build: Build = Field(default_factory=Build)
+    wait_s: float = Field(
+        default=0,
+        ge=0,
+        le=1800,
+        description="Wait this long for the verdict (200 with it); 0, or not decided in "
+        "time: 202 with a status URL to poll",
+    )
+
+
+GateStatus = Literal["queued", "running", "analysing", "decided", "error"]
+
+
+class GateOut(BaseModel):
+    id: uuid.UUID
+    status: GateStatus = Field(
+        description="queued/running: the run; analysing: being judged; decided: verdict and "
+        "passed are set; error: the run failed or could not be judged (see error)"
+    )
+    verdict: str | None = Field(description="pass, warning, fail or inconclusive")
+    passed: bool | None = Field(description="pass, or warning with allow_warning")
+    plan_id: uuid.UUID
+    run_id: uuid.UUID | None
+    analysis_id: uuid.UUID | None
+    build: Build
+    error: str | None
+    replayed: bool = Field(
+        default=False, description="This answers an earlier request with the same key"
+    )
+    created_at: datetime
+    links: dict[str, str]
