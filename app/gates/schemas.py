@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Build(BaseModel):
@@ -18,7 +18,15 @@ class Build(BaseModel):
 class GateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    plan_id: uuid.UUID
+    plan_id: uuid.UUID | None = Field(
+        default=None, description="The plan to run; with `plan`, the plan that gets a new version"
+    )
+    plan: dict[str, Any] | None = Field(
+        default=None,
+        description="A plan document (as POST /plan takes it, as JSON): stored as a new plan, "
+        "or as the next version of `plan_id`, only when the gate is new — a retry with the "
+        "same key stores nothing (the key needs the plan scope too)",
+    )
     baseline_run_ids: list[uuid.UUID] | None = Field(
         default=None, max_length=20, description="Default: the service's choice of baseline"
     )
@@ -34,6 +42,12 @@ class GateIn(BaseModel):
         description="Wait this long for the verdict (200 with it); 0, or not decided in "
         "time: 202 with a status URL to poll",
     )
+
+    @model_validator(mode="after")
+    def _a_plan(self) -> GateIn:
+        if self.plan_id is None and self.plan is None:
+            raise ValueError("give plan_id, plan, or both")
+        return self
 
 
 GateStatus = Literal["queued", "running", "analysing", "decided", "error"]

@@ -14,12 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.analysis import service as analysis_service
-from app.core.auth import Principal
+from app.core.auth import Principal, Scope, ScopeMissing
 from app.core.errors import InvalidInput, NotFound, ProblemError
 from app.core.settings import Settings
 from app.gates.repository import GateRepository
 from app.gates.schemas import GateIn, GateStatus
+from app.identity.service import record
 from app.models import FINISHED_STATUSES, Gate, Run, RunStatus
+from app.plans import service as plans_service
+from app.plans.repository import PlanRepository
 from app.runs import service as runs_service
 
 POLL_S = 1.0
@@ -51,14 +54,15 @@ async def open_gate(
         owner=principal.owner,
         idempotency_key=idempotency_key,
         fingerprint=printed,
-        plan_id=body.plan_id,
         baseline_run_ids=[str(b) for b in body.baseline_run_ids or []],
         allow_warning=body.allow_warning,
         build=body.build.model_dump(mode="json"),
     )
     try:
-        # A concurrent request with the same key waits here on the unique index, then fails.
+        # A concurrent request with the same key waits here on the unique index, then fails,
+        # and the plan version it stored goes with the savepoint.
         async with session.begin_nested():
+            gate.plan_id = await _plan_to_run(session, body, principal, settings)
             await repo.add(gate)
     except IntegrityError:
         assert idempotency_key is not None
@@ -67,7 +71,7 @@ async def open_gate(
         return _replay(earlier, printed), True
     run = await runs_service.enqueue(
         session,
-        plan_id=body.plan_id,
+        plan_id=gate.plan_id,
         settings=settings,
         auto_approve=body.auto_approve,
         actor=principal,
@@ -75,6 +79,44 @@ async def open_gate(
     gate.run_id = run.id
     await session.flush()
     return gate, False
+
+
+async def _plan_to_run(
+    session: AsyncSession, body: GateIn, principal: Principal, settings: Settings
+) -> uuid.UUID:
+    """``plan_id``, or the plan (version) stored from the request's ``plan`` document."""
+    if body.plan is None:
+        assert body.plan_id is not None  # GateIn needs one of the two
+        return body.plan_id
+    if not principal.allows(Scope.plan):
+        raise ScopeMissing(Scope.plan, principal, "storing the gate's plan needs the `plan` scope")
+    if "intent" in body.plan:
+        raise InvalidInput(
+            "a gate runs a plan, not an intent: draft it first (POST /plan with intent)",
+            code="gate.intent",
+        )
+    repo = PlanRepository(session)
+    document = json.dumps(body.plan).encode()
+    if body.plan_id is None:
+        plan = await plans_service.create_plan(
+            repo, body=document, content_type="application/json", settings=settings
+        )
+    else:
+        plan = await plans_service.create_version(
+            repo, body.plan_id, body=document, content_type="application/json", settings=settings
+        )
+    await record(
+        session,
+        principal,
+        "plan.created" if plan.version == 1 else "plan.version_created",
+        "plan",
+        plan.id,
+        family_id=plan.family_id,
+        version=plan.version,
+        name=plan.name,
+        via="gate",
+    )
+    return plan.id
 
 
 def _replay(earlier: Gate, printed: str) -> Gate:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.auth import Scope
 from app.models import Plan, Run, RunResult, RunStatus
-from tests.builders import API, QUIET_GENERATOR, add_seconds, make_plan, result
+from tests.builders import API, QUIET_GENERATOR, add_seconds, make_plan, plan_doc, result
 from tests.conftest import Clients, live_key, running_live_service
 
 BUILD = {"commit": "3f2a9c1", "branch": "main", "pipeline_url": "https://ci.example.com/p/1"}
@@ -176,3 +176,39 @@ def test_with_wait_s_the_gate_answers_the_verdict_of_a_real_run(
     assert retried.json()["id"] == body["id"]
     assert retried.json()["replayed"] is True
     assert len(runs) == 1
+
+
+async def test_a_plan_sent_with_the_gate_is_stored_only_for_a_new_gate(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    document = plan_doc(name="gated-inline")
+    headers = {"Idempotency-Key": "inline-1"}
+
+    first = await client.post(
+        f"{API}/gate", json={"plan": document, "auto_approve": True}, headers=headers
+    )
+    retry = await client.post(
+        f"{API}/gate", json={"plan": document, "auto_approve": True}, headers=headers
+    )
+    next_build = await client.post(
+        f"{API}/gate",
+        json={"plan": document, "plan_id": first.json()["plan_id"], "auto_approve": True},
+        headers={"Idempotency-Key": "inline-2"},
+    )
+
+    assert first.status_code == 202, first.text
+    assert retry.json()["id"] == first.json()["id"]
+    versions = await client.get(f"{API}/plans/{first.json()['plan_id']}/versions")
+    assert [v["version"] for v in versions.json()] == [2, 1]  # the retry stored nothing
+    assert next_build.json()["plan_id"] != first.json()["plan_id"]
+    plans = await session.scalar(
+        select(func.count()).select_from(Plan).where(Plan.name == "gated-inline")
+    )
+    assert plans == 2
+
+
+async def test_a_gate_needs_a_plan(client: AsyncClient) -> None:
+    response = await client.post(f"{API}/gate", json={"build": BUILD})
+
+    assert response.status_code == 422
+    assert "give plan_id, plan, or both" in response.text
