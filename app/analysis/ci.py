@@ -20,7 +20,8 @@ from app.models import Analysis, Plan, Run
 # Which comparisons make a JUnit test case fail, and which say nothing either way.
 FAILING = {"regression"}
 UNDECIDED = {"insufficient_data", "inconclusive"}
-# The PR-comment marker a CI step finds its own earlier comment by (one sticky comment).
+# The PR-comment marker a CI step finds its own earlier comment by (one sticky comment per
+# plan: its family, so every version of the plan updates the same comment).
 COMMENT_MARKER = "<!-- perf-agent:{plan_id} -->"
 VERDICT_MARK = {"pass": "✅", "warning": "⚠️", "fail": "❌", "inconclusive": "❔"}
 
@@ -167,7 +168,7 @@ def markdown_summary(
     mark = VERDICT_MARK.get(analysis.verdict, "")
     score = analysis.score or {}
     lines = [
-        COMMENT_MARKER.format(plan_id=plan.id),
+        COMMENT_MARKER.format(plan_id=plan.family_id),
         f"### {mark} perf-agent: {_md(plan.name)} — **{analysis.verdict.upper()}**",
         "",
         f"Score {score.get('value', 0):.0f}/100 · {sum(r.status == 'pass' for r in results)} "

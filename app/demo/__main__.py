@@ -22,7 +22,18 @@ def main() -> None:
         help="don't serve: deploy the next stage of the slow endpoint's fix on the demo shop "
         "at URL (for `perf-agent budget --between`)",
     )
+    parser.add_argument(
+        "--regress",
+        metavar="URL",
+        help="don't serve: make every product page of the demo shop at URL 50 ms slower (a bad "
+        "build for a CI gate to catch)",
+    )
     args = parser.parse_args()
+    if args.regress:
+        response = httpx.post(args.regress.rstrip("/") + "/admin/regress", timeout=10)
+        response.raise_for_status()
+        sys.stdout.write(f"demo shop regressed: {response.json()}\n")
+        return
     if args.fix:
         response = httpx.post(args.fix.rstrip("/") + "/admin/fix", timeout=10)
         response.raise_for_status()

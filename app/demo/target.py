@@ -24,6 +24,7 @@ ORDERS = 2_000
 ITEMS_PER_ORDER = 50
 RECENT_ORDERS = 40
 CATEGORIES = ("books", "games", "garden", "kitchen", "music", "tools")
+REGRESSION_S = 0.05  # what POST /admin/regress adds to every product page
 # The slow endpoint's fix, in the stages ``POST /admin/fix`` deploys one at a time.
 FIXES = (
     "an index on order_items.order_id (each of the N+1 queries is now a lookup)",
@@ -108,6 +109,7 @@ def create_target(db_path: Path | None = None) -> FastAPI:
         return conn
 
     app = FastAPI(title="perf-agent demo shop")
+    regressed = {"delay_s": 0.0}
     passwords = {f"user{n}": f"pw-{n}" for n in range(1, DEMO_USERS + 1)}
     sessions: dict[str, str] = {}  # token → username
     sessions_lock = threading.Lock()
@@ -158,6 +160,8 @@ def create_target(db_path: Path | None = None) -> FastAPI:
 
     @app.get("/api/products/{product_id}")
     def get_product(product_id: int) -> dict[str, Any]:
+        if regressed["delay_s"]:
+            time.sleep(regressed["delay_s"])  # the injected regression (POST /admin/regress)
         row = (
             db()
             .execute(
@@ -241,5 +245,12 @@ def create_target(db_path: Path | None = None) -> FastAPI:
     @app.get("/admin/fix")
     def fix_level() -> dict[str, Any]:
         return {"level": fixed["level"], "deployed": FIXES[: fixed["level"]]}
+
+    @app.post("/admin/regress")
+    def deploy_regression() -> dict[str, Any]:
+        """The demo's stand-in for a bad build, for a CI gate to catch: every product page
+        now takes REGRESSION_S longer."""
+        regressed["delay_s"] = REGRESSION_S
+        return {"delay_ms": REGRESSION_S * 1000, "endpoint": "GET /api/products/{id}"}
 
     return app

@@ -21,9 +21,10 @@ class GateIn(BaseModel):
     plan_id: uuid.UUID | None = Field(
         default=None, description="The plan to run; with `plan`, the plan that gets a new version"
     )
-    plan: dict[str, Any] | None = Field(
+    plan: dict[str, Any] | str | None = Field(
         default=None,
-        description="A plan document (as POST /plan takes it, as JSON): stored as a new plan, "
+        max_length=1_000_000,
+        description="A plan document (an object, or its YAML/JSON text): stored as a new plan, "
         "or as the next version of `plan_id`, only when the gate is new — a retry with the "
         "same key stores nothing (the key needs the plan scope too)",
     )

@@ -90,20 +90,24 @@ async def _plan_to_run(
         return body.plan_id
     if not principal.allows(Scope.plan):
         raise ScopeMissing(Scope.plan, principal, "storing the gate's plan needs the `plan` scope")
-    if "intent" in body.plan:
+    if isinstance(body.plan, str):
+        document, content_type = body.plan.encode(), "application/yaml"  # YAML ⊃ JSON
+    else:
+        document, content_type = json.dumps(body.plan).encode(), "application/json"
+    parsed, _ = plans_service.parse_document(document, content_type)
+    if isinstance(parsed, dict) and "intent" in parsed:
         raise InvalidInput(
             "a gate runs a plan, not an intent: draft it first (POST /plan with intent)",
             code="gate.intent",
         )
     repo = PlanRepository(session)
-    document = json.dumps(body.plan).encode()
     if body.plan_id is None:
         plan = await plans_service.create_plan(
-            repo, body=document, content_type="application/json", settings=settings
+            repo, body=document, content_type=content_type, settings=settings
         )
     else:
         plan = await plans_service.create_version(
-            repo, body.plan_id, body=document, content_type="application/json", settings=settings
+            repo, body.plan_id, body=document, content_type=content_type, settings=settings
         )
     await record(
         session,
