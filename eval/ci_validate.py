@@ -90,8 +90,10 @@ def main() -> None:
     for problem in problems:
         print(problem)
     if not problems:
-        print(f"{args.report_dir}: junit.xml valid against {XSD.name}, load-performance.json "
-              "has GitLab's fields, summary.md has its marker and verdict")
+        print(
+            f"{args.report_dir}: junit.xml valid against {XSD.name}, load-performance.json "
+            "has GitLab's fields, summary.md has its marker and verdict"
+        )
     sys.exit(1 if problems else 0)
 
 
