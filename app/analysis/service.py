@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.analysis import ci, generator, regression, saturation, signatures
+from app.analysis import ci, generator, notify, regression, saturation, signatures
 from app.analysis import findings as findings_mod
 from app.analysis import load as load_mod
 from app.analysis import narrative as narrative_mod
@@ -336,7 +336,9 @@ async def analyse(
     analysis_id = uuid.uuid4()
     story, story_meta = await narrate(evidence, judged, analysis_id, settings, sessionmaker)
     async with transaction() as session:
-        return await record(session, evidence, judged, analysis_id, story, story_meta, started)
+        analysis = await record(session, evidence, judged, analysis_id, story, story_meta, started)
+    await notify.notify_verdict(analysis, evidence.plan, evidence.run, settings)
+    return analysis
 
 
 async def gather(

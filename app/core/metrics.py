@@ -32,6 +32,11 @@ RUNS_FINISHED = Counter(
     "perf_agent_runs_finished_total", f"Runs finished {LOCAL_WORKER}", ["status"]
 )
 ANALYSES = Counter("perf_agent_analyses_total", f"Analyses produced {LOCAL}", ["verdict"])
+VERDICT_NOTIFICATIONS = Counter(
+    "perf_agent_verdict_notifications_total",
+    f"Verdict webhook calls {LOCAL}: sent, failed (the receiver), refused (the outbound policy)",
+    ["outcome"],
+)
 BUDGET_ALERTS = Counter(
     "perf_agent_budget_alerts_total",
     f"Runs that reached 80 % of their cost budget {LOCAL_WORKER}",

@@ -108,6 +108,20 @@ class Settings(BaseSettings):
     cost_alert_webhook: str | None = Field(
         default=None, description="POSTed a JSON event when a run reaches 80 % of its budget"
     )
+    verdict_webhook_url: str | None = Field(
+        default=None,
+        description="POSTed each analysis' verdict (failed objectives, findings, report link) "
+        "as a Slack incoming-webhook message, with the same data as JSON under `perf_agent`",
+    )
+    verdict_webhook_on: list[Literal["pass", "warning", "fail", "inconclusive"]] = Field(
+        default=["pass", "warning", "fail", "inconclusive"],
+        description="The verdicts the webhook is called for",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The service's address as its users reach it (e.g. https://perf.example.com), "
+        "for links in notifications; unset: links are paths",
+    )
     remote_write_url: str | None = Field(
         default=None,
         description="A Prometheus remote-write endpoint (e.g. http://prometheus:9090/api/v1/write) "
