@@ -700,6 +700,159 @@ def _execute_or_archive(
         raise
 
 
+ApiUrl = Annotated[
+    str, typer.Option(metavar="URL", envvar="PERF_AGENT_API", help="The service's URL")
+]
+REPORT_ROUTES = {
+    "md": "report.md",
+    "html": "report.html",
+    "junit": "junit.xml",
+    "summary": "summary.md",
+    "gitlab": "load-performance.json",
+}
+
+
+@app.command("plan")
+def plan_cmd(
+    source: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A plan (YAML/JSON) or a k6 script (.js)")
+    ],
+    api: ApiUrl = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    plan_id: Annotated[
+        str | None, typer.Option(metavar="PLAN_ID", help="Store it as this plan's next version")
+    ] = None,
+    target: Annotated[str | None, typer.Option(metavar="URL", help="A script's target")] = None,
+    approve: Annotated[bool, typer.Option("--approve", help="Approve it (approve scope)")] = False,
+) -> None:
+    """Store a plan (or a k6 script, run as written) as a draft; print its id, version and
+    status. With --approve, approve it too, so `perf-agent run` can run it."""
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        fail(f"cannot read {source}: {exc}", GATE_ERROR)
+    document = plan_document_from_file(source, text, target)
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
+        if plan_id:
+            body = document if isinstance(document, str) else json.dumps(document)
+            plan = client.create_version(plan_id, body)
+        else:
+            plan = client.create_plan(document)
+        if approve:
+            client.approve(plan["id"])
+            plan = client.http.get(f"/plans/{plan['id']}").raise_for_status().json()
+    say(f"plan {plan['id']} v{plan['version']} ({plan['status']}): {plan['name']}")
+
+
+@app.command("runs")
+def runs_cmd(
+    api: ApiUrl = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    plan_id: Annotated[str | None, typer.Option(metavar="PLAN_ID")] = None,
+    status: Annotated[str | None, typer.Option(help="e.g. running, succeeded, failed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+) -> None:
+    """The newest runs: state, load and key figures."""
+    params: dict[str, Any] = {"limit": limit}
+    if plan_id:
+        params["plan_id"] = plan_id
+    if status:
+        params["status"] = status
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
+        runs = client.http.get("/runs", params=params).raise_for_status().json()
+    table = Table(title=f"{len(runs)} run(s)")
+    for column in ("run", "plan", "status", "created", "rps", "p95", "errors"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        overall: dict[str, Any] = next(
+            (r for r in run.get("results") or [] if r["endpoint"] == "*"), {}
+        )
+        table.add_row(
+            run["id"],
+            str(run["plan_id"])[:8],
+            run["status"],
+            str(run.get("created_at", ""))[:19],
+            f"{overall['rps']:.1f}" if overall.get("rps") is not None else "–",
+            f"{overall['p95_ms']:.1f} ms" if overall.get("p95_ms") is not None else "–",
+            f"{overall['error_rate'] * 100:.2f}%" if overall.get("error_rate") is not None else "–",
+        )
+    console.print(table)
+
+
+@app.command("run")
+def run_cmd(
+    plan_id: Annotated[str, typer.Argument(metavar="PLAN_ID")],
+    api: ApiUrl = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve a draft on the way")
+    ] = False,
+    analyse: Annotated[bool, typer.Option("--analyse", help="Analyse it when it ends")] = False,
+    every: ProgressEvery = 10.0,
+    timeout: Annotated[float, typer.Option(metavar="SECONDS")] = 3600,
+) -> None:
+    """Run a plan and follow it live; exit 0 when it succeeded (with --analyse: when the
+    verdict passes), 1 otherwise."""
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
+        run = client.execute(plan_id, auto_approve=auto_approve)
+        run = follow(client, run["id"], console, interval_s=every, timeout_s=timeout)
+        say(f"run {run['id']} {run['status']}")
+        if not analyse:
+            raise typer.Exit(0 if run["status"] == "succeeded" else 1)
+        if run["status"] == "failed":
+            raise typer.Exit(1)
+        analysis = client.analyse(run["id"])
+        analysis["report"] = client.report(analysis["id"])
+        analysis["report_path"] = analysis["links"]["report_html"]
+    print_verdict(analysis)
+    raise typer.Exit(0 if analysis["verdict"] == "pass" else 1)
+
+
+@app.command("analyse")
+def analyse_cmd(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    api: ApiUrl = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    baseline: Annotated[
+        list[str] | None, typer.Option(metavar="RUN_ID", help="A run to compare with")
+    ] = None,
+) -> None:
+    """Judge a finished run: objectives, regressions against the baseline, findings. Exit 0 on
+    pass, 1 otherwise."""
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
+        analysis = client.analyse(run_id, baseline_run_ids=baseline)
+        analysis["report"] = client.report(analysis["id"])
+        analysis["report_path"] = analysis["links"]["report_html"]
+    say(f"analysis {analysis['id']}")
+    print_verdict(analysis)
+    raise typer.Exit(0 if analysis["verdict"] == "pass" else 1)
+
+
+@app.command("report")
+def report_cmd(
+    analysis_id: Annotated[str, typer.Argument(metavar="ANALYSIS_ID")],
+    api: ApiUrl = "http://127.0.0.1:8000",
+    api_key: ApiKey = None,
+    format: Annotated[
+        str, typer.Option(help="md, html, junit, summary (CI step summary) or gitlab")
+    ] = "md",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Default: stdout")
+    ] = None,
+) -> None:
+    """An analysis' report, or one of its CI formats."""
+    route = REPORT_ROUTES.get(format)
+    if route is None:
+        fail(f"--format is one of {', '.join(REPORT_ROUTES)}", GATE_ERROR)
+    with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
+        text = client.http.get(f"/analyses/{analysis_id}/{route}").raise_for_status().text
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text)
+        say(f"wrote {output}")
+
+
 @app.command()
 def compare(
     a: Annotated[str, typer.Argument(metavar="RUN_A", help="The reference run")],
@@ -761,8 +914,8 @@ def mcp_cmd(
 BUDGET_MET, BUDGET_NOT_MET, BUDGET_ERROR = 0, 1, 2
 
 
-def budget_plan_document(path: Path, text: str, target: str | None) -> str | dict[str, Any]:
-    """What to store for ``perf-agent budget FILE``: a plan file as it is, or a k6 script
+def plan_document_from_file(path: Path, text: str, target: str | None) -> str | dict[str, Any]:
+    """What to store for ``perf-agent budget|plan FILE``: a plan file as it is, or a k6 script
     wrapped in a plan that runs it as written (its target taken from the script's URLs)."""
     if path.suffix not in (".js", ".mjs", ".ts"):
         return text
@@ -900,7 +1053,7 @@ def budget(
             text = source.read_text()
         except OSError as exc:
             fail(f"cannot read {source}: {exc}", BUDGET_ERROR)
-        document = budget_plan_document(source, text, target)
+        document = plan_document_from_file(source, text, target)
     with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
         if document is not None:
             if plan_id:
