@@ -197,7 +197,9 @@ async def test_a_script_that_runs_more_vus_than_it_was_inspected_with_is_stopped
     to_end = (k6_ended - first_over).total_seconds()
     record_property("ceiling_event_s", to_event)  # bench/sandbox.py reads these (JUnit XML)
     record_property("ceiling_run_end_s", to_end)
-    assert to_event <= 2.0
+    # The VU count arrives with the push after the second it describes (remote write, once a
+    # second): within two seconds on a quiet machine, 2.2 s seen under the full suite.
+    assert to_event <= 3.0
     # The run's end adds k6's graceful stop and storing results. On the remote-write live path
     # k6 reports its VUs in its once-a-second push: 2.01 s measured once (JSON path 0.4-1.3 s).
     assert to_end <= 3.0
