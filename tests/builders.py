@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import uuid
 from typing import Any
 
@@ -134,6 +135,12 @@ async def make_run(
         session.add(RunResult(run_id=run.id, **row))
     await session.flush()
     return run
+
+
+def noisy(center: float, seed: int = 1, *, seconds: int = 30) -> list[float]:
+    """Per-second values around ``center`` (5 % spread), the same for the same seed."""
+    rng = random.Random(seed)
+    return [rng.gauss(center, center * 0.05) for _ in range(seconds)]
 
 
 def _second(p95: float, requests: int, failures: int) -> dict[str, Any]:

@@ -285,6 +285,16 @@ def live_key(
     return key
 
 
+@pytest.fixture
+def service(
+    database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
+) -> Iterator[str]:
+    """``perf-agent serve`` on the tests' database; it commits for real, so ``committed``
+    empties the tables afterwards."""
+    with running_live_service(database_url, tmp_path / "service") as url:
+        yield url
+
+
 @contextlib.contextmanager
 def running_live_service(database_url: str, data_dir: Path, **env: str) -> Iterator[str]:
     """``perf-agent serve`` as a user starts it (API + worker), on the tests' database."""

@@ -15,17 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from app.cli import BUDGET_ERROR, BUDGET_MET, BUDGET_NOT_MET, app, running_demo_target
-from tests.conftest import free_port, live_key, running_live_service
+from tests.conftest import free_port, live_key
 
 pytestmark = pytest.mark.k6
-
-
-@pytest.fixture
-def service(
-    database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
-) -> Iterator[str]:
-    with running_live_service(database_url, tmp_path / "service") as url:
-        yield url
 
 
 @pytest.fixture

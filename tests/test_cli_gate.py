@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,11 @@ from typer.testing import CliRunner
 
 from app.cli import GATE_ERROR, GATE_FAIL, GATE_INCONCLUSIVE, GATE_PASS, app
 from app.core.auth import Scope
-from tests.conftest import live_key, running_live_service
+from tests.conftest import live_key
 
 pytestmark = pytest.mark.k6
 CI = "ci-checkout"  # a pipeline's key: what it needs to store, run and judge a new draft
 CI_SCOPES = (Scope.read, Scope.plan, Scope.execute, Scope.approve)
-
-
-@pytest.fixture
-def service(
-    database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
-) -> Iterator[str]:
-    # `committed` empties the tables afterwards: the service commits for real.
-    with running_live_service(database_url, tmp_path / "service") as url:
-        yield url
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,12 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.auth import Scope
-from tests.conftest import live_key, running_live_service
+from tests.conftest import live_key
 
 pytestmark = pytest.mark.k6
 PROGRESS = re.compile(
     r"running\s+\d+:\d\d/\d+:\d\d\s+vus \d+\s+rps [\d,]+\s+p95 [\d.]+ ms\s+errors"
 )
-
-
-@pytest.fixture
-def service(
-    database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
-) -> Iterator[str]:
-    with running_live_service(database_url, tmp_path / "service") as url:
-        yield url
 
 
 @pytest.fixture

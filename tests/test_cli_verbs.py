@@ -5,37 +5,33 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from app.cli import app
-from tests.conftest import live_key, running_live_service
+from tests.conftest import live_key
 
 pytestmark = pytest.mark.k6
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 @pytest.fixture
-def service(
-    database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
-) -> Iterator[tuple[str, str]]:
-    with running_live_service(database_url, tmp_path / "service") as url:
-        yield url, live_key(database_url)
+def live(service: str, database_url: str) -> tuple[str, str]:
+    """The live service and an admin key of it."""
+    return service, live_key(database_url)
 
 
-def cli(service: tuple[str, str], *args: str) -> tuple[int, str]:
-    url, key = service
+def cli(live: tuple[str, str], *args: str) -> tuple[int, str]:
+    url, key = live
     result = CliRunner().invoke(app, [*args, "--api", url, "--api-key", key])
     return result.exit_code, result.output
 
 
 def test_plan_run_runs_analyse_report_and_compare(
-    service: tuple[str, str], demo_target: str, tmp_path: Path
+    live: tuple[str, str], demo_target: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
@@ -50,47 +46,47 @@ def test_plan_run_runs_analyse_report_and_compare(
         )
     )
 
-    code, stored = cli(service, "plan", str(path), "--approve")
+    code, stored = cli(live, "plan", str(path), "--approve")
     assert code == 0, stored
     match = re.search(rf"plan ({UUID}) v1 \(approved\): verbs", stored)
     assert match, stored
     plan_id = match.group(1)
 
-    code, first = cli(service, "run", plan_id, "--analyse")
+    code, first = cli(live, "run", plan_id, "--analyse")
     assert code == 0, first
     assert "verdict: PASS" in first
-    code, second = cli(service, "run", plan_id)
+    code, second = cli(live, "run", plan_id)
     assert code == 0, second
     run_ids = re.findall(rf"run ({UUID}) succeeded", first + second)
     assert len(set(run_ids)) == 2
 
-    code, listed = cli(service, "runs", "--plan-id", plan_id)
+    code, listed = cli(live, "runs", "--plan-id", plan_id)
     assert code == 0, listed
     assert "2 run(s)" in listed
     assert listed.count("succeeded") >= 2
 
-    code, judged = cli(service, "analyse", run_ids[-1], "--baseline", run_ids[0])
+    code, judged = cli(live, "analyse", run_ids[-1], "--baseline", run_ids[0])
     assert code == 0, judged
     analysis_id = re.search(rf"analysis ({UUID})", judged)
     assert analysis_id, judged
     junit_file = tmp_path / "junit.xml"
     code, wrote = cli(
-        service, "report", analysis_id.group(1), "--format", "junit", "-o", str(junit_file)
+        live, "report", analysis_id.group(1), "--format", "junit", "-o", str(junit_file)
     )
     assert code == 0, wrote
     assert ET.parse(junit_file).getroot().tag == "testsuites"
-    code, markdown = cli(service, "report", analysis_id.group(1))
+    code, markdown = cli(live, "report", analysis_id.group(1))
     assert code == 0
     assert "### Performance Test Report" in markdown
 
-    code, compared = cli(service, "compare", run_ids[0], run_ids[-1])
+    code, compared = cli(live, "compare", run_ids[0], run_ids[-1])
     assert code in (0, 1), compared  # 1 only if the second run regressed
     assert f"# Run {run_ids[-1]} against run {run_ids[0]}" in compared
     assert "| product | p95 |" in compared
 
 
-def test_a_report_format_must_be_known(service: tuple[str, str]) -> None:
-    code, output = cli(service, "report", "00000000-0000-0000-0000-000000000000", "--format", "pdf")
+def test_a_report_format_must_be_known(live: tuple[str, str]) -> None:
+    code, output = cli(live, "report", "00000000-0000-0000-0000-000000000000", "--format", "pdf")
 
     assert code == 2
     assert "--format is one of md, html, junit, summary, gitlab" in output

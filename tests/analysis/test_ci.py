@@ -4,7 +4,6 @@ report — downloaded from the API as a pipeline would."""
 from __future__ import annotations
 
 import json
-import random
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -12,14 +11,9 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis.ci import COMMENT_MARKER
-from tests.builders import API, add_seconds, make_plan, make_run, result
+from tests.builders import API, add_seconds, make_plan, make_run, noisy, result
 
 NAMES = ("list_orders", "create_order")
-
-
-def noisy(center: float, seed: int) -> list[float]:
-    rng = random.Random(seed)
-    return [rng.gauss(center, center * 0.05) for _ in range(30)]
 
 
 async def analysed(

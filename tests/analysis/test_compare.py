@@ -5,8 +5,7 @@ from __future__ import annotations
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.analysis.test_ci import noisy
-from tests.builders import API, add_seconds, make_plan, make_run, result
+from tests.builders import API, add_seconds, make_plan, make_run, noisy, result
 
 
 async def test_two_runs_compare_side_by_side_without_storing_an_analysis(

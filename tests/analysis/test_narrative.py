@@ -3,7 +3,6 @@ a good answer, a slow one, an error, and one citing a number that is not in the 
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from httpx import AsyncClient
@@ -14,13 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.analysis.narrative import Narrative, unsupported_numbers
 from app.core.settings import Settings
 from app.models import LLMCall
-from tests.builders import API, add_seconds, make_plan, make_run, result
+from tests.builders import API, add_seconds, make_plan, make_run, noisy, result
 from tests.llm.fake_llm import FakeLLM, Reply
-
-
-def noisy(center: float, seed: int) -> list[float]:
-    rng = random.Random(seed)
-    return [rng.gauss(center, center * 0.05) for _ in range(30)]
 
 
 async def regressed_run(

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import random
 import uuid
 
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import RunStatus
-from tests.builders import API, add_seconds, make_plan, make_run, result
+from tests.builders import API, add_seconds, make_plan, make_run, noisy, result
 
 # The default builder plan: global "p95 < 300ms", and "error_rate < 1%" on create_order.
 
@@ -140,11 +139,6 @@ async def test_unknown_ids_are_404_problems(client: AsyncClient) -> None:
         "analysis.not_found",
         "analysis.not_found",
     ]
-
-
-def noisy(center: float, seconds: int = 30, seed: int = 1) -> list[float]:
-    rng = random.Random(seed)
-    return [rng.gauss(center, center * 0.05) for _ in range(seconds)]
 
 
 async def test_analysis_compares_with_the_promoted_baseline_and_names_the_regressed_endpoint(

@@ -3,21 +3,15 @@ the one before, until the target is met or the iterations run out."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Plan, Run, RunStatus
-from tests.builders import API, add_seconds, make_plan, make_run, result
+from tests.builders import API, add_seconds, make_plan, make_run, noisy, result
 
 NAMES = ("list_orders", "create_order")
-
-
-def noisy(center: float, seed: int) -> list[float]:
-    rng = random.Random(seed)
-    return [rng.gauss(center, center * 0.05) for _ in range(30)]
 
 
 async def finished_run(session: AsyncSession, plan: Plan, p95: float, seed: int) -> Run:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,20 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.cli import stop_process
 from app.core.auth import Scope
 from app.mcpserver.server import build_server
-from tests.conftest import free_port, live_key, running_live_service
+from tests.conftest import free_port, live_key
 
 TOOLS = {
     "plan_from_script", "plan_from_document", "plan_from_openapi", "dry_run", "execute", "wait",
     "analyse", "compare", "budget_start", "budget_status", "budget_next",
 }  # fmt: skip
-
-
-@pytest.fixture
-def service(
-    database_url: str, tmp_path: Path, committed: async_sessionmaker[AsyncSession]
-) -> Iterator[str]:
-    with running_live_service(database_url, tmp_path / "service") as url:
-        yield url
 
 
 @pytest.fixture
