@@ -712,6 +712,13 @@ REPORT_ROUTES = {
 }
 
 
+def with_report(client: PerfAgentClient, analysis: dict[str, Any]) -> dict[str, Any]:
+    """The analysis with its Markdown report and report path, as ``print_verdict`` shows it."""
+    analysis["report"] = client.report(analysis["id"])
+    analysis["report_path"] = analysis["links"]["report_html"]
+    return analysis
+
+
 @app.command("plan")
 def plan_cmd(
     source: Annotated[
@@ -801,9 +808,7 @@ def run_cmd(
             raise typer.Exit(0 if run["status"] == "succeeded" else 1)
         if run["status"] == "failed":
             raise typer.Exit(1)
-        analysis = client.analyse(run["id"])
-        analysis["report"] = client.report(analysis["id"])
-        analysis["report_path"] = analysis["links"]["report_html"]
+        analysis = with_report(client, client.analyse(run["id"]))
     print_verdict(analysis)
     raise typer.Exit(0 if analysis["verdict"] == "pass" else 1)
 
@@ -820,9 +825,7 @@ def analyse_cmd(
     """Judge a finished run: objectives, regressions against the baseline, findings. Exit 0 on
     pass, 1 otherwise."""
     with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
-        analysis = client.analyse(run_id, baseline_run_ids=baseline)
-        analysis["report"] = client.report(analysis["id"])
-        analysis["report_path"] = analysis["links"]["report_html"]
+        analysis = with_report(client, client.analyse(run_id, baseline_run_ids=baseline))
     say(f"analysis {analysis['id']}")
     print_verdict(analysis)
     raise typer.Exit(0 if analysis["verdict"] == "pass" else 1)

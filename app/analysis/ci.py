@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from app.analysis.schemas import Comparison, Finding, SloResult
+from app.core import slis
 from app.models import Analysis, Plan, Run
 
 # Which comparisons make a JUnit test case fail, and which say nothing either way.
@@ -26,7 +27,8 @@ COMMENT_MARKER = "<!-- perf-agent:{plan_id} -->"
 VERDICT_MARK = {"pass": "✅", "warning": "⚠️", "fail": "❌", "inconclusive": "❔"}
 
 
-def _num(value: float | None, unit: str = "") -> str:
+def shown(value: float | None, unit: str = "") -> str:
+    """A value in its SLI's unit (``slis.SLI.unit``): ms, % (of a fraction) or /s."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if unit == "%":
@@ -36,12 +38,12 @@ def _num(value: float | None, unit: str = "") -> str:
     return f"{value:,.2f} ms" if unit == "ms" else f"{value:,.4g}"
 
 
-def _pct(change: float | None) -> str:
+def shown_change(change: float | None) -> str:
     return "–" if change is None else f"{change * 100:+.1f}%"
 
 
-def _unit_of(sli: str) -> str:
-    return {"error_rate": "%", "rps": "/s"}.get(sli, "ms")
+def shown_interval(interval: list[float] | None) -> str:
+    return f"{shown_change(interval[0])} … {shown_change(interval[1])}" if interval else "–"
 
 
 def _scope(endpoint: str | None) -> str:
@@ -57,24 +59,24 @@ def comparisons(analysis: Analysis) -> list[Comparison]:
 
 
 def slo_message(r: SloResult) -> str:
-    parts = [f"measured {_num(r.measured, r.unit)}"]
+    parts = [f"measured {shown(r.measured, r.unit)}"]
     if r.target is not None:
-        parts.append(f"target {r.op} {_num(r.target, r.unit)}")
+        parts.append(f"target {r.op} {shown(r.target, r.unit)}")
     if r.baseline is not None:
-        parts.append(f"baseline {_num(r.baseline, r.unit)} ({_pct(r.change)})")
+        parts.append(f"baseline {shown(r.baseline, r.unit)} ({shown_change(r.change)})")
     if r.note:
         parts.append(r.note)
     return f"{_scope(r.endpoint)}: {r.objective}: " + ", ".join(parts)
 
 
 def comparison_message(c: Comparison) -> str:
-    unit = _unit_of(c.sli)
+    unit = slis.BY_NAME[c.sli].unit
     text = (
-        f"{_scope(c.endpoint)} {c.sli}: {_num(c.current, unit)} against the baseline's "
-        f"{_num(c.baseline, unit)} ({_pct(c.change)})"
+        f"{_scope(c.endpoint)} {c.sli}: {shown(c.current, unit)} against the baseline's "
+        f"{shown(c.baseline, unit)} ({shown_change(c.change)})"
     )
     if c.interval:
-        text += f", 99 % interval {_pct(c.interval[0])} to {_pct(c.interval[1])}"
+        text += f", 99 % interval {shown_change(c.interval[0])} to {shown_change(c.interval[1])}"
     if c.p_value is not None:
         text += f", p = {c.p_value:.3g}"
     if c.explained_by_load:
@@ -182,12 +184,12 @@ def markdown_summary(
             "|---|---|---|---|---|---|",
         ]
         for r in failed:
-            target = f"{r.op} {_num(r.target, r.unit)}" if r.target is not None else "–"
-            baseline = (
-                f"{_num(r.baseline, r.unit)} ({_pct(r.change)})" if r.baseline is not None else "–"
-            )
+            target = f"{r.op} {shown(r.target, r.unit)}" if r.target is not None else "–"
+            baseline = "–"
+            if r.baseline is not None:
+                baseline = f"{shown(r.baseline, r.unit)} ({shown_change(r.change)})"
             lines.append(
-                f"| {_md(r.objective)} | {_md(_scope(r.endpoint))} | {_num(r.measured, r.unit)} "
+                f"| {_md(r.objective)} | {_md(_scope(r.endpoint))} | {shown(r.measured, r.unit)} "
                 f"| {target} | {baseline} | {r.status} |"
             )
         lines.append("")
@@ -201,13 +203,14 @@ def markdown_summary(
             "|---|---|---|---|---|---|---|",
         ]
         for c in changed:
-            unit = _unit_of(c.sli)
-            interval = f"{_pct(c.interval[0])} … {_pct(c.interval[1])}" if c.interval else "–"
+            unit = slis.BY_NAME[c.sli].unit
+            interval = shown_interval(c.interval)
             p = f"{c.p_value:.3g}" if c.p_value is not None else "–"
             arrow = "🔺" if c.verdict == "regression" else "🔻"
             lines.append(
-                f"| {_md(_scope(c.endpoint))} | {c.sli} | {_num(c.baseline, unit)} "
-                f"| {_num(c.current, unit)} | {arrow} {_pct(c.change)} | {interval} | {p} |"
+                f"| {_md(_scope(c.endpoint))} | {c.sli} | {shown(c.baseline, unit)} "
+                f"| {shown(c.current, unit)} | {arrow} {shown_change(c.change)} | {interval} "
+                f"| {p} |"
             )
         lines.append("")
     elif analysis.baseline_run_ids:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from app.analysis.ci import shown, shown_change, shown_interval
 from app.analysis.narrative import Narrative
 from app.analysis.saturation import Saturation
 from app.analysis.schemas import (
@@ -23,6 +24,7 @@ from app.analysis.schemas import (
     RunComparison,
     SloResult,
 )
+from app.core import slis
 from app.models import Plan, Run, RunResult
 from app.plans.schemas import PlanSpec, format_duration
 
@@ -477,21 +479,12 @@ def comparison_markdown(cmp: RunComparison) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for c in cmp.comparisons:
-        unit = {"error_rate": "", "rps": "/s"}.get(c.sli, " ms")
-
-        def shown(value: float | None, unit: str = unit, sli: str = c.sli) -> str:
-            if value is None:
-                return "–"
-            return f"{value * 100:.2f}%" if sli == "error_rate" else f"{value:,.2f}{unit}"
-
-        change = "–" if c.change is None else f"{c.change * 100:+.1f}%"
-        interval = (
-            f"{c.interval[0] * 100:+.1f}% … {c.interval[1] * 100:+.1f}%" if c.interval else "–"
-        )
+        unit = slis.BY_NAME[c.sli].unit
         p = "–" if c.p_value is None else f"{c.p_value:.3g}"
         lines.append(
-            f"| {c.endpoint} | {c.sli} | {shown(c.baseline)} | {shown(c.current)} | {change} "
-            f"| {interval} | {p} | {c.verdict.replace('_', ' ')} |"
+            f"| {c.endpoint} | {c.sli} | {shown(c.baseline, unit)} | {shown(c.current, unit)} "
+            f"| {shown_change(c.change)} | {shown_interval(c.interval)} | {p} "
+            f"| {c.verdict.replace('_', ' ')} |"
         )
     for warning in cmp.warnings:
         lines += ["", f"- {warning}"]

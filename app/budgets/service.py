@@ -154,12 +154,12 @@ async def record_iteration(
         repo = BudgetRepository(session)
         budget_now = await repo.get(budget_id, lock=True)
         assert budget_now is not None
-        results = {r.endpoint: r for r in await _results(session, run_id)}
+        results = {r.endpoint: r for r in await RunRepository(session).results(run_id)}
         row = results.get(budget.endpoint or RunResult.ALL)
         value = getattr(row, column) if row is not None else None
         before = None
         if previous is not None:
-            rows = {r.endpoint: r for r in await _results(session, previous)}
+            rows = {r.endpoint: r for r in await RunRepository(session).results(previous)}
             prev_row = rows.get(budget.endpoint or RunResult.ALL)
             before = getattr(prev_row, column) if prev_row is not None else None
         compared = _comparison(analysis.comparisons, budget) if previous else None
@@ -203,10 +203,6 @@ async def record_iteration(
             budget_now.status = BudgetStatus.exhausted
         await session.flush()
         return budget_now, iteration
-
-
-async def _results(session: AsyncSession, run_id: uuid.UUID) -> Sequence[RunResult]:
-    return await RunRepository(session).results(run_id)
 
 
 def report(budget: PerformanceBudget, iterations: Sequence[BudgetIteration]) -> str:

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import httpx
 import uvicorn
 
 from app.demo.target import create_target
+
+
+def admin(url: str, action: str) -> dict[str, Any]:
+    """POST one of the demo shop's admin actions (``fix``, ``regress``) and its answer."""
+    response = httpx.post(f"{url.rstrip('/')}/admin/{action}", timeout=10)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def main() -> None:
@@ -30,14 +39,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.regress:
-        response = httpx.post(args.regress.rstrip("/") + "/admin/regress", timeout=10)
-        response.raise_for_status()
-        sys.stdout.write(f"demo shop regressed: {response.json()}\n")
+        body = admin(args.regress, "regress")
+        sys.stdout.write(f"demo shop regressed: {body}\n")
         return
     if args.fix:
-        response = httpx.post(args.fix.rstrip("/") + "/admin/fix", timeout=10)
-        response.raise_for_status()
-        body = response.json()
+        body = admin(args.fix, "fix")
         sys.stdout.write(f"demo shop fix level {body['level']}: {'; '.join(body['deployed'])}\n")
         return
     uvicorn.run(create_target(), host=args.host, port=args.port, log_level="warning")

@@ -19,7 +19,6 @@ from app.core.errors import InvalidInput, NotFound, ProblemError
 from app.core.settings import Settings
 from app.gates.repository import GateRepository
 from app.gates.schemas import GateIn, GateStatus
-from app.identity.service import record
 from app.models import FINISHED_STATUSES, Gate, Run, RunStatus
 from app.plans import service as plans_service
 from app.plans.repository import PlanRepository
@@ -109,17 +108,7 @@ async def _plan_to_run(
         plan = await plans_service.create_version(
             repo, body.plan_id, body=document, content_type=content_type, settings=settings
         )
-    await record(
-        session,
-        principal,
-        "plan.created" if plan.version == 1 else "plan.version_created",
-        "plan",
-        plan.id,
-        family_id=plan.family_id,
-        version=plan.version,
-        name=plan.name,
-        via="gate",
-    )
+    await plans_service.record_stored(session, principal, plan, via="gate")
     return plan.id
 
 

@@ -46,21 +46,6 @@ def created(request: Request, response: Response, plan: Plan) -> PlanOut:
     return out
 
 
-async def _stored(repo: PlanRepository, principal: Principal, plan: Plan, *, via: str) -> None:
-    """The audit event of a stored plan or version (in the request's transaction)."""
-    await record(
-        repo.session,
-        principal,
-        "plan.created" if plan.version == 1 else "plan.version_created",
-        "plan",
-        plan.id,
-        family_id=plan.family_id,
-        version=plan.version,
-        name=plan.name,
-        via=via,
-    )
-
-
 def plan_out(request: Request, plan: Plan) -> PlanOut:
     return PlanOut(
         id=plan.id,
@@ -109,7 +94,7 @@ async def create_plan(
         settings=settings,
         sessionmaker=request.app.state.sessionmaker,
     )
-    await _stored(repo, principal, plan, via="plan")
+    await service.record_stored(repo.session, principal, plan, via="plan")
     return created(request, response, plan)
 
 
@@ -136,7 +121,7 @@ async def create_plan_version(
         content_type=request.headers.get("content-type"),
         settings=settings,
     )
-    await _stored(repo, principal, plan, via="versions")
+    await service.record_stored(repo.session, principal, plan, via="versions")
     return created(request, response, plan)
 
 
@@ -221,7 +206,7 @@ async def import_openapi(
         settings=settings,
         options={"base_url": base_url, "tags": tag, "operation_ids": operation_id, "name": name},
     )
-    await _stored(repo, principal, plan, via="import/openapi")
+    await service.record_stored(repo.session, principal, plan, via="import/openapi")
     return created(request, response, plan)
 
 
@@ -254,7 +239,7 @@ async def import_har(
         settings=settings,
         options={"base_url": base_url, "name": name},
     )
-    await _stored(repo, principal, plan, via="import/har")
+    await service.record_stored(repo.session, principal, plan, via="import/har")
     return created(request, response, plan)
 
 

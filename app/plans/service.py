@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.auth import Principal
 from app.core.errors import (
     Conflict,
     InvalidInput,
@@ -24,6 +25,7 @@ from app.core.media import media_type, nesting_depth
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.guardrails.service import check_plan, check_plan_addresses, sandboxed
+from app.identity.service import record
 from app.k6.process import ScriptRejected, inspect_script
 from app.models import Plan, PlanStatus
 from app.models.base import utcnow
@@ -418,6 +420,23 @@ async def create_plan(
         session=repo.session,
     )
     return await repo.add(plan)
+
+
+async def record_stored(
+    session: AsyncSession, principal: Principal, plan: Plan, *, via: str
+) -> None:
+    """The audit event of a stored plan or version (in the caller's transaction)."""
+    await record(
+        session,
+        principal,
+        "plan.created" if plan.version == 1 else "plan.version_created",
+        "plan",
+        plan.id,
+        family_id=plan.family_id,
+        version=plan.version,
+        name=plan.name,
+        via=via,
+    )
 
 
 async def create_version(
