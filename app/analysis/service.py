@@ -158,9 +158,16 @@ async def judge_tails(
         ids = c.baseline_run_ids or [b.id for b in baselines]
         run_hist = merge_windows(await runs.histograms(run_id, c.endpoint))
         base_hist = [merge_windows(await runs.histograms(b, c.endpoint)) for b in ids]
-        run_above = (run_hist.above(c.baseline), run_hist.total)
-        base_above = (sum(h.above(c.baseline) for h in base_hist), sum(h.total for h in base_hist))
-        judged.append(regression.tail_comparison(c, run_above, base_above, tests))
+        pooled = run_hist.copy()
+        for h in base_hist:
+            pooled.add(h)
+        cut = pooled.percentile(regression.TAIL_QUANTILE)
+        if cut is None:
+            judged.append(c)
+            continue
+        run_above = (run_hist.above(cut), run_hist.total)
+        base_above = (sum(h.above(cut) for h in base_hist), sum(h.total for h in base_hist))
+        judged.append(regression.tail_comparison(c, run_above, base_above, tests, cut))
     return judged
 
 

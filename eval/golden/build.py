@@ -72,6 +72,7 @@ OPEN_LOOP = {
     "pre_allocated_vus": 20,
     "max_vus": 60,
 }
+STALLS_DURATION = "15s"
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 # Run-level CPU the machine spent outside this build (cores) above which a run is flagged as
 # possibly disturbed by something else (another user's tests, a compile).
@@ -143,6 +144,10 @@ def _design(kind: str, rng: random.Random, n: int) -> dict[str, Any]:
         }
     elif kind == "stalls":
         design["fault"] = {"kind": "stalls", "endpoint": endpoint, "every_s": 1.0, "ms": [50, 150]}
+        # A tail-only fault is as many responses as it has stalls. Whatever the test, when
+        # nothing changed the n slowest responses all fall in one run with probability ~2^-n,
+        # so 6 stalls (6 s) can never reach p < 0.01 / 5 endpoints; 15 give room to spare.
+        design["duration"] = STALLS_DURATION
     elif kind == "downstream":
         endpoint = rng.choice(tuple(DOWNSTREAM_MS))
         design["fault"] = {"kind": "downstream", "endpoint": endpoint, "ms": rng.choice((8, 20))}
@@ -369,7 +374,11 @@ def generate_cases(seed: int, families: dict[str, int] | None = None) -> list[di
                 ratio = share / slo["target"]
                 design_breach.append(None if 0.6 <= ratio <= 1.6 else ratio > 1)
         rate = design.get("rate")
-        load = design.get("load") or {**OPEN_LOOP, "rate": rate}
+        load = design.get("load") or {
+            **OPEN_LOOP,
+            "rate": rate,
+            "duration": design.get("duration", OPEN_LOOP["duration"]),
+        }
         case_id = f"g{index:03d}-{kind}{case_detail(design)}-{noise}" + (
             f"-r{rate}" if rate else ""
         )

@@ -133,7 +133,7 @@ def test_baselines_that_disagree_raise_the_bar_to_their_own_spread() -> None:
     assert "the baselines' spread" in p95.method
 
 
-def test_a_p99_without_per_second_values_is_judged_on_responses_beyond_the_baseline_s() -> None:
+def test_a_p99_without_per_second_values_is_judged_on_responses_beyond_the_pooled_p99() -> None:
     from app.analysis.regression import tail_comparison
 
     unjudged = Comparison(
@@ -142,13 +142,35 @@ def test_a_p99_without_per_second_values_is_judged_on_responses_beyond_the_basel
         threshold=0.2,
     )  # fmt: skip
 
-    # A minute at 40 responses a second, one stall a second: 2.5 % beyond the baseline's p99
-    # on top of the usual 1 %.
-    stalled = tail_comparison(unjudged, (84, 2400), (24, 2400))
+    # A minute at 40 responses a second, one stall a second: the 48 slowest of the 4800
+    # responses (the pooled p99) are all stalls, all in the run.
+    stalled = tail_comparison(unjudged, (48, 2400), (0, 2400), cut_ms=52.0)
+    # Nothing changed: the slowest 1 % split about evenly.
     as_before = tail_comparison(
-        unjudged.model_copy(update={"current": 6.6}), (25, 2400), (24, 2400)
+        unjudged.model_copy(update={"current": 6.6}), (25, 2400), (23, 2400), cut_ms=6.5
     )
 
     assert stalled.verdict == "regression"
-    assert "84/2400 vs 24/2400" in stalled.method
+    assert "48/2400 vs 0/2400" in stalled.method
+    assert "pooled p99 (52.0 ms)" in stalled.method
     assert as_before.verdict == "unchanged"
+
+
+def test_six_stalls_are_too_few_for_the_tail_test_and_fifteen_are_enough() -> None:
+    """However the test is built, the n slowest responses all landing in the run has
+    probability ~2^-n when nothing changed: 6 cannot pass α 0.01 / 5 endpoints, 15 can."""
+    from app.analysis.regression import tail_comparison
+
+    unjudged = Comparison(
+        endpoint="orders", sli="p99", baseline=6.4, current=110.0, change=None, p_value=None,
+        effect_size=None, verdict="insufficient_data", method="", n_current=6, n_baseline=6,
+        threshold=0.2,
+    )  # fmt: skip
+
+    six = tail_comparison(unjudged, (5, 240), (0, 240), tests=5, cut_ms=50.0)
+    fifteen = tail_comparison(unjudged, (12, 600), (0, 600), tests=5, cut_ms=50.0)
+
+    assert six.verdict == "unchanged"
+    assert six.p_value is not None
+    assert six.p_value > 0.01
+    assert fifteen.verdict == "regression"
