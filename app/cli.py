@@ -33,6 +33,7 @@ from app.core import migrate
 from app.core.auth import Scope, auth_enabled, dev_mode_refusal
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.errors import ProblemError
+from app.core.http_protocol import PROTOCOL
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.progress import follow
@@ -115,6 +116,15 @@ def serve(
             "--worker/--no-worker", show_default=False, help="Run one worker in this process"
         ),
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes sharing the port (uvicorn's): with more than one, no worker "
+            "runs in them — run `perf-agent worker` beside them",
+        ),
+    ] = 1,
 ) -> None:
     """Run the API (Swagger UI at /docs), migrating the database first."""
     from app.main import create_app
@@ -134,8 +144,32 @@ def serve(
             "local development only",
             "bold yellow",
         )
+    if workers > 1:
+        # Each process builds its app from the environment: hand it what the options changed.
+        migrate.upgrade(resolve_database_url(settings))
+        os.environ.update(
+            PERF_AGENT_HOST=host,
+            PERF_AGENT_PORT=str(port),
+            PERF_AGENT_EMBEDDED_WORKER="false",
+            PERF_AGENT_MIGRATE_ON_START="false",
+        )
+        if settings.database_url is None:
+            os.environ["PERF_AGENT_DATABASE_URL"] = resolve_database_url(settings)
+        say(f"{workers} API processes on http://{host}:{port}; no worker in them", "bold green")
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            http=PROTOCOL,
+        )
+        return
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings), host=host, port=port, log_level="warning", http=PROTOCOL
+        )
     )
 
     def announce() -> None:
@@ -393,7 +427,9 @@ def running_service(settings: Settings, port: int) -> Any:
     from app.main import create_app
 
     settings = settings.model_copy(update={"auth": "off", "host": "127.0.0.1", "port": port})
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", http=PROTOCOL
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="perf-agent-service", daemon=True)
     thread.start()
@@ -766,22 +802,20 @@ def runs_cmd(
     if status:
         params["status"] = status
     with talking_to(api), PerfAgentClient(api, api_key=api_key) as client:
-        runs = client.http.get("/runs", params=params).raise_for_status().json()
+        runs = client.http.get("/runs", params=params).raise_for_status().json()["items"]
     table = Table(title=f"{len(runs)} run(s)")
-    for column in ("run", "plan", "status", "created", "rps", "p95", "errors"):
+    for column in ("run", "plan", "status", "verdict", "created", "rps", "p95", "errors"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        overall: dict[str, Any] = next(
-            (r for r in run.get("results") or [] if r["endpoint"] == "*"), {}
-        )
         table.add_row(
             run["id"],
             str(run["plan_id"])[:8],
             run["status"],
+            run.get("verdict") or "–",
             str(run.get("created_at", ""))[:19],
-            f"{overall['rps']:.1f}" if overall.get("rps") is not None else "–",
-            f"{overall['p95_ms']:.1f} ms" if overall.get("p95_ms") is not None else "–",
-            f"{overall['error_rate'] * 100:.2f}%" if overall.get("error_rate") is not None else "–",
+            f"{run['rps']:.1f}" if run.get("rps") is not None else "–",
+            f"{run['p95_ms']:.1f} ms" if run.get("p95_ms") is not None else "–",
+            f"{run['error_rate'] * 100:.2f}%" if run.get("error_rate") is not None else "–",
         )
     console.print(table)
 

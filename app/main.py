@@ -17,11 +17,13 @@ from app.baselines.router import router as baselines_router
 from app.budgets.router import router as budgets_router
 from app.core import migrate
 from app.core.auth import AUTH_OFF_OWNER, auth_enabled, dev_mode_refusal, install_auth
-from app.core.db import create_engine, create_sessionmaker, resolve_database_url
+from app.core.body_limit import BodyLimit
+from app.core.db import Pools, create_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
 from app.core.http_metrics import HTTPMetricsMiddleware
 from app.core.openapi import DOCS_URL, install_docs
 from app.core.settings import Settings, get_settings
+from app.core.shedding import LoadShedding
 from app.datasets.router import router as datasets_router
 from app.gates.router import router as gates_router
 from app.health.router import router as health_router
@@ -56,17 +58,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "PERF_AGENT_CI_TOKEN is no longer read: give CI an API key with the execute and "
             "approve scopes instead (perf-agent keys create)"
         )
-    engine = None
+    pools = None
     if getattr(app.state, "sessionmaker", None) is None:
         url = await asyncio.to_thread(resolve_database_url, settings)
         if settings.migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, url)
-        engine = create_engine(url)
-        app.state.sessionmaker = create_sessionmaker(engine)
+        pools = Pools.create(url, settings)
+        app.state.sessionmaker = create_sessionmaker(pools.api)
+        app.state.worker_sessionmaker = create_sessionmaker(pools.worker)
+        app.state.health_sessionmaker = create_sessionmaker(pools.health)
+    else:  # given one (tests): it serves everything
+        app.state.worker_sessionmaker = app.state.sessionmaker
+        app.state.health_sessionmaker = app.state.sessionmaker
     stop = asyncio.Event()
     worker_task = None
     if settings.embedded_worker:
-        worker = Worker(app.state.sessionmaker, settings)
+        worker = Worker(app.state.worker_sessionmaker, settings)
         worker_task = asyncio.create_task(worker.run_forever(stop), name="embedded-worker")
     try:
         yield
@@ -76,8 +83,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task
-        if engine is not None:
-            await engine.dispose()
+        hub = getattr(app.state, "live_hub", None)
+        if hub is not None:
+            await hub.close()
+        if pools is not None:
+            await pools.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     app.state.sessionmaker = None
+    app.state.health_sessionmaker = None
+    app.state.worker_sessionmaker = None
     install_error_handlers(app)
     install_auth(app, identity.authenticate)
     if app.state.settings.cors_origins:
@@ -98,11 +110,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=app.state.settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Location"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-None-Match",
+                "Last-Event-ID",
+            ],
+            expose_headers=["Location", "Link", "ETag", "Retry-After"],
             max_age=600,
         )
-    app.add_middleware(HTTPMetricsMiddleware)  # outermost of ours: CORS and auth included
+    app.add_middleware(HTTPMetricsMiddleware)  # CORS and auth included
+    app.add_middleware(BodyLimit)
+    app.add_middleware(  # outermost: a shed request costs no more than its refusal
+        LoadShedding,
+        limit=app.state.settings.max_in_flight,
+        retry_after_s=app.state.settings.retry_after_s,
+    )
     routers = (
         plans_router,
         datasets_router,

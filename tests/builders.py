@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from httpx import AsyncClient
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.auth import Scope
 from app.identity.service import key_row, new_key
@@ -210,3 +213,31 @@ async def add_seconds(
             )
         )
     await session.flush()
+
+
+@contextlib.contextmanager
+def counted_queries(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements sent through ``engine`` while the block runs (savepoints left out)."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+
+async def explain(session: AsyncSession, statement: Any) -> str:
+    """PostgreSQL's plan for ``statement`` as text, sequential scans and sorts discouraged: on
+    a test's handful of rows a scan and a sort are cheapest, and the question is whether an
+    index serves the query in its order, as it must with 10,000 rows."""
+    connection = await session.connection()
+    await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    await connection.exec_driver_sql("SET LOCAL enable_sort = off")
+    compiled = statement.compile(dialect=connection.dialect)
+    rows = await connection.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+    return "\n".join(row[0] for row in rows)

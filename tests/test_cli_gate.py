@@ -141,7 +141,7 @@ def test_a_refused_run_archives_the_draft_the_gate_stored_or_says_it_stays(
     assert code == GATE_ERROR
     assert f"perf-agent at {service} refused: 403 auth.scope_missing" in output
     assert "stays a draft: 403 auth.scope_missing" in output
-    [draft] = httpx.get(f"{api}/plans", params={"name": "gate"}, headers=reader).json()
+    [draft] = httpx.get(f"{api}/plans", params={"name": "gate"}, headers=reader).json()["items"]
     assert draft["status"] == "draft"
 
     # A key that may archive but not execute: the refused draft is not left behind.
@@ -150,8 +150,9 @@ def test_a_refused_run_archives_the_draft_the_gate_stored_or_says_it_stays(
 
     assert code == GATE_ERROR, output
     assert "refused: 403 auth.scope_missing: this needs the `execute` scope" in output
-    stored = httpx.get(f"{api}/plans", params={"name": "gate"}, headers=reader).json()
-    [archived] = [p for p in stored if p["status"] == "archived"]
+    stored = httpx.get(f"{api}/plans", params={"name": "gate"}, headers=reader).json()["items"]
+    [listed] = [p for p in stored if p["status"] == "archived"]
+    archived = httpx.get(f"{service}{listed['links']['self']}", headers=reader).json()
     assert archived["reviewed_by"] == "planner"
     assert "stored by a CI gate whose run was refused" in archived["review_comment"]
 

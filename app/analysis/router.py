@@ -24,6 +24,7 @@ from app.analysis.schemas import (
     Score,
     SloResult,
 )
+from app.core import caching
 from app.core.auth import Scope, requires
 from app.core.db import SessionDep, TransactionsDep
 from app.core.deps import SettingsDep
@@ -110,10 +111,10 @@ async def analyse(
     responses=problems(404),
     dependencies=READ,
 )
-async def get_analysis(
-    request: Request, analysis_id: uuid.UUID, session: SessionDep
-) -> AnalysisOut:
-    return analysis_out(request, await service.get_analysis(session, analysis_id))
+async def get_analysis(request: Request, analysis_id: uuid.UUID, session: SessionDep) -> Response:
+    """Stored once, never changed: with an `ETag` and cacheable for a day."""
+    analysis = analysis_out(request, await service.get_analysis(session, analysis_id))
+    return caching.conditional_json(request, analysis, immutable=True)
 
 
 @router.get(
@@ -122,9 +123,16 @@ async def get_analysis(
     responses={200: {"content": {"text/markdown": {}}}, **problems(404)},
     dependencies=READ,
 )
-async def get_analysis_report(analysis_id: uuid.UUID, session: SessionDep) -> PlainTextResponse:
+async def get_analysis_report(
+    request: Request, analysis_id: uuid.UUID, session: SessionDep
+) -> Response:
     analysis = await service.get_analysis(session, analysis_id)
-    return PlainTextResponse(analysis.report_md, media_type="text/markdown; charset=utf-8")
+    return caching.conditional(
+        request,
+        analysis.report_md.encode(),
+        media_type="text/markdown; charset=utf-8",
+        immutable=True,
+    )
 
 
 @router.get(
@@ -133,10 +141,15 @@ async def get_analysis_report(analysis_id: uuid.UUID, session: SessionDep) -> Pl
     responses={200: {"content": {"text/html": {}}}, **problems(404)},
     dependencies=READ,
 )
-async def get_analysis_report_html(analysis_id: uuid.UUID, session: SessionDep) -> HTMLResponse:
+async def get_analysis_report_html(
+    request: Request, analysis_id: uuid.UUID, session: SessionDep
+) -> Response:
     """One self-contained page (inline SVG charts, no scripts): latency percentiles, RPS,
     errors and VUs second by second, the baseline's p95 and RPS dashed, the knee marked."""
-    return HTMLResponse(await service.html_report(session, analysis_id))
+    page = await service.html_report(session, analysis_id)
+    return caching.conditional(
+        request, page.encode(), media_type="text/html; charset=utf-8", immutable=True
+    )
 
 
 @router.get(

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,19 +62,32 @@ class BaselineRepository:
         )
         return {b.scenario: b for b in await self.session.scalars(query) if b.scenario}
 
-    async def family_runs(
-        self, family_id: uuid.UUID, *, before: datetime | None = None
-    ) -> Sequence[tuple[Run, str]]:
-        """The plan family's succeeded runs, oldest first, each with its environment."""
+    async def window_runs(
+        self,
+        family_id: uuid.UUID,
+        environment: str,
+        *,
+        before: datetime | None,
+        limit: int,
+    ) -> Sequence[tuple[uuid.UUID, datetime, datetime]]:
+        """The family's newest ``limit`` succeeded runs in ``environment`` created before
+        ``before``: (id, when it ran, when it was created), newest first. Ids and times only,
+        never the runs' summaries: the window costs the same at 10 or 10,000 runs."""
+        environment_of = func.coalesce(Plan.spec["target"]["environment"].astext, "staging")
         query = (
-            select(Run, Plan.spec["target"]["environment"].astext)
+            select(Run.id, func.coalesce(Run.started_at, Run.created_at), Run.created_at)
             .join(Plan, Plan.id == Run.plan_id)
-            .where(Plan.family_id == family_id, Run.status == RunStatus.succeeded)
-            .order_by(Run.created_at)
+            .where(
+                Plan.family_id == family_id,
+                Run.status == RunStatus.succeeded,
+                environment_of == environment,
+            )
+            .order_by(Run.created_at.desc(), Run.id.desc())
+            .limit(limit)
         )
         if before is not None:
             query = query.where(Run.created_at < before)
-        return [(run, env or "staging") for run, env in (await self.session.execute(query))]
+        return [(row[0], row[1], row[2]) for row in await self.session.execute(query)]
 
     async def results_of(self, run_ids: Sequence[uuid.UUID]) -> Sequence[RunResult]:
         if not run_ids:
@@ -83,14 +96,35 @@ class BaselineRepository:
         return (await self.session.scalars(query)).all()
 
     async def history_points(
-        self, family_id: uuid.UUID, environment: str, *, before: datetime | None = None
+        self,
+        family_id: uuid.UUID,
+        environment: str,
+        *,
+        before: datetime | None = None,
+        per_series: int,
     ) -> Sequence[HistoryPoint]:
-        query = select(HistoryPoint).where(
-            HistoryPoint.family_id == family_id, HistoryPoint.environment == environment
-        )
+        """Imported points: the newest ``per_series`` of each (endpoint, SLI) before
+        ``before``, read through ``uq_history_points_point`` (family, environment, endpoint,
+        SLI, time)."""
+        conditions = [HistoryPoint.family_id == family_id, HistoryPoint.environment == environment]
         if before is not None:
-            query = query.where(HistoryPoint.at < before)
-        return (await self.session.scalars(query.order_by(HistoryPoint.at))).all()
+            conditions.append(HistoryPoint.at < before)
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=(HistoryPoint.endpoint, HistoryPoint.sli),
+                order_by=HistoryPoint.at.desc(),
+            )
+            .label("rank")
+        )
+        ranked = select(HistoryPoint.id, rank).where(*conditions).subquery()
+        query = (
+            select(HistoryPoint)
+            .join(ranked, ranked.c.id == HistoryPoint.id)
+            .where(ranked.c.rank <= per_series)
+            .order_by(HistoryPoint.at)
+        )
+        return (await self.session.scalars(query)).all()
 
     async def upsert_points(self, rows: list[dict[str, Any]]) -> None:
         """Insert points; one at the same time for the same series replaces the old value."""

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.baselines import service
 from app.baselines.schemas import BaselineOut, HistoryDocument, HistoryImported, PromoteIn
@@ -39,15 +41,36 @@ async def list_baselines(plan_id: uuid.UUID, session: SessionDep) -> list[Baseli
 @router.get(
     "/plans/{plan_id}/history",
     response_model=HistoryDocument,
-    responses=problems(404),
+    responses=problems(404, 422),
     dependencies=READ,
 )
 async def export_history(
-    plan_id: uuid.UUID, session: SessionDep, environment: str | None = None
+    request: Request,
+    response: Response,
+    plan_id: uuid.UUID,
+    session: SessionDep,
+    environment: str | None = None,
+    before: Annotated[
+        datetime | None, Query(description="Only what is older: from the `next` link")
+    ] = None,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=service.EXPORT_MAX, description="Runs, and imported points per series"),
+    ] = service.EXPORT_DEFAULT,
 ) -> HistoryDocument:
     """The plan's history as a JSON time series: per endpoint and SLI, one point per past
-    run (its own succeeded runs, with `run_id`, and imported points)."""
-    return await service.export_history(session, plan_id, environment)
+    run (its own succeeded runs, with `run_id`, and imported points) — the newest `limit` runs
+    and imported points per series. `next` (and the `Link` header) is the older window."""
+    document, next_before = await service.export_history(
+        session, plan_id, environment, before=before, limit=limit
+    )
+    if next_before is not None:
+        url = request.url.remove_query_params(["before", "limit"]).include_query_params(
+            before=next_before.isoformat(), limit=limit
+        )
+        document.next = f"{url.path}?{url.query}"
+        response.headers["Link"] = f'<{document.next}>; rel="next"'
+    return document
 
 
 @router.post(

@@ -71,6 +71,10 @@ class HistoryDocument(BaseModel):
     plan_id: uuid.UUID | None = None
     environment: str | None = Field(default=None, max_length=100)
     series: list[HistorySeries] = Field(max_length=500)
+    next: str | None = Field(
+        default=None,
+        description="Export only: the next, older window of the history (ignored on import)",
+    )
 
     @field_validator("series")
     @classmethod

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +71,83 @@ async def _plan(session: AsyncSession, plan_id: uuid.UUID) -> Plan:
     return plan
 
 
+Points = list[tuple[datetime, float, uuid.UUID | None, str | None]]
+
+# Analysis reads at most this many past runs (and imported points per series): what it costs
+# does not grow with the history, and the change-point search sees what matters, the newest.
+ANALYSIS_WINDOW = history.MAX_POINTS_FOR_SHIFTS
+EXPORT_DEFAULT = 500
+EXPORT_MAX = 5000
+
+
+@dataclass
+class Window:
+    """Up to ``limit`` runs and ``limit`` imported points per series, newest first, before a
+    time; ``next_before`` is where the next (older) window starts, None when nothing is left."""
+
+    series: dict[tuple[str, str], Points]
+    next_before: datetime | None
+
+
+async def history_window(
+    session: AsyncSession,
+    plan: Plan,
+    environment: str,
+    *,
+    before: datetime | None = None,
+    exclude_run: uuid.UUID | None = None,
+    limit: int | None = None,
+) -> Window:
+    """(endpoint, sli) → [(at, value, run id, label)], oldest first, from the family's newest
+    runs and imports. Two streams are read, each bounded: when one was cut short, the window
+    ends at its oldest time (what is older comes in the next window, from both streams)."""
+    repo = BaselineRepository(session)
+    limit = limit or ANALYSIS_WINDOW
+    runs = [
+        row
+        for row in await repo.window_runs(
+            plan.family_id, environment, before=before, limit=limit + 1
+        )
+        if row[0] != exclude_run
+    ]
+    points = await repo.history_points(
+        plan.family_id, environment, before=before, per_series=limit + 1
+    )
+    cuts: list[datetime] = []
+    if len(runs) > limit:
+        runs = runs[:limit]
+        cuts.append(runs[-1][2])
+    by_series: dict[tuple[str, str], list[Any]] = {}
+    for point in points:
+        by_series.setdefault((point.endpoint, point.sli), []).append(point)
+    for kept in by_series.values():
+        if len(kept) > limit:
+            del kept[0]  # oldest first: the one beyond the limit is the oldest
+            cuts.append(kept[0].at)
+    cut = max(cuts) if cuts else None
+    when = {run_id: (at, created) for run_id, at, created in runs}
+    series: dict[tuple[str, str], Points] = {}
+    for row in await repo.results_of(list(when)):
+        at, created = when[row.run_id]
+        if cut is not None and created < cut:
+            continue
+        for sli, column in history.SLI_COLUMNS.items():
+            value = getattr(row, column)
+            if value is not None:
+                series.setdefault((row.endpoint, sli), []).append(
+                    (at, float(value), row.run_id, None)
+                )
+    for (endpoint, sli), kept in by_series.items():
+        for point in kept:
+            if cut is None or point.at >= cut:
+                series.setdefault((endpoint, sli), []).append(
+                    (point.at, point.value, None, point.label)
+                )
+    for found in series.values():
+        found.sort(key=lambda p: p[0])
+    return Window(series=series, next_before=cut)
+
+
 async def history_series(
     session: AsyncSession,
     plan: Plan,
@@ -76,41 +155,28 @@ async def history_series(
     *,
     before: datetime | None = None,
     exclude_run: uuid.UUID | None = None,
-) -> dict[tuple[str, str], list[tuple[datetime, float, uuid.UUID | None, str | None]]]:
-    """(endpoint, sli) → [(at, value, run id, label)] from the family's runs and imports."""
-    repo = BaselineRepository(session)
-    runs = {
-        run.id: run
-        for run, env in await repo.family_runs(plan.family_id, before=before)
-        if env == environment and run.id != exclude_run
-    }
-    series: dict[tuple[str, str], list[tuple[datetime, float, uuid.UUID | None, str | None]]]
-    series = {}
-    for row in await repo.results_of(list(runs)):
-        at = runs[row.run_id].started_at or runs[row.run_id].created_at
-        for sli, column in history.SLI_COLUMNS.items():
-            value = getattr(row, column)
-            if value is not None:
-                series.setdefault((row.endpoint, sli), []).append(
-                    (at, float(value), row.run_id, None)
-                )
-    for point in await repo.history_points(plan.family_id, environment, before=before):
-        series.setdefault((point.endpoint, point.sli), []).append(
-            (point.at, point.value, None, point.label)
-        )
-    for points in series.values():
-        points.sort(key=lambda p: p[0])
-    return series
+) -> dict[tuple[str, str], Points]:
+    """The newest window of the history: what analysis compares with and searches for shifts."""
+    window = await history_window(
+        session, plan, environment, before=before, exclude_run=exclude_run
+    )
+    return window.series
 
 
 async def export_history(
-    session: AsyncSession, plan_id: uuid.UUID, environment: str | None
-) -> HistoryDocument:
+    session: AsyncSession,
+    plan_id: uuid.UUID,
+    environment: str | None,
+    *,
+    before: datetime | None = None,
+    limit: int = EXPORT_DEFAULT,
+) -> tuple[HistoryDocument, datetime | None]:
+    """One window of the history (newest first across windows), and where the next starts."""
     plan = await _plan(session, plan_id)
     env = environment or environment_of(plan)
-    series = await history_series(session, plan, env)
-    # Built without the import's size limits: a long history exports whole.
-    return HistoryDocument.model_construct(
+    window = await history_window(session, plan, env, before=before, limit=limit)
+    # Built without the import's size limits: an import takes at most 50,000 points at once.
+    document = HistoryDocument.model_construct(
         format="perf-agent.history/v1",
         plan_id=plan.id,
         environment=env,
@@ -124,9 +190,10 @@ async def export_history(
                     for at, value, run_id, label in points
                 ],
             )
-            for (endpoint, sli), points in sorted(series.items())
+            for (endpoint, sli), points in sorted(window.series.items())
         ],
     )
+    return document, window.next_before
 
 
 async def import_history(

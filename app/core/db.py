@@ -70,6 +70,34 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 @dataclass(frozen=True)
+class Pools:
+    """One process's connection pools, apart so that nothing waits behind something else: the
+    API's requests, the worker's writes (a run stores a second of samples every second), and
+    the health check (one connection, answering at once or not at all)."""
+
+    api: AsyncEngine
+    worker: AsyncEngine
+    health: AsyncEngine
+
+    @classmethod
+    def create(cls, url: str, settings: Settings) -> Pools:
+        return cls(
+            api=create_engine(
+                url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                pool_timeout=settings.db_pool_timeout_s,
+            ),
+            worker=create_engine(url, pool_size=settings.worker_db_pool_size, max_overflow=2),
+            health=create_engine(url, pool_size=1, max_overflow=0, pool_timeout=1.0),
+        )
+
+    async def dispose(self) -> None:
+        for engine in (self.api, self.worker, self.health):
+            await engine.dispose()
+
+
+@dataclass(frozen=True)
 class Transactions:
     """Transactions one at a time, for a request that must hold none across a network call
     (a model, Prometheus): each ``async with transactions() as session`` block commits when it

@@ -336,19 +336,36 @@ class UnsupportedMediaType(ProblemError):
     title = "Unsupported media type"
 
 
-def problem_response(
-    request: Request, *, status: int, code: str, title: str, detail: str, **extra: Any
-) -> JSONResponse:
-    body = {
+def problem_body(
+    *, status: int, code: str, title: str, detail: str, instance: str, **extra: Any
+) -> dict[str, Any]:
+    return {
         "type": f"urn:perf-agent:problem:{code}",
         "title": title,
         "status": status,
         "detail": detail,
         "code": code,
-        "instance": request.url.path,
+        "instance": instance,
         **extra,
     }
-    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
+
+
+def problem_response(
+    request: Request,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = problem_body(
+        status=status, code=code, title=title, detail=detail, instance=request.url.path, **extra
+    )
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def request_validation_problem(request: Request, exc: RequestValidationError) -> ProblemError:
@@ -432,6 +449,22 @@ def install_error_handlers(app: FastAPI) -> None:
             code=_STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}"),
             title=str(exc.detail) if exc.status_code != 404 else "Not found",
             detail=str(exc.detail),
+            headers=exc.headers,  # e.g. a 405's Allow
+        )
+
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+        # Every connection of this process's pool stayed busy for db_pool_timeout_s: say so
+        # and when to come back, rather than a 500 after a long wait.
+        metrics.SHED.labels(reason="database_pool").inc()
+        retry = str(request.app.state.settings.retry_after_s)
+        return problem_response(
+            request,
+            status=503,
+            code="overloaded.database_pool",
+            title="Overloaded",
+            detail=f"every database connection of this process is busy; retry after {retry} s",
+            headers={"Retry-After": retry},
         )
 
     @app.exception_handler(sqlalchemy.exc.DataError)

@@ -57,6 +57,11 @@ RECOMMENDATION_FEEDBACK = Counter(
 # no route matched is UNMATCHED. Measured to the response's start (its status and headers), so
 # a server-sent-event stream counts the time to its first byte, not how long it stayed open.
 UNMATCHED = "unmatched"
+SHED = Counter(
+    "perf_agent_http_shed_total",
+    f"Requests answered 503 + Retry-After because this process was at capacity {LOCAL}",
+    ["reason"],
+)
 HTTP_REQUEST_DURATION = Histogram(
     "perf_agent_http_request_duration_seconds",
     f"Seconds from a request's arrival to its response's start (status line) {LOCAL}",

@@ -39,6 +39,25 @@ class Settings(BaseSettings):
     port: int = 8000
     migrate_on_start: bool = True
     embedded_worker: bool = Field(default=True, description="`serve` also runs one worker.")
+    # Each process has its own pools: requests never wait behind the worker, and the health
+    # checks never wait behind requests (see docs/production.md).
+    db_pool_size: int = Field(default=10, ge=1, le=100, description="The API's connections")
+    db_max_overflow: int = Field(default=5, ge=0, le=100)
+    db_pool_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="A request waits this long for a connection, then gets 503 + Retry-After",
+    )
+    worker_db_pool_size: int = Field(
+        default=4, ge=1, le=50, description="Connections of the worker (embedded or not)"
+    )
+    max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="Requests one API process serves at once; more get 503 with Retry-After "
+        "at once instead of queueing into timeouts (health checks and /metrics are exempt)",
+    )
+    retry_after_s: int = Field(default=1, ge=1, le=60, description="Retry-After of a shed 503")
     worker_poll_interval_s: float = 1.0
     worker_concurrency: int = Field(default=1, ge=1, le=16, description="Runs at once per worker")
     heartbeat_interval_s: float = Field(default=5.0, gt=0)

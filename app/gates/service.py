@@ -93,7 +93,7 @@ async def _plan_to_run(
         document, content_type = body.plan.encode(), "application/yaml"  # YAML ⊃ JSON
     else:
         document, content_type = json.dumps(body.plan).encode(), "application/json"
-    parsed, _ = plans_service.parse_document(document, content_type)
+    parsed, _ = await plans_service.read_document(document, content_type)
     if isinstance(parsed, dict) and "intent" in parsed:
         raise InvalidInput(
             "a gate runs a plan, not an intent: draft it first (POST /plan with intent)",

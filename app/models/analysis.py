@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, Uuid
+from sqlalchemy import ForeignKey, Index, String, Text, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,6 +14,8 @@ class Analysis(IdMixin, Base):
     """A run's results judged against its SLOs (and its baseline, when there is one)."""
 
     __tablename__ = "analyses"
+    # A run's newest analysis (its verdict in GET /runs) without scanning its older ones.
+    __table_args__ = (Index("ix_analyses_run_created", "run_id", "created_at"),)
 
     run_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True

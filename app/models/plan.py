@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     CheckConstraint,
     DateTime,
+    Index,
     Integer,
     String,
     Text,
@@ -37,6 +38,10 @@ class Plan(IdMixin, Base):
     __table_args__ = (
         UniqueConstraint("family_id", "version", name="uq_plans_family_version"),
         CheckConstraint("status IN ('draft', 'approved', 'archived')", name="status_known"),
+        # GET /plans and /plans/{id}/versions page newest first by (created_at, id).
+        Index("ix_plans_created", "created_at", "id"),
+        Index("ix_plans_family_created", "family_id", "created_at", "id"),
+        Index("ix_plans_name_created", "name", "created_at", "id"),
     )
 
     family_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False, index=True)

@@ -58,6 +58,11 @@ class Run(IdMixin, Base):
         Index("ix_runs_running", "heartbeat_at", postgresql_where="status = 'running'"),
         # The worker's claim query scans queued runs oldest first.
         Index("ix_runs_queued", "created_at", postgresql_where="status = 'queued'"),
+        # GET /runs pages newest first, seeking (created_at, id) below a cursor: one index per
+        # filter, so no page sorts or skips rows whatever the history's size.
+        Index("ix_runs_created", "created_at", "id"),
+        Index("ix_runs_plan_created", "plan_id", "created_at", "id"),
+        Index("ix_runs_status_created", "status", "created_at", "id"),
     )
 
     plan_id: Mapped[uuid.UUID] = mapped_column(

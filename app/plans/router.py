@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from app.core import pagination
 from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
@@ -16,7 +18,14 @@ from app.models import Plan
 from app.plans import dryrun, jmx, service
 from app.plans.dryrun import DryRunOut
 from app.plans.repository import PlanRepository
-from app.plans.schemas import PlanOut, PlanSpec, ReviewIn, effective_slos, plan_json_schema
+from app.plans.schemas import (
+    PlanOut,
+    PlanSpec,
+    PlanSummary,
+    ReviewIn,
+    effective_slos,
+    plan_json_schema,
+)
 
 router = APIRouter(tags=["plan"])
 
@@ -44,6 +53,22 @@ def created(request: Request, response: Response, plan: Plan) -> PlanOut:
     out = plan_out(request, plan)
     response.headers["Location"] = out.links["self"]
     return out
+
+
+Cursor = Annotated[str | None, Query(description="From a page's `next` link")]
+Limit = Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)]
+
+
+def summaries(
+    request: Request, response: Response, rows: Sequence[Any], limit: int
+) -> pagination.Page[PlanSummary]:
+    def out(row: Any) -> PlanSummary:
+        links = {"self": str(request.url_for("get_plan", plan_id=row.id).path)}
+        return PlanSummary.model_validate({**row._mapping, "links": links})
+
+    return pagination.page(
+        request, response, rows, limit=limit, key=lambda r: (r.created_at, r.id), out=out
+    )
 
 
 def plan_out(request: Request, plan: Plan) -> PlanOut:
@@ -127,13 +152,21 @@ async def create_plan_version(
 
 @router.get(
     "/plans/{plan_id}/versions",
-    response_model=list[PlanOut],
-    responses=problems(404),
+    response_model=pagination.Page[PlanSummary],
+    responses=problems(404, 422),
     dependencies=READ,
 )
-async def list_plan_versions(request: Request, plan_id: uuid.UUID, repo: RepoDep) -> list[PlanOut]:
-    """Every version of this plan's family, newest first."""
-    return [plan_out(request, p) for p in await service.versions(repo, plan_id)]
+async def list_plan_versions(
+    request: Request,
+    response: Response,
+    plan_id: uuid.UUID,
+    repo: RepoDep,
+    cursor: Cursor = None,
+    limit: Limit = pagination.DEFAULT_LIMIT,
+) -> pagination.Page[PlanSummary]:
+    """Every version of this plan's family, newest first, a page at a time (follow `next`)."""
+    rows = await service.versions(repo, plan_id, cursor=cursor, limit=limit)
+    return summaries(request, response, rows, limit)
 
 
 @router.post(
@@ -249,11 +282,23 @@ async def plan_schema() -> dict[str, Any]:
     return plan_json_schema()
 
 
-@router.get("/plans", response_model=list[PlanOut], dependencies=READ)
+@router.get(
+    "/plans",
+    response_model=pagination.Page[PlanSummary],
+    responses=problems(422),
+    dependencies=READ,
+)
 async def list_plans(
-    request: Request, repo: RepoDep, name: Annotated[str | None, Query(max_length=200)] = None
-) -> list[PlanOut]:
-    return [plan_out(request, p) for p in await service.list_plans(repo, name=name)]
+    request: Request,
+    response: Response,
+    repo: RepoDep,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Cursor = None,
+    limit: Limit = pagination.DEFAULT_LIMIT,
+) -> pagination.Page[PlanSummary]:
+    """Plan versions, newest first, without spec or script (each at its `links.self`)."""
+    rows = await service.list_plans(repo, name=name, cursor=cursor, limit=limit)
+    return summaries(request, response, rows, limit)
 
 
 @router.get("/plans/{plan_id}", response_model=PlanOut, responses=problems(404), dependencies=READ)

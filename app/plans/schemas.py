@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
     field_validator,
@@ -831,6 +832,23 @@ class PlanOut(BaseModel):
     spec: PlanSpec
     script_sha256: str
     script: str
+    links: dict[str, str]
+
+
+class PlanSummary(BaseModel):
+    """A plan version in a list: no spec, no script (both at ``links.self``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    family_id: uuid.UUID
+    name: str
+    version: int
+    status: Literal["draft", "approved", "archived"]
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    created_at: datetime
+    script_sha256: str
     links: dict[str, str]
 
 

@@ -2,13 +2,47 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Run, RunEvent, RunHistogram, RunResult, RunStatus
+from app.core import pagination
+from app.models import Analysis, Run, RunEvent, RunHistogram, RunResult, RunStatus
+
+SUMMARY_COLUMNS = (
+    Run.id,
+    Run.plan_id,
+    Run.plan_version,
+    Run.status,
+    Run.created_at,
+    Run.started_at,
+    Run.finished_at,
+    Run.test_duration_s,
+    Run.error,
+)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as its list shows it: no script, results per endpoint, events or samples."""
+
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    plan_version: int
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    test_duration_s: float | None
+    error: str | None
+    requests: int | None
+    rps: float | None
+    p95_ms: float | None
+    error_rate: float | None
+    verdict: str | None
 
 
 class RunRepository:
@@ -23,15 +57,55 @@ class RunRepository:
     async def get(self, run_id: uuid.UUID, *, for_update: bool = False) -> Run | None:
         return await self.session.get(Run, run_id, with_for_update=for_update)
 
-    async def list_runs(
-        self, *, plan_id: uuid.UUID | None, status: str | None, limit: int
-    ) -> Sequence[Run]:
-        query = select(Run).order_by(Run.created_at.desc()).limit(limit)
+    async def page(
+        self,
+        *,
+        plan_id: uuid.UUID | None,
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Sequence[RunRow]:
+        query = self.page_query(plan_id=plan_id, status=status, cursor=cursor, limit=limit)
+        return [RunRow(**row._mapping) for row in await self.session.execute(query)]
+
+    @staticmethod
+    def page_query(
+        *, plan_id: uuid.UUID | None, status: str | None, cursor: str | None, limit: int
+    ) -> Select[Any]:
+        """One page of runs, newest first, as summaries: one query however many runs there
+        are — the all-requests figures joined, the newest analysis' verdict a correlated
+        lookup on ``ix_analyses_run_created`` — served by an index for every filter."""
+        verdict = (
+            select(Analysis.verdict)
+            .where(Analysis.run_id == Run.id)
+            .order_by(Analysis.created_at.desc())
+            .limit(1)
+            .correlate(Run)
+            .scalar_subquery()
+        )
+        query = (
+            select(
+                *SUMMARY_COLUMNS,
+                RunResult.requests,
+                RunResult.rps,
+                RunResult.p95_ms,
+                RunResult.error_rate,
+                verdict.label("verdict"),
+            )
+            .outerjoin(
+                RunResult, (RunResult.run_id == Run.id) & (RunResult.endpoint == RunResult.ALL)
+            )
+            .order_by(Run.created_at.desc(), Run.id.desc())
+            .limit(limit + 1)
+        )
         if plan_id is not None:
             query = query.where(Run.plan_id == plan_id)
         if status is not None:
             query = query.where(Run.status == status)
-        return (await self.session.scalars(query)).all()
+        after = pagination.seek(Run.created_at, Run.id, cursor)
+        if after is not None:
+            query = query.where(after)
+        return cast(Select[Any], query)
 
     async def claim_next(self, *, worker_id: str, now: datetime) -> uuid.UUID | None:
         """Atomically move the oldest queued run to running for this worker.

@@ -3,9 +3,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from app.core import caching, pagination
 from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
@@ -13,8 +14,8 @@ from app.core.openapi import problems
 from app.identity.service import record
 from app.k6.summary import check_results, failed_thresholds
 from app.models import Run, RunStatus
-from app.runs import service, stream
-from app.runs.repository import RunRepository
+from app.runs import fanout, service
+from app.runs.repository import RunRepository, RunRow
 from app.runs.schemas import (
     CheckResult,
     EndpointResult,
@@ -22,6 +23,7 @@ from app.runs.schemas import (
     LatencyOut,
     RunEventOut,
     RunOut,
+    RunSummary,
 )
 
 router = APIRouter(tags=["execute"])
@@ -137,14 +139,24 @@ async def abort_run(
     summary="Live samples, events and state of a run (server-sent events)",
     dependencies=READ,
 )
-async def stream_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> StreamingResponse:
+async def stream_run(
+    request: Request,
+    run_id: uuid.UUID,
+    session: SessionDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="Resume after this event (browsers send it when they reconnect)"),
+    ] = None,
+) -> StreamingResponse:
     """`event: sample` once a second while k6 runs (that second's VUs, iterations, requests,
     failures and latency p50/p90/p95/p99/max, over all requests and per endpoint, with running
     totals), `event: event` for each run event, `event: status` on each change and
-    `event: end` when the run finishes. `curl -N` shows them as they come."""
+    `event: end` when the run finishes. Samples and events carry an `id`: reconnect with
+    `Last-Event-ID` and the stream resumes after it. `curl -N` shows them as they come."""
     await service.get_run(RunRepository(session), run_id)  # a 404 before the stream starts
+    hub = fanout.hub_of(request.app)
     return StreamingResponse(
-        stream.run_events(request.app.state.sessionmaker, run_id, request.is_disconnected),
+        hub.watch(run_id, fanout.Position.parse(last_event_id)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -172,20 +184,51 @@ async def run_latency(
     )
 
 
-@router.get("/runs/{run_id}", response_model=RunOut, responses=problems(404), dependencies=READ)
-async def get_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> RunOut:
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunOut,
+    responses={304: {"description": "Unchanged since the ETag sent"}, **problems(404)},
+    dependencies=READ,
+)
+async def get_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> Response:
+    """With an `ETag`; send it back as `If-None-Match` and an unchanged run is an empty 304."""
     repo = RunRepository(session)
-    return await run_out(request, repo, await service.get_run(repo, run_id))
+    return caching.conditional_json(
+        request, await run_out(request, repo, await service.get_run(repo, run_id))
+    )
 
 
-@router.get("/runs", response_model=list[RunOut], responses=problems(422), dependencies=READ)
+@router.get(
+    "/runs",
+    response_model=pagination.Page[RunSummary],
+    responses=problems(422),
+    dependencies=READ,
+    summary="Runs, newest first, a page at a time",
+)
 async def list_runs(
     request: Request,
+    response: Response,
     session: SessionDep,
     plan_id: uuid.UUID | None = None,
     status: RunStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> list[RunOut]:
-    repo = RunRepository(session)
-    runs = await service.list_runs(repo, plan_id=plan_id, status=status, limit=limit)
-    return [await run_out(request, repo, run) for run in runs]
+    cursor: Annotated[str | None, Query(description="From a page's `next` link")] = None,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = pagination.DEFAULT_LIMIT,
+) -> pagination.Page[RunSummary]:
+    """Summaries (state, verdict, requests, RPS, p95, error rate); the whole run is at each
+    item's `links.self`. Follow `next` (or the `Link` header) for older runs: every run can be
+    reached, and a page costs the same however many runs are stored."""
+    rows = await service.list_runs(
+        RunRepository(session), plan_id=plan_id, status=status, cursor=cursor, limit=limit
+    )
+
+    def out(row: RunRow) -> RunSummary:
+        return RunSummary.model_validate(
+            {
+                **row.__dict__,
+                "links": {"self": request.url_for("get_run", run_id=row.id).path},
+            }
+        )
+
+    return pagination.page(
+        request, response, rows, limit=limit, key=lambda r: (r.created_at, r.id), out=out
+    )

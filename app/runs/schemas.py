@@ -107,6 +107,39 @@ class RunOut(BaseModel):
         return self.status.finished
 
 
+class RunSummary(BaseModel):
+    """A run in a list: its state and key figures over all requests. The whole run (results
+    per endpoint, checks, events) is at ``links.self``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    plan_version: int
+    status: RunStatus
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    test_duration_s: float | None
+    error: str | None = Field(description="Why it failed, when it did")
+    requests: int | None = Field(description="All requests; null until the run has results")
+    rps: float | None
+    p95_ms: float | None
+    error_rate: float | None
+    verdict: str | None = Field(
+        description="The newest analysis' verdict (pass, warn, fail, inconclusive); null when "
+        "the run has not been analysed"
+    )
+    links: dict[str, str]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="True once the run is in a final state"
+    )
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
 class LatencyOut(BaseModel):
     """One endpoint's figures over whole stored windows of a run, from its merged histograms."""
 

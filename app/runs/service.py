@@ -19,7 +19,7 @@ from app.models.base import utcnow
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec
 from app.runs.histogram import Histogram
-from app.runs.repository import RunRepository
+from app.runs.repository import RunRepository, RunRow
 from app.runs.schemas import LatencyOut
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,14 @@ async def get_run(repo: RunRepository, run_id: uuid.UUID) -> Run:
 
 
 async def list_runs(
-    repo: RunRepository, *, plan_id: uuid.UUID | None, status: str | None, limit: int
-) -> Sequence[Run]:
-    return await repo.list_runs(plan_id=plan_id, status=status, limit=limit)
+    repo: RunRepository,
+    *,
+    plan_id: uuid.UUID | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Sequence[RunRow]:
+    return await repo.page(plan_id=plan_id, status=status, cursor=cursor, limit=limit)
 
 
 def merge_windows(windows: Sequence[RunHistogram]) -> Histogram:

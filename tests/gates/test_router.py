@@ -168,7 +168,7 @@ def test_with_wait_s_the_gate_answers_the_verdict_of_a_real_run(
             headers={"Idempotency-Key": "job-1"},
             timeout=30,
         )
-        runs = http.get("/runs", params={"plan_id": created["id"]}).json()
+        runs = http.get("/runs", params={"plan_id": created["id"]}).json()["items"]
 
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -199,7 +199,7 @@ async def test_a_plan_sent_with_the_gate_is_stored_only_for_a_new_gate(
     assert first.status_code == 202, first.text
     assert retry.json()["id"] == first.json()["id"]
     versions = await client.get(f"{API}/plans/{first.json()['plan_id']}/versions")
-    assert [v["version"] for v in versions.json()] == [2, 1]  # the retry stored nothing
+    assert [v["version"] for v in versions.json()["items"]] == [2, 1]  # the retry stored nothing
     assert next_build.json()["plan_id"] != first.json()["plan_id"]
     plans = await session.scalar(
         select(func.count()).select_from(Plan).where(Plan.name == "gated-inline")

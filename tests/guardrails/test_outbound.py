@@ -343,7 +343,7 @@ async def test_a_target_resolving_into_a_denied_network_is_refused_at_post_plan(
     problem = response.json()
     assert problem["code"] == "guardrail.address_denied"
     assert (problem["host"], problem["address"]) == ("localhost", "127.0.0.1")
-    assert (await client.get(f"{API}/plans")).json() == []
+    assert (await client.get(f"{API}/plans")).json()["items"] == []
 
 
 async def test_a_prometheus_resolving_into_a_denied_network_is_refused_at_post_plan(

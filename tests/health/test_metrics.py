@@ -18,6 +18,7 @@ from app.core.settings import Settings
 from app.main import create_app
 from app.models import Analysis, RunStatus
 from app.models.base import utcnow
+from app.runs import fanout
 from app.runs.worker import Worker
 from tests.builders import API, make_key, make_plan, make_run, result
 
@@ -311,8 +312,8 @@ async def test_a_server_sent_event_stream_still_streams_through_the_middleware(
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
-        if message["type"] == "http.response.body" and message.get("body"):
-            first_body.set()
+        if message["type"] == "http.response.body" and b"event: " in message.get("body", b""):
+            first_body.set()  # the first event (after the stream's `retry:` hint)
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
@@ -334,6 +335,7 @@ async def test_a_server_sent_event_stream_still_streams_through_the_middleware(
     finally:
         disconnect.set()
         await asyncio.wait_for(streaming, 10)
+        await fanout.hub_of(app).close()
 
 
 async def test_k6_points_decoded_are_counted(client: AsyncClient) -> None:

@@ -74,7 +74,7 @@ async def test_an_edit_is_a_new_draft_version_and_runs_keep_their_version(
 
     response = await client.post(v1["links"]["versions"], json=edited)
     v2 = response.json()
-    history = (await client.get(v2["links"]["versions"])).json()
+    history = (await client.get(v2["links"]["versions"])).json()["items"]
     run_v1 = (await execute(client, v1)).json()
     run_v2 = await execute(client, v2)
 
@@ -90,7 +90,7 @@ async def test_a_bad_edit_is_refused_and_changes_nothing(client: AsyncClient) ->
     v1 = await new_plan(client)
 
     response = await client.post(v1["links"]["versions"], json={"name": "broken"})
-    history = (await client.get(v1["links"]["versions"])).json()
+    history = (await client.get(v1["links"]["versions"])).json()["items"]
 
     assert response.status_code == 422
     assert [p["version"] for p in history] == [1]

@@ -216,7 +216,7 @@ async def test_plans_are_listed_newest_first(client: AsyncClient) -> None:
     first = (await client.post(f"{API}/plan", json=plan_doc(name="a"))).json()
     second = (await client.post(f"{API}/plan", json=plan_doc(name="b"))).json()
 
-    listed = (await client.get(f"{API}/plans")).json()
+    listed = (await client.get(f"{API}/plans")).json()["items"]
 
     ids = [p["id"] for p in listed]
     assert ids.index(second["id"]) < ids.index(first["id"])

@@ -98,7 +98,7 @@ async def test_a_plans_remote_write_url_outside_the_allowed_hosts_is_refused(
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert problem["code"] == "guardrail.host_not_allowed"
     assert problem["purpose"] == "remote_write.url"
-    assert (await client.get(f"{API}/plans")).json() == []
+    assert (await client.get(f"{API}/plans")).json()["items"] == []
 
 
 async def test_a_remote_write_url_with_credentials_is_a_validation_error(

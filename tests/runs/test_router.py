@@ -60,9 +60,11 @@ async def test_runs_are_listed_by_plan(client: AsyncClient, session: AsyncSessio
     response = await client.get(f"{API}/runs", params={"plan_id": str(plan.id)})
 
     assert response.status_code == 200
-    runs = response.json()
+    runs = response.json()["items"]
     assert [r["id"] for r in runs] == [str(mine.id)]
-    assert runs[0]["results"][0]["p95_ms"] == 10
+    assert runs[0]["p95_ms"] == 10
+    assert runs[0]["links"]["self"] == f"{API}/runs/{mine.id}"
+    assert "results" not in runs[0]
 
 
 async def test_runs_filter_by_status(client: AsyncClient, session: AsyncSession) -> None:
@@ -72,7 +74,7 @@ async def test_runs_filter_by_status(client: AsyncClient, session: AsyncSession)
 
     response = await client.get(f"{API}/runs", params={"plan_id": str(plan.id), "status": "queued"})
 
-    assert [r["id"] for r in response.json()] == [str(queued.id)]
+    assert [r["id"] for r in response.json()["items"]] == [str(queued.id)]
 
 
 async def test_unknown_status_filter_is_422(client: AsyncClient) -> None:

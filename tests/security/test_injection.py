@@ -519,19 +519,19 @@ async def test_data_sets_of_any_depth_are_stored_or_refused_never_a_500(
         assert response.headers["content-type"].startswith(PROBLEM)
 
 
-async def test_a_body_of_100000_unknown_keys_is_summed_up_not_explained_one_by_one(
+async def test_a_body_of_60000_unknown_keys_is_summed_up_not_explained_one_by_one(
     client: AsyncClient,
 ) -> None:
-    body = json.dumps({f"k{i}": i for i in range(100_000)})
+    body = json.dumps({f"k{i}": i for i in range(60_000)})  # just under the 1 MB body limit
 
     response = await client.post(
         f"{API}/execute", content=body, headers={"content-type": "application/json"}
     )
 
     problem = assert_problem(response, 422, "validation_error")
-    assert problem["detail"].startswith("100001 errors: plan_id: field required; k0: unknown key")
+    assert problem["detail"].startswith("60001 errors: plan_id: field required; k0: unknown key")
     assert len(problem["errors"]) == 100
-    assert problem["errors_omitted"] == 100_001 - 100
+    assert problem["errors_omitted"] == 60_001 - 100
 
 
 def test_a_real_server_answers_deep_bodies_with_a_problem_not_a_reset(
