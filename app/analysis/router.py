@@ -28,6 +28,7 @@ from app.core import caching
 from app.core.auth import Scope, requires
 from app.core.db import SessionDep, TransactionsDep
 from app.core.deps import SettingsDep
+from app.core.links import path_for
 from app.core.openapi import problems
 from app.models import Analysis
 
@@ -62,12 +63,10 @@ def analysis_out(request: Request, analysis: Analysis) -> AnalysisOut:
         findings=[Finding.model_validate(f) for f in analysis.findings],
         warnings=analysis.warnings,
         links={
-            "self": request.url_for("get_analysis", analysis_id=analysis.id).path,
-            "report": request.url_for("get_analysis_report", analysis_id=analysis.id).path,
-            "report_html": request.url_for(
-                "get_analysis_report_html", analysis_id=analysis.id
-            ).path,
-            "run": request.url_for("get_run", run_id=analysis.run_id).path,
+            "self": path_for(request, "get_analysis", analysis_id=analysis.id),
+            "report": path_for(request, "get_analysis_report", analysis_id=analysis.id),
+            "report_html": path_for(request, "get_analysis_report_html", analysis_id=analysis.id),
+            "run": path_for(request, "get_run", run_id=analysis.run_id),
         },
     )
 
@@ -112,9 +111,15 @@ async def analyse(
     dependencies=READ,
 )
 async def get_analysis(request: Request, analysis_id: uuid.UUID, session: SessionDep) -> Response:
-    """Stored once, never changed: with an `ETag` and cacheable for a day."""
-    analysis = analysis_out(request, await service.get_analysis(session, analysis_id))
-    return caching.conditional_json(request, analysis, immutable=True)
+    """Stored once, never changed: with an `ETag` and cacheable for a day (and answered from
+    this process's memory after the first time)."""
+    bodies = caching.bodies_of(request)
+    body = bodies.get(("analysis", analysis_id))
+    if body is None:
+        analysis = analysis_out(request, await service.get_analysis(session, analysis_id))
+        body = analysis.model_dump_json(by_alias=True).encode()
+        bodies.put(("analysis", analysis_id), body)
+    return caching.conditional(request, body, media_type="application/json", immutable=True)
 
 
 @router.get(

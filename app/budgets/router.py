@@ -11,6 +11,7 @@ from app.budgets.schemas import BudgetIn, BudgetOut, IterationIn, IterationOut
 from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep, TransactionsDep
 from app.core.deps import SettingsDep
+from app.core.links import path_for
 from app.core.openapi import problems
 from app.models import BudgetIteration, PerformanceBudget
 
@@ -25,10 +26,10 @@ def budget_out(
     out = BudgetOut.model_validate(budget)
     out.iterations = [IterationOut.model_validate(i) for i in iterations or []]
     out.links = {
-        "self": request.url_for("get_budget", budget_id=budget.id).path,
-        "iterations": request.url_for("record_iteration", budget_id=budget.id).path,
-        "report": request.url_for("get_budget_report", budget_id=budget.id).path,
-        "plan": request.url_for("get_plan", plan_id=budget.plan_id).path,
+        "self": path_for(request, "get_budget", budget_id=budget.id),
+        "iterations": path_for(request, "record_iteration", budget_id=budget.id),
+        "report": path_for(request, "get_budget_report", budget_id=budget.id),
+        "plan": path_for(request, "get_plan", plan_id=budget.plan_id),
     }
     return out
 

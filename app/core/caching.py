@@ -10,9 +10,10 @@ gets an empty 304 until something changed.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
+from typing import Any
 
 from fastapi import Request, Response
-from pydantic import BaseModel
 
 IMMUTABLE = "private, max-age=86400, immutable"
 REVALIDATE = "private, no-cache"
@@ -44,8 +45,38 @@ def conditional(
     return Response(body, media_type=media_type, headers=headers)
 
 
-def conditional_json(request: Request, model: BaseModel, *, immutable: bool = False) -> Response:
-    return conditional(
-        request, model.model_dump_json(by_alias=True).encode(), media_type="application/json",
-        immutable=immutable,
-    )  # fmt: skip
+class Bodies:
+    """Response bodies of resources that can no longer change (a finished run, an analysis),
+    kept by this process so that a poller's GET costs no query: least recently used first
+    out, bounded in entries and bytes."""
+
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._bodies: OrderedDict[Any, bytes] = OrderedDict()
+
+    def get(self, key: Any) -> bytes | None:
+        body = self._bodies.get(key)
+        if body is not None:
+            self._bodies.move_to_end(key)
+        return body
+
+    def put(self, key: Any, body: bytes) -> None:
+        if len(body) > self.max_bytes // 16:
+            return
+        old = self._bodies.pop(key, None)
+        self.size -= len(old) if old is not None else 0
+        self._bodies[key] = body
+        self.size += len(body)
+        while len(self._bodies) > self.max_entries or self.size > self.max_bytes:
+            _, dropped = self._bodies.popitem(last=False)
+            self.size -= len(dropped)
+
+
+def bodies_of(request: Request) -> Bodies:
+    state = request.app.state
+    found: Bodies | None = getattr(state, "immutable_bodies", None)
+    if found is None:
+        found = state.immutable_bodies = Bodies()
+    return found

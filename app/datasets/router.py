@@ -8,6 +8,7 @@ from fastapi.responses import PlainTextResponse
 
 from app.core.auth import Scope, requires
 from app.core.db import SessionDep
+from app.core.links import path_for
 from app.core.openapi import problems
 from app.datasets import service
 from app.datasets.schemas import DatasetOut
@@ -47,7 +48,7 @@ async def upload_dataset(
         body=await request.body(),
         content_type=request.headers.get("content-type"),
     )
-    response.headers["Location"] = request.url_for("get_dataset", dataset_id=dataset.id).path
+    response.headers["Location"] = path_for(request, "get_dataset", dataset_id=dataset.id)
     return DatasetOut.model_validate(dataset)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -127,10 +128,25 @@ async def revoke_key(session: AsyncSession, key_id: uuid.UUID, *, actor: Princip
         )
     key.revoked_at = utcnow()
     await session.flush()
+    forget_keys()
     await record(
         session, actor, "key.revoked", "api_key", key.id, owner=key.owner, prefix=key.prefix
     )
     return key
+
+
+# A key found valid is believed for this long without asking the database again: a poller
+# making 500 requests a second costs one lookup a second. A key revoked in this process is
+# refused at once (revoke_key forgets it); revoked elsewhere (the CLI, another API process),
+# within this much.
+KEY_CACHE_S = 1.0
+KEY_CACHE_MAX = 1024
+_believed: dict[str, tuple[float, Principal]] = {}
+_clock = time.monotonic
+
+
+def forget_keys() -> None:
+    _believed.clear()
 
 
 async def authenticate(request: Request, token: str) -> Principal:
@@ -140,6 +156,19 @@ async def authenticate(request: Request, token: str) -> Principal:
     once, whatever the request then does."""
     if not token.startswith(KEY_PREFIX):
         raise InvalidKey(f"not a perf-agent API key (they start with {KEY_PREFIX})")
+    digest = hash_key(token)
+    now_s = _clock()
+    cached = _believed.get(digest)
+    if cached is not None and now_s - cached[0] < KEY_CACHE_S:
+        return cached[1]
+    principal = await _look_up(request, token)
+    if len(_believed) >= KEY_CACHE_MAX:
+        _believed.clear()
+    _believed[digest] = (now_s, principal)
+    return principal
+
+
+async def _look_up(request: Request, token: str) -> Principal:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         repo = KeyRepository(session)

@@ -12,6 +12,7 @@ from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
 from app.core.errors import Conflict, NotFound
+from app.core.links import path_for
 from app.core.openapi import problems
 from app.identity.service import record
 from app.models import Plan
@@ -63,12 +64,26 @@ def summaries(
     request: Request, response: Response, rows: Sequence[Any], limit: int
 ) -> pagination.Page[PlanSummary]:
     def out(row: Any) -> PlanSummary:
-        links = {"self": str(request.url_for("get_plan", plan_id=row.id).path)}
+        links = {"self": path_for(request, "get_plan", plan_id=row.id)}
         return PlanSummary.model_validate({**row._mapping, "links": links})
 
     return pagination.page(
         request, response, rows, limit=limit, key=lambda r: (r.created_at, r.id), out=out
     )
+
+
+# A plan version's spec never changes (an edit is a new row): validated once per process.
+_specs: dict[uuid.UUID, PlanSpec] = {}
+MAX_CACHED_SPECS = 512
+
+
+def spec_of(plan: Plan) -> PlanSpec:
+    spec = _specs.get(plan.id)
+    if spec is None:
+        if len(_specs) >= MAX_CACHED_SPECS:
+            _specs.clear()
+        spec = _specs[plan.id] = PlanSpec.model_validate(plan.spec)
+    return spec
 
 
 def plan_out(request: Request, plan: Plan) -> PlanOut:
@@ -82,15 +97,15 @@ def plan_out(request: Request, plan: Plan) -> PlanOut:
         review_comment=plan.review_comment,
         reviewed_at=plan.reviewed_at,
         created_at=plan.created_at,
-        spec=PlanSpec.model_validate(plan.spec),
+        spec=spec_of(plan),
         script_sha256=plan.script_sha256,
         script=plan.script,
         links={
-            "self": str(request.url_for("get_plan", plan_id=plan.id).path),
-            "script": str(request.url_for("get_plan_script", plan_id=plan.id).path),
-            "execute": str(request.url_for("execute").path),
-            "review": str(request.url_for("review_plan", plan_id=plan.id).path),
-            "versions": str(request.url_for("list_plan_versions", plan_id=plan.id).path),
+            "self": path_for(request, "get_plan", plan_id=plan.id),
+            "script": path_for(request, "get_plan_script", plan_id=plan.id),
+            "execute": path_for(request, "execute"),
+            "review": path_for(request, "review_plan", plan_id=plan.id),
+            "versions": path_for(request, "list_plan_versions", plan_id=plan.id),
         },
     )
 

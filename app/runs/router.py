@@ -10,6 +10,7 @@ from app.core import caching, pagination
 from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep
 from app.core.deps import SettingsDep
+from app.core.links import path_for
 from app.core.openapi import problems
 from app.identity.service import record
 from app.k6.summary import check_results, failed_thresholds
@@ -60,9 +61,9 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
         abort_requested=run.abort_requested,
         heartbeat_at=run.heartbeat_at,
         links={
-            "self": request.url_for("get_run", run_id=run.id).path,
-            "plan": request.url_for("get_plan", plan_id=run.plan_id).path,
-            "analyse": request.url_for("analyse").path,
+            "self": path_for(request, "get_run", run_id=run.id),
+            "plan": path_for(request, "get_plan", plan_id=run.plan_id),
+            "analyse": path_for(request, "analyse"),
         },
     )
 
@@ -191,11 +192,17 @@ async def run_latency(
     dependencies=READ,
 )
 async def get_run(request: Request, run_id: uuid.UUID, session: SessionDep) -> Response:
-    """With an `ETag`; send it back as `If-None-Match` and an unchanged run is an empty 304."""
-    repo = RunRepository(session)
-    return caching.conditional_json(
-        request, await run_out(request, repo, await service.get_run(repo, run_id))
-    )
+    """With an `ETag`; send it back as `If-None-Match` and an unchanged run is an empty 304.
+    A finished run never changes again: this process answers it from memory afterwards."""
+    bodies = caching.bodies_of(request)
+    body = bodies.get(("run", run_id))
+    if body is None:
+        repo = RunRepository(session)
+        out = await run_out(request, repo, await service.get_run(repo, run_id))
+        body = out.model_dump_json(by_alias=True).encode()
+        if out.finished:
+            bodies.put(("run", run_id), body)
+    return caching.conditional(request, body, media_type="application/json")
 
 
 @router.get(
@@ -225,7 +232,7 @@ async def list_runs(
         return RunSummary.model_validate(
             {
                 **row.__dict__,
-                "links": {"self": request.url_for("get_run", run_id=row.id).path},
+                "links": {"self": path_for(request, "get_run", run_id=row.id)},
             }
         )
 

@@ -9,13 +9,14 @@ import sys
 import uuid
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.auth import Scope
 from app.core.errors import InvalidInput
 from app.identity import service
 from app.models import ApiKey, AuditEvent
+from app.models.base import utcnow
 from tests.builders import API
 from tests.conftest import Clients
 
@@ -58,8 +59,15 @@ async def test_a_key_is_stored_hashed_with_a_prefix_to_recognise_it(session: Asy
 
 
 async def test_the_cli_creates_lists_and_revokes_keys(
-    database_url: str, committed: async_sessionmaker[AsyncSession], clients: Clients
+    database_url: str,
+    committed: async_sessionmaker[AsyncSession],
+    clients: Clients,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The CLI revokes from another process, which this one hears of when its belief in the
+    # key expires (KEY_CACHE_S; test_a_key_is_believed_for_a_second_then_asked_about_again):
+    # here at once.
+    monkeypatch.setattr(service, "KEY_CACHE_S", 0.0)
     created = cli(database_url, "create", "--owner", "ci-checkout", "--scope", "read", "--quiet")
     chatty = cli(database_url, "create", "--owner", "ana@example.com", "--scope", "admin")
     key = created.stdout.strip()
@@ -167,3 +175,27 @@ async def test_a_key_needs_an_owner_and_a_scope(session: AsyncSession) -> None:
         await service.create_key(session, owner="  ", scopes=[Scope.read], actor=service.CLI_ACTOR)
     with pytest.raises(InvalidInput, match="at least one scope"):
         await service.create_key(session, owner="ana", scopes=[], actor=service.CLI_ACTOR)
+
+
+async def test_a_key_is_believed_for_a_second_then_asked_about_again(
+    clients: Clients, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    row, key = await service.create_key(
+        session, owner="poller", scopes=[Scope.read], actor=service.CLI_ACTOR
+    )
+    await session.commit()
+    client = clients.using(key)
+    clock = [1000.0]
+    monkeypatch.setattr(service, "_clock", lambda: clock[0])
+    assert (await client.get(f"{API}/plans")).status_code == 200
+    # Revoked behind this process's back (as the CLI does, from another process).
+    await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(revoked_at=utcnow()))
+    await session.commit()
+
+    clock[0] += service.KEY_CACHE_S / 2
+    believed = await client.get(f"{API}/plans")
+    clock[0] += service.KEY_CACHE_S
+    refused = await client.get(f"{API}/plans")
+
+    assert believed.status_code == 200
+    assert refused.status_code == 401
