@@ -465,13 +465,50 @@ def viewers(args: argparse.Namespace) -> None:
     print(f"  API processes' CPU while relaying: {cores:.2f} cores (both together)")
 
 
+def sizes(args: argparse.Namespace) -> None:
+    """Each list route's median time, one request at a time, and a walk over every page."""
+    ids = sample_ids(20)
+    with psycopg.connect(database_url()) as conn:
+        total = int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])  # type: ignore[index]
+    routes = {
+        "GET /runs": "/runs",
+        "GET /runs?plan_id=": f"/runs?plan_id={ids['plans'][0]}",
+        "GET /runs?status=": "/runs?status=succeeded",
+        "GET /plans/{id}/history": f"/plans/{ids['plans'][0]}/history",
+    }
+    port = free_port()
+    with api_processes(1, port) as (base, _), httpx.Client(base_url=base + API) as http:
+        print(f"\none request at a time, {total:,} runs stored (median of {args.samples})")
+        for name, path in routes.items():
+            http.get(path).raise_for_status()
+            times = []
+            for _ in range(args.samples):
+                started = time.perf_counter()
+                response = http.get(path)
+                times.append(time.perf_counter() - started)
+                response.raise_for_status()
+            median_ms = 1000 * statistics.median(times)
+            print(f"  {name:<26} {median_ms:7.2f} ms  {len(response.content):>9,} B")
+        seen, pages, url = 0, 0, "/runs?limit=200"
+        started = time.perf_counter()
+        while url:
+            page = http.get(url.removeprefix(API)).raise_for_status().json()
+            seen, pages, url = seen + len(page["items"]), pages + 1, page["next"]
+        print(
+            f"  following next from GET /runs?limit=200: {seen:,} of {total:,} runs in {pages} "
+            f"pages, {time.perf_counter() - started:.2f} s"
+        )
+
+
 def analyses(args: argparse.Namespace) -> None:
     """``POST /analyse`` of the newest run of the family that holds every stored run: no
     baseline given, so it is judged against the plan's history (no LLM, no profiler)."""
     with psycopg.connect(database_url()) as conn:
         row = conn.execute(
-            "SELECT r.id, (SELECT count(*) FROM runs) FROM runs r "
-            "WHERE r.status = 'succeeded' ORDER BY r.created_at DESC LIMIT 1"
+            "SELECT r.id, (SELECT count(*) FROM runs r2 JOIN plans p2 ON p2.id = r2.plan_id "
+            "WHERE p2.family_id = p.family_id) FROM runs r JOIN plans p ON p.id = r.plan_id "
+            "WHERE r.status = 'succeeded' AND p.name = 'selfload-0' "
+            "ORDER BY r.created_at DESC LIMIT 1"
         ).fetchone()
     assert row is not None
     run_id, stored = row
@@ -506,6 +543,7 @@ def main() -> None:
     parser.add_argument("--no-reads", action="store_true")
     parser.add_argument("--no-auth", action="store_true", help="PERF_AGENT_AUTH=off")
     parser.add_argument("--repeat", type=int, default=5, help="POST /analyse timings (0: skip)")
+    parser.add_argument("--samples", type=int, default=50, help="list timings (0: skip)")
     args = parser.parse_args()
     ensure_database(args.reseed)
     if stored_runs() < args.runs:
@@ -514,6 +552,8 @@ def main() -> None:
         print(f"seeded {stored_runs():,} runs in {time.monotonic() - started:.0f} s")
     if not args.no_reads:
         reads(args)
+    if args.samples:
+        sizes(args)
     if args.repeat:
         analyses(args)
     if args.sse:

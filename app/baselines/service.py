@@ -76,7 +76,7 @@ Points = list[tuple[datetime, float, uuid.UUID | None, str | None]]
 # Analysis reads at most this many past runs (and imported points per series): what it costs
 # does not grow with the history, and the change-point search sees what matters, the newest.
 ANALYSIS_WINDOW = history.MAX_POINTS_FOR_SHIFTS
-EXPORT_DEFAULT = 500
+EXPORT_DEFAULT = 100
 EXPORT_MAX = 5000
 
 
