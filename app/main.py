@@ -18,6 +18,7 @@ from app.budgets.router import router as budgets_router
 from app.core import migrate
 from app.core.auth import AUTH_OFF_OWNER, auth_enabled, dev_mode_refusal, install_auth
 from app.core.body_limit import BodyLimit
+from app.core.caching import ForgetPagesOnWrite
 from app.core.db import Pools, create_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
 from app.core.http_metrics import HTTPMetricsMiddleware
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(HTTPMetricsMiddleware)  # CORS and auth included
     app.add_middleware(BodyLimit)
+    app.add_middleware(ForgetPagesOnWrite)
     app.add_middleware(  # outermost: a shed request costs no more than its refusal
         LoadShedding,
         limit=app.state.settings.max_in_flight,

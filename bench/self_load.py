@@ -16,6 +16,7 @@
 
     .venv/bin/python bench/self_load.py [--rates 100,200,300,500] [--seconds 60] [--sse 200]
     .venv/bin/python bench/self_load.py --reseed --runs 100      # the same at 100 runs stored
+    PERF_AGENT_LIST_CACHE_S=0 .venv/bin/python bench/self_load.py  # list pages never reused
 
 k6 and the service share this machine: the figures include that (as the issue's do).
 """
@@ -312,6 +313,7 @@ def api_processes(workers: int, port: int, *, auth: bool = False) -> Iterator[tu
     env = {
         **os.environ, "PERF_AGENT_DATABASE_URL": sqlalchemy_url(),
         "PERF_AGENT_AUTH": "on" if auth else "off", "PERF_AGENT_EMBEDDED_WORKER": "false",
+        "PERF_AGENT_LIST_CACHE_S": os.environ.get("PERF_AGENT_LIST_CACHE_S", "1.0"),
     }  # fmt: skip
     argv = [
         str(Path(sys.executable).with_name("perf-agent")), "serve", "--no-worker",
@@ -342,7 +344,8 @@ def reads(args: argparse.Namespace) -> None:
     key = None if args.no_auth else read_key()
     print(
         f"\nread mix, {stored_runs():,} runs stored, {args.api_workers} API processes, "
-        f"{args.seconds} s per rate, auth {'off' if args.no_auth else 'on (a read key)'}"
+        f"{args.seconds} s per rate, auth {'off' if args.no_auth else 'on (a read key)'}, "
+        f"list cache {os.environ.get('PERF_AGENT_LIST_CACHE_S', '1.0')} s"
     )
     print(
         f"{'rate/s':>7} {'achieved':>8} {'dropped':>8} {'errors':>7} {'p95 all':>8}  "
@@ -352,6 +355,8 @@ def reads(args: argparse.Namespace) -> None:
     first_over = None
     port = free_port()
     with api_processes(args.api_workers, port, auth=not args.no_auth) as (base, owner):
+        if args.warmup:  # the processes' first seconds (imports, pools, caches) not counted
+            k6_read_mix(base, min(args.rates), args.warmup, ids, key)
         for rate in args.rates:
             watch = Watch([owner])
             done = asyncio.Event()
@@ -544,6 +549,7 @@ def main() -> None:
     parser.add_argument("--no-auth", action="store_true", help="PERF_AGENT_AUTH=off")
     parser.add_argument("--repeat", type=int, default=5, help="POST /analyse timings (0: skip)")
     parser.add_argument("--samples", type=int, default=50, help="list timings (0: skip)")
+    parser.add_argument("--warmup", type=int, default=10, help="seconds of load not counted")
     args = parser.parse_args()
     ensure_database(args.reseed)
     if stored_runs() < args.runs:

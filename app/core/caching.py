@@ -10,7 +10,9 @@ gets an empty 304 until something changed.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request, Response
@@ -80,3 +82,77 @@ def bodies_of(request: Request) -> Bodies:
     if found is None:
         found = state.immutable_bodies = Bodies()
     return found
+
+
+class RecentPages:
+    """List pages as they were answered in the last ``ttl_s``: a burst of pollers asking for
+    the same page costs one query. Any write through this process forgets them all."""
+
+    MAX_PAGES = 1024
+
+    def __init__(self) -> None:
+        self._pages: dict[str, tuple[float, bytes, dict[str, str]]] = {}
+
+    def get(self, key: str, ttl_s: float) -> tuple[bytes, dict[str, str]] | None:
+        found = self._pages.get(key)
+        if found is None or time.monotonic() - found[0] >= ttl_s:
+            return None
+        return found[1], found[2]
+
+    def put(self, key: str, body: bytes, headers: dict[str, str]) -> None:
+        if len(self._pages) >= self.MAX_PAGES:
+            self._pages.clear()
+        self._pages[key] = (time.monotonic(), body, headers)
+
+    def forget(self) -> None:
+        self._pages.clear()
+
+
+def recent_pages(state: Any) -> RecentPages:
+    found: RecentPages | None = getattr(state, "recent_pages", None)
+    if found is None:
+        found = state.recent_pages = RecentPages()
+    return found
+
+
+async def recent_page(
+    request: Request, response: Response, build: Callable[[], Awaitable[Any]]
+) -> Any:
+    """The page ``build`` makes (a pydantic model), or the same page made less than
+    ``list_cache_s`` ago by this process, as bytes with its ``Link`` header."""
+    ttl = float(request.app.state.settings.list_cache_s)
+    if ttl <= 0:
+        return await build()
+    pages = recent_pages(request.app.state)
+    key = f"{request.url.path}?{request.url.query}"
+    found = pages.get(key, ttl)
+    if found is None:
+        page = await build()
+        link = {"Link": response.headers["link"]} if "link" in response.headers else {}
+        found = (page.model_dump_json(by_alias=True).encode(), link)
+        pages.put(key, *found)
+    body, headers = found
+    return Response(body, media_type="application/json", headers=headers)
+
+
+class ForgetPagesOnWrite:
+    """A write (any method but GET, HEAD, OPTIONS) through this process forgets the recent
+    list pages once it has committed — its response is starting — so its own caller, and
+    anyone else asking this process, sees it in the next list."""
+
+    READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in self.READS:
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start" and "app" in scope:
+                recent_pages(scope["app"].state).forget()
+            await send(message)
+
+        await self.app(scope, receive, sending)

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         "at once instead of queueing into timeouts (health checks and /metrics are exempt)",
     )
     retry_after_s: int = Field(default=1, ge=1, le=60, description="Retry-After of a shed 503")
+    list_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="A page of GET /runs is answered from this process's memory "
+        "for this long: many pollers of the same page cost one query a second. A write through "
+        "this process clears it; another process's write shows within this long. 0: off",
+    )
     worker_poll_interval_s: float = 1.0
     worker_concurrency: int = Field(default=1, ge=1, le=16, description="Runs at once per worker")
     heartbeat_interval_s: float = Field(default=5.0, gt=0)

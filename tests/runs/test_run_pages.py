@@ -96,3 +96,20 @@ async def test_every_filter_of_the_run_list_is_served_by_an_index_without_a_sort
             assert "Sort" not in plan_text, (where, plan_text)
             assert "ix_runs_" in plan_text, (where, plan_text)
             assert "ix_analyses_run_created" in plan_text, plan_text
+
+
+async def test_a_page_asked_again_within_a_second_is_the_same_until_a_write_clears_it(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    plan = await make_plan(session)
+    await make_run(session, plan)
+    url = f"{API}/runs?plan_id={plan.id}"
+
+    first = (await client.get(url)).json()["items"]
+    await make_run(session, plan)  # behind this process's back, as another process would
+    again = (await client.get(url)).json()["items"]
+    await client.post(f"{API}/execute", json={"plan_id": str(plan.id)})  # a write through it
+    after_write = (await client.get(url)).json()["items"]
+
+    assert len(first) == len(again) == 1
+    assert len(after_write) == 3
