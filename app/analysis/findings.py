@@ -192,8 +192,8 @@ def baseline_changes(comparisons: list[Comparison]) -> list[Finding]:
             elif lead.sli != "error_rate" and lead.effect_size is not None:
                 summary += (
                     f" — per-second {lead.sli} {'higher' if kind == 'regression' else 'lower'} "
-                    f"than the baseline's in most seconds (Cliff's δ {lead.effect_size:+.2f}, "
-                    f"Mann-Whitney p = {lead.p_value:.2g})"
+                    f"than the baseline's in most seconds (Cliff's δ {lead.effect_size:+.2f}; "
+                    f"p = {lead.p_value:.2g})"
                 )
             if confined:
                 summary += "; the other endpoints did not change"

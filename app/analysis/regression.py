@@ -1,25 +1,33 @@
-"""Did a run regress against its baseline? Per endpoint and SLI, tested on per-second samples.
+"""Did a run regress against its baseline? Per endpoint and SLI, on responses and seconds.
 
-For a latency SLI (p50, p95, p99) the evidence is the run's per-second values of that
-percentile (one per second of the test, from the live histograms) against those of the
-baseline runs, pooled:
+For a latency SLI (p50, p95, p99) four things must hold before a change is claimed:
 
-- a Mann-Whitney U test (two-sided) says whether the two samples differ beyond chance;
-- Cliff's δ (from the same U) says by how much: the share of (run, baseline) second pairs in
-  which the run was slower, minus the share in which it was faster, from −1 to +1;
-- a **99 % interval of the relative change**, from the data's own noise: a block bootstrap of
-  the mean per-second value of each side (contiguous blocks of seconds, so slow minutes stay
-  together), run against baseline. A change is only claimed when the interval excludes zero;
-- a practical change of the whole-run figure: at least a small floor (``FLOOR_BY_SLI``,
-  ``MIN_DELTA_MS_BY_SLI`` absolute), raised to the **run-to-run spread of the baselines** when
-  several are given (1.5 × the largest distance of one baseline from their median): with one
-  baseline the run's own noise decides, with several the noise between runs decides too.
+- **it is there in the responses**: Mood's quantile test on the whole-run histograms — how
+  many of the run's responses and how many of the baselines' were slower than the SLI's
+  percentile of both pooled (Fisher's exact test). Every latency comparison of an analysis is
+  one test of a family, each held to ``ALPHA / tests`` (Bonferroni): an analysis makes ~15 of
+  them (5 endpoints × 3 SLIs), and at ``ALPHA`` each an unchanged system would raise a false
+  alarm in one analysis of ten. Runs without stored histograms fall back on a Mann-Whitney U
+  test of the per-second values, held to the same α — far weaker on short runs (six seconds
+  a side never reach p 0.001);
+- **it is there second by second**: Cliff's δ (from the U of the per-second values) — the
+  share of (run, baseline) second pairs in which the run was slower, minus the share in which
+  it was faster — at least ``MIN_EFFECT``, so a few slow seconds do not make a change;
+- **it is beyond the data's own noise**: a 99 % interval of the relative change by block
+  bootstrap of the mean per-second value of each side (contiguous blocks of seconds, so slow
+  minutes stay together) excludes zero. This and δ respect what the response-level test
+  cannot: responses of one second are not independent of one another;
+- **it is worth an alarm**: a practical change of the whole-run figure of at least a small
+  floor (``FLOOR_BY_SLI``, ``MIN_DELTA_MS_BY_SLI`` absolute), raised to the **run-to-run
+  spread of the baselines** when several are given (1.5 × the largest distance of one
+  baseline from their median): with one baseline the run's own noise decides, with several
+  the noise between runs decides too.
 
-A regression needs all four; an improvement is the same in the other direction. A change that
-is statistically there but under the practical threshold, or over it with an interval that
-reaches zero, is marked ``watch``: reported, not judged. For the error rate the run's and the
-baselines' failures are compared with Fisher's exact test, with a practical change of
-``MIN_ERROR_RATE_DELTA`` (absolute) and 1.5× the baseline rate.
+An improvement is the same in the other direction. A change that is statistically there but
+under the practical threshold, or over it with an interval that reaches zero, is marked
+``watch``: reported, not judged. For the error rate the run's and the baselines' failures are
+compared with Fisher's exact test, with a practical change of ``MIN_ERROR_RATE_DELTA``
+(absolute) and 1.5× the baseline rate.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import numpy as np
 from scipy.stats import fisher_exact, mannwhitneyu
 
 from app.analysis.schemas import Comparison
+from app.core import slis
+from app.runs.histogram import Histogram
 
 LATENCY_SLIS = ("p50", "p95", "p99")
 ALPHA = 0.01
@@ -128,7 +138,9 @@ def practical_floor(sli: str, base_values: Sequence[float | None]) -> float:
     return floor
 
 
-def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries]) -> Comparison:
+def _latency(
+    sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries], tests: int = 1
+) -> Comparison:
     current = run.whole.get(sli)
     base_values = [b.whole.get(sli) for b in base]
     known = [v for v in base_values if v is not None]
@@ -164,20 +176,10 @@ def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries])
     delta = 2 * float(test.statistic) / (len(ours) * len(theirs)) - 1
     change = (current - baseline) / baseline if baseline else None
     interval = change_interval(ours, theirs)
-    practical = abs(current - baseline) >= min_delta and (change is None or abs(change) >= floor)
-    significant = p_value < ALPHA and abs(delta) >= MIN_EFFECT
-    slower = delta > 0 and current > baseline
-    faster = delta < 0 and current < baseline
-    beyond_noise = interval is not None and (
-        (slower and interval[0] > 0) or (faster and interval[1] < 0)
+    alpha = ALPHA / max(1, tests)
+    verdict, watch = _decide(
+        sli, current, baseline, floor, delta, interval, p_value, alpha, direction=delta
     )
-    verdict = "unchanged"
-    watch = False
-    if significant and (slower or faster):
-        if practical and beyond_noise:
-            verdict = "regression" if slower else "improvement"
-        elif change is not None and abs(change) >= floor / 2:
-            watch = True  # there, but under the threshold or within the noise: not judged
     return Comparison(
         endpoint=endpoint,
         sli=sli,
@@ -187,12 +189,101 @@ def _latency(sli: str, endpoint: str, run: RunSeries, base: Sequence[RunSeries])
         p_value=p_value,
         effect_size=delta,
         verdict=verdict,
-        method=method,
+        method=method + f", α {alpha:.2g} for {tests} latency tests",
         n_current=len(ours),
         n_baseline=len(theirs),
         interval=list(interval) if interval is not None else None,
         threshold=floor,
         watch=watch,
+    )
+
+
+def _decide(
+    sli: str,
+    current: float,
+    baseline: float,
+    floor: float,
+    delta: float,
+    interval: tuple[float, float] | Sequence[float] | None,
+    p_value: float,
+    alpha: float,
+    *,
+    direction: float,
+) -> tuple[str, bool]:
+    """(verdict, watch) from the four conditions of the module's docstring. ``direction``: the
+    sign of the change the significance test saw (δ, or the difference of the shares of
+    responses beyond the cut), which must agree with the whole-run figures and δ."""
+    change = (current - baseline) / baseline if baseline else None
+    practical = abs(current - baseline) >= MIN_DELTA_MS_BY_SLI.get(sli, 1.0) and (
+        change is None or abs(change) >= floor
+    )
+    significant = p_value < alpha and abs(delta) >= MIN_EFFECT
+    slower = delta > 0 and direction > 0 and current > baseline
+    faster = delta < 0 and direction < 0 and current < baseline
+    beyond_noise = interval is not None and (
+        (slower and interval[0] > 0) or (faster and interval[1] < 0)
+    )
+    if significant and (slower or faster):
+        if practical and beyond_noise:
+            return ("regression" if slower else "improvement"), False
+        if change is not None and abs(change) >= floor / 2:
+            return "unchanged", True  # there, but under the threshold or within the noise
+    return "unchanged", False
+
+
+def quantile_comparison(
+    comparison: Comparison,
+    run_above: tuple[int, int],
+    base_above: tuple[int, int],
+    tests: int,
+    cut_ms: float,
+    percentile: float,
+) -> Comparison:
+    """A latency comparison judged per second (``_latency``) judged again with the responses
+    as the significance test: Mood's quantile test at ``cut_ms``, the SLI's ``percentile`` of
+    the run's and the baselines' responses pooled (so when nothing changed every response is
+    as likely as any other to be beyond it), Fisher's exact test, two-sided, at ALPHA /
+    ``tests``. δ, the interval and the practical floor still decide with it."""
+    (k, n), (k0, n0) = run_above, base_above
+    c = comparison
+    if (
+        not n
+        or not n0
+        or c.current is None
+        or c.baseline is None
+        or c.effect_size is None
+        or c.threshold is None
+        or c.verdict == "insufficient_data"
+    ):
+        return comparison
+    table = np.array([[k, n - k], [k0, n0 - k0]])
+    p_value = float(fisher_exact(table).pvalue)
+    share, base_share = k / n, k0 / n0
+    alpha = ALPHA / max(1, tests)
+    verdict, watch = _decide(
+        c.sli,
+        c.current,
+        c.baseline,
+        c.threshold,
+        c.effect_size,
+        c.interval,
+        p_value,
+        alpha,
+        direction=share - base_share,
+    )
+    return c.model_copy(
+        update={
+            "p_value": p_value,
+            "verdict": verdict,
+            "watch": watch,
+            "method": f"Mood's quantile test on responses: {k}/{n} vs {k0}/{n0} slower than "
+            f"the pooled p{percentile:g} ({cut_ms:.1f} ms), Fisher's exact test at α "
+            f"{alpha:.2g} for {tests} latency tests; per-second {c.sli} ({c.n_current} s vs "
+            f"{c.n_baseline} s): Cliff's δ "
+            f"{c.effect_size:+.2f}, {CONFIDENCE:.0%} block-bootstrap interval of the change; "
+            f"practical change ≥ {c.threshold:.0%} and ≥ "
+            f"{MIN_DELTA_MS_BY_SLI.get(c.sli, 1.0):g} ms",
+        }
     )
 
 
@@ -305,16 +396,48 @@ def tail_comparison(
     )
 
 
+def judge_on_histograms(
+    comparisons: Sequence[Comparison],
+    sides: Mapping[int, tuple[Histogram, Sequence[Histogram]]],
+) -> list[Comparison]:
+    """The comparisons, each latency one with its run's and baselines' whole-run histograms
+    in ``sides`` (by its index) judged again on the responses: a p99 with too few responses
+    per second by the tail test, the others by Mood's quantile test at the pooled percentile;
+    all of them one family of tests for the α. Without stored histograms (a side empty) the
+    per-second verdict stands."""
+    tests = len(sides)
+    judged = list(comparisons)
+    for index, (run_hist, base_hists) in sides.items():
+        c = comparisons[index]
+        if not run_hist.total or not base_hists or not all(h.total for h in base_hists):
+            continue
+        pooled = run_hist.copy()
+        for h in base_hists:
+            pooled.add(h)
+        percentile = slis.PERCENTILES[c.sli]
+        cut = pooled.percentile(percentile)
+        if cut is None:
+            continue
+        run_above = (run_hist.above(cut), run_hist.total)
+        base_above = (sum(h.above(cut) for h in base_hists), sum(h.total for h in base_hists))
+        if c.verdict != "insufficient_data":
+            judged[index] = quantile_comparison(c, run_above, base_above, tests, cut, percentile)
+        elif c.sli == "p99":
+            judged[index] = tail_comparison(c, run_above, base_above, tests, cut)
+    return judged
+
+
 def compare(
     run: Mapping[str, RunSeries], baselines: Sequence[Mapping[str, RunSeries]]
 ) -> list[Comparison]:
     """Every endpoint of ``run`` ('*' first) against the same endpoint in the baselines."""
     found: list[Comparison] = []
+    tests = len(LATENCY_SLIS) * sum(any(e in b for b in baselines) for e in run)
     for endpoint in sorted(run, key=lambda name: (name != "*", name)):
         base = [b[endpoint] for b in baselines if endpoint in b]
         if not base:
             continue
         for sli in LATENCY_SLIS:
-            found.append(_latency(sli, endpoint, run[endpoint], base))
+            found.append(_latency(sli, endpoint, run[endpoint], base, tests))
         found.append(_error_rate(endpoint, run[endpoint], base))
     return found

@@ -383,9 +383,11 @@ def render_markdown(
             )
         lines += [
             "",
-            "Against baseline runs — latency: Mann-Whitney U on the per-second percentile "
-            "values, effect = Cliff's δ, and a 99 % block-bootstrap interval of the change; a "
-            "regression needs p < 0.01, |δ| ≥ 0.33, an interval that excludes zero and a "
+            "Against baseline runs — latency: p from Mood's quantile test on the responses "
+            "(how many of each run's were slower than the pooled percentile; Fisher's exact "
+            "test), effect = Cliff's δ of the per-second values, and a 99 % block-bootstrap "
+            "interval of the change; a regression needs p under 0.01 divided by the number of "
+            "latency tests in the analysis, |δ| ≥ 0.33, an interval that excludes zero and a "
             "practical change of the whole-run value at least the one in 'Needed' (p50/p95 "
             "10 %, p99 20 %, or the baselines' own run-to-run spread when there are several); "
             "'watch': a change that is there but under that or within the noise. Error rate: "

@@ -52,6 +52,7 @@ from app.models import (
     RunStatus,
 )
 from app.plans.schemas import PLATFORM_DEFAULT_SLOS, SLO, PlanSpec, effective_slos
+from app.runs.histogram import Histogram
 from app.runs.repository import RunRepository
 from app.runs.service import merge_windows
 
@@ -140,35 +141,29 @@ async def run_series(
     return found
 
 
-async def judge_tails(
+async def judge_on_responses(
     session: AsyncSession, comparisons: list[Comparison], run_id: uuid.UUID, baselines: list[Run]
 ) -> list[Comparison]:
-    """p99s that had too few responses per second, judged on the stored histograms."""
+    """Every latency comparison judged again on the stored histograms (regression.
+    judge_on_histograms): each run's windows of an endpoint merged once."""
     runs = RunRepository(session)
-    judged = []
+    merged: dict[tuple[uuid.UUID, str], Histogram] = {}
 
-    def wanted(c: Comparison) -> bool:
-        return c.sli == "p99" and c.verdict == "insufficient_data" and c.baseline is not None
+    async def histogram(owner: uuid.UUID, endpoint: str) -> Histogram:
+        key = (owner, endpoint)
+        if key not in merged:
+            merged[key] = merge_windows(await runs.histograms(owner, endpoint))
+        return merged[key]
 
-    tests = sum(wanted(c) for c in comparisons)
-    for c in comparisons:
-        if not wanted(c) or c.baseline is None:
-            judged.append(c)
-            continue
-        ids = c.baseline_run_ids or [b.id for b in baselines]
-        run_hist = merge_windows(await runs.histograms(run_id, c.endpoint))
-        base_hist = [merge_windows(await runs.histograms(b, c.endpoint)) for b in ids]
-        pooled = run_hist.copy()
-        for h in base_hist:
-            pooled.add(h)
-        cut = pooled.percentile(regression.TAIL_QUANTILE)
-        if cut is None:
-            judged.append(c)
-            continue
-        run_above = (run_hist.above(cut), run_hist.total)
-        base_above = (sum(h.above(cut) for h in base_hist), sum(h.total for h in base_hist))
-        judged.append(regression.tail_comparison(c, run_above, base_above, tests, cut))
-    return judged
+    sides: dict[int, tuple[Histogram, list[Histogram]]] = {}
+    for index, c in enumerate(comparisons):
+        if c.sli in regression.LATENCY_SLIS and c.baseline is not None:
+            ids = c.baseline_run_ids or [b.id for b in baselines]
+            sides[index] = (
+                await histogram(run_id, c.endpoint),
+                [await histogram(b, c.endpoint) for b in ids],
+            )
+    return regression.judge_on_histograms(comparisons, sides)
 
 
 async def gather_system_metrics(
@@ -434,7 +429,7 @@ async def _compare_to_baselines(
                 comparison.baseline_run_ids = [base_run.id]
             comparisons = [c for c in comparisons if c.endpoint not in steps] + scoped
         if baselines:
-            comparisons = await judge_tails(session, comparisons, run.id, baselines)
+            comparisons = await judge_on_responses(session, comparisons, run.id, baselines)
         comparisons.sort(key=lambda c: (c.endpoint != "*", c.endpoint))
         baselines = [*baselines, *(r for r in scenario_bases.values() if r not in baselines)]
         e.baseline_source = e.baseline_source or "promoted"
