@@ -1,7 +1,8 @@
 """How long an analysis takes without the LLM: a 30-minute, 20-endpoint run against a baseline.
 
 Stores a plan of 20 endpoints and two runs of it (baseline and candidate) as the worker would
-— 1,800 per-second samples each with figures for every endpoint, per-endpoint results — one
+— 1,800 per-second samples each with figures for every endpoint, each endpoint's 10-second
+histogram windows (180 × 21, read by the response-level tests), per-endpoint results — one
 endpoint 40 % slower in the candidate; then times ``POST /analyse`` (SLOs, regression tests on
 every endpoint and SLI, findings, report) through the ASGI app, several times.
 
@@ -29,9 +30,12 @@ from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.migrate import upgrade
 from app.core.settings import get_settings
 from app.main import create_app
-from app.models import Plan, PlanStatus, Run, RunResult, RunSample, RunStatus
+from app.models import Plan, PlanStatus, Run, RunHistogram, RunResult, RunSample, RunStatus
 from app.plans import k6script
 from app.plans.schemas import PlanSpec, effective_slos
+from app.runs.histogram import Histogram
+
+WINDOW_S = 10
 
 API = "/api/agents/performance-agent"
 
@@ -79,6 +83,26 @@ def figures(rng: np.random.Generator, p95: float, requests: int) -> dict[str, An
     }
 
 
+def window_row(
+    run_id: uuid.UUID, endpoint: str, start: datetime, window: int, span: int, latency: Histogram
+) -> RunHistogram:
+    return RunHistogram(
+        run_id=run_id,
+        attempt=1,
+        endpoint=endpoint,
+        at=start + timedelta(seconds=window),
+        start_s=window,
+        seconds=span,
+        requests=latency.total,
+        failures=0,
+        count=latency.total,
+        sum_ms=latency.sum_ms,
+        min_ms=latency.min_ms,
+        max_ms=latency.max_ms,
+        counts=latency.encode(),
+    )
+
+
 def run_rows(plan: Plan, seconds: int, endpoints: int, slow: int | None, seed: int) -> list[Any]:
     rng = np.random.default_rng(seed)
     run = Run(
@@ -108,6 +132,17 @@ def run_rows(plan: Plan, seconds: int, endpoints: int, slow: int | None, seed: i
                 data=data,
             )
         )
+    for window in range(0, seconds, WINDOW_S):
+        span = min(WINDOW_S, seconds - window)
+        every = Histogram()
+        for i, p95 in enumerate(p95s):
+            # Lognormal σ 0.3: its p95 is 1.64 × the median.
+            values = p95 / 1.64 * rng.lognormal(0, 0.3, 25 * span)
+            one = Histogram()
+            one.record(values)
+            every.add(one)
+            rows.append(window_row(run.id, f"e{i:02d}", start, window, span, one))
+        rows.append(window_row(run.id, "*", start, window, span, every))
     for name, p95 in [("*", max(p95s)), *((f"e{i:02d}", v) for i, v in enumerate(p95s))]:
         requests = 25 * seconds * (endpoints if name == "*" else 1)
         rows.append(

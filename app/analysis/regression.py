@@ -256,8 +256,7 @@ def quantile_comparison(
         or c.verdict == "insufficient_data"
     ):
         return comparison
-    table = np.array([[k, n - k], [k0, n0 - k0]])
-    p_value = float(fisher_exact(table).pvalue)
+    p_value = beyond_p(k, n, k0, n0, "two-sided")
     share, base_share = k / n, k0 / n0
     alpha = ALPHA / max(1, tests)
     verdict, watch = _decide(
@@ -340,6 +339,19 @@ def _error_rate(endpoint: str, run: RunSeries, base: Sequence[RunSeries]) -> Com
     )
 
 
+def beyond_p(k: int, n: int, k0: int, n0: int, alternative: str) -> float:
+    """p of k/n against k0/n0 responses beyond a cut, by Fisher's exact test; two-sided as
+    twice the smaller one-sided p (the doubling rule, a little conservative): scipy's
+    two-sided sum over the table's support takes ~4 ms at 45,000 responses a side, the two
+    one-sided tails ~0.5 ms, and an analysis makes ~80 of them."""
+    table = np.array([[k, n - k], [k0, n0 - k0]])
+    if alternative != "two-sided":
+        return float(fisher_exact(table, alternative=alternative).pvalue)
+    greater = float(fisher_exact(table, alternative="greater").pvalue)
+    less = float(fisher_exact(table, alternative="less").pvalue)
+    return min(1.0, 2 * min(greater, less))
+
+
 TAIL_RATIO = 2.0  # the run's share of responses beyond the cut, against the baselines'
 TAIL_QUANTILE = 99.0  # the cut: this percentile of the run's and baselines' responses pooled
 
@@ -367,9 +379,8 @@ def tail_comparison(
         return comparison
     floor = comparison.threshold or FLOOR_BY_SLI["p99"]
     change = (current - baseline) / baseline
-    table = np.array([[k, n - k], [k0, n0 - k0]])
-    slower = float(fisher_exact(table, alternative="greater").pvalue)
-    faster = float(fisher_exact(table, alternative="less").pvalue)
+    slower = beyond_p(k, n, k0, n0, "greater")
+    faster = beyond_p(k, n, k0, n0, "less")
     share, base_share = k / n, k0 / n0
     practical = abs(current - baseline) >= MIN_DELTA_MS_BY_SLI["p99"] and abs(change) >= floor
     alpha = ALPHA / max(1, tests)

@@ -54,7 +54,6 @@ from app.models import (
 from app.plans.schemas import PLATFORM_DEFAULT_SLOS, SLO, PlanSpec, effective_slos
 from app.runs.histogram import Histogram
 from app.runs.repository import RunRepository
-from app.runs.service import merge_windows
 
 LAST_PASSING_RUNS = 3
 
@@ -145,24 +144,27 @@ async def judge_on_responses(
     session: AsyncSession, comparisons: list[Comparison], run_id: uuid.UUID, baselines: list[Run]
 ) -> list[Comparison]:
     """Every latency comparison judged again on the stored histograms (regression.
-    judge_on_histograms): each run's windows of an endpoint merged once."""
-    runs = RunRepository(session)
-    merged: dict[tuple[uuid.UUID, str], Histogram] = {}
+    judge_on_histograms): each run's windows of each endpoint merged, in one query."""
+    tested = {
+        index: c
+        for index, c in enumerate(comparisons)
+        if c.sli in regression.LATENCY_SLIS and c.baseline is not None
+    }
+    owners = {run_id, *(b.id for b in baselines)}
+    for c in tested.values():
+        owners.update(c.baseline_run_ids or ())
+    merged = await RunRepository(session).merged_histograms(sorted(owners))
 
-    async def histogram(owner: uuid.UUID, endpoint: str) -> Histogram:
-        key = (owner, endpoint)
-        if key not in merged:
-            merged[key] = merge_windows(await runs.histograms(owner, endpoint))
-        return merged[key]
+    def histogram(owner: uuid.UUID, endpoint: str) -> Histogram:
+        return merged.get((owner, endpoint)) or Histogram()
 
-    sides: dict[int, tuple[Histogram, list[Histogram]]] = {}
-    for index, c in enumerate(comparisons):
-        if c.sli in regression.LATENCY_SLIS and c.baseline is not None:
-            ids = c.baseline_run_ids or [b.id for b in baselines]
-            sides[index] = (
-                await histogram(run_id, c.endpoint),
-                [await histogram(b, c.endpoint) for b in ids],
-            )
+    sides = {
+        index: (
+            histogram(run_id, c.endpoint),
+            [histogram(b, c.endpoint) for b in c.baseline_run_ids or [b.id for b in baselines]],
+        )
+        for index, c in tested.items()
+    }
     return regression.judge_on_histograms(comparisons, sides)
 
 

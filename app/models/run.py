@@ -63,6 +63,11 @@ class Run(IdMixin, Base):
         Index("ix_runs_created", "created_at", "id"),
         Index("ix_runs_plan_created", "plan_id", "created_at", "id"),
         Index("ix_runs_status_created", "status", "created_at", "id"),
+        Index(
+            "ix_runs_to_roll_up",
+            "finished_at",
+            postgresql_where="samples_rolled_up_at IS NULL AND finished_at IS NOT NULL",
+        ),
     )
 
     plan_id: Mapped[uuid.UUID] = mapped_column(
@@ -76,6 +81,9 @@ class Run(IdMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set once the retention job has rolled the run's per-second samples up into per-minute
+    # ones (app/runs/retention.py).
+    samples_rolled_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     abort_requested: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default="false"
     )
@@ -162,9 +170,10 @@ class RunSample(Base):
 class RunHistogram(Base):
     """One endpoint's latency histogram over a window of seconds (``endpoint='*'``: all).
 
-    ``counts`` is app/runs/histogram.py's fixed layout (about 2 KB whatever the traffic);
-    ``count``/``sum_ms``/``min_ms``/``max_ms`` are exact, over expected responses only, while
-    ``requests``/``failures`` count every response. Windows of one attempt add up to its totals.
+    ``counts`` is app/runs/histogram.py's fixed layout, its non-empty buckets deflated (tens
+    to hundreds of bytes); ``count``/``sum_ms``/``min_ms``/``max_ms`` are exact, over expected
+    responses only, while ``requests``/``failures`` count every response. Windows of one
+    attempt add up to its totals.
     """
 
     __tablename__ = "run_histograms"
