@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         default=20.0, gt=0, description="A running run without a heartbeat this long is lost"
     )
     reaper_interval_s: float = Field(default=10.0, gt=0)
+    sample_retention_days: float = Field(
+        default=14.0,
+        ge=0,
+        description="Days a finished run keeps its per-second samples; then the worker rolls "
+        "them up into per-minute ones (percentiles from the run's histograms) and its latency "
+        "histogram windows into minute windows. 0 keeps every second for ever.",
+    )
     max_claims: int = Field(
         default=2, ge=1, description="A run whose worker died is re-queued until claimed this often"
     )

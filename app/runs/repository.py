@@ -6,11 +6,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import pagination
-from app.models import Analysis, Run, RunEvent, RunHistogram, RunResult, RunStatus
+from app.models import (
+    Analysis,
+    Baseline,
+    Run,
+    RunEvent,
+    RunHistogram,
+    RunResult,
+    RunSample,
+    RunStatus,
+)
+from app.runs.histogram import Histogram
 
 SUMMARY_COLUMNS = (
     Run.id,
@@ -192,3 +202,88 @@ class RunRepository:
             .order_by(RunHistogram.start_s, RunHistogram.id)
         )
         return (await self.session.scalars(query)).all()
+
+    async def take_to_roll_up(self, *, finished_before: datetime, limit: int) -> list[uuid.UUID]:
+        """Finished runs whose seconds are still stored one by one, oldest first, locked for
+        this transaction (another worker skips them). A run promoted as a baseline keeps its
+        seconds: comparisons against it are made second by second."""
+        promoted = select(Baseline.id).where(Baseline.run_id == Run.id).exists()
+        query = (
+            select(Run.id)
+            .where(
+                Run.samples_rolled_up_at.is_(None),
+                Run.finished_at.is_not(None),
+                Run.finished_at < finished_before,
+                ~promoted,
+            )
+            .order_by(Run.finished_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list((await self.session.scalars(query)).all())
+
+    async def samples(self, run_id: uuid.UUID) -> Sequence[RunSample]:
+        query = (
+            select(RunSample).where(RunSample.run_id == run_id).order_by(RunSample.at, RunSample.id)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def all_histograms(self, run_id: uuid.UUID) -> Sequence[RunHistogram]:
+        """Every stored window of every attempt, in order."""
+        query = (
+            select(RunHistogram)
+            .where(RunHistogram.run_id == run_id)
+            .order_by(RunHistogram.attempt, RunHistogram.endpoint, RunHistogram.start_s)
+        )
+        return (await self.session.scalars(query)).all()
+
+    async def replace_seconds(
+        self,
+        run_id: uuid.UUID,
+        *,
+        samples: tuple[Sequence[int], list[dict[str, Any]]],
+        histograms: tuple[Sequence[int], list[dict[str, Any]]],
+        now: datetime,
+    ) -> None:
+        """Rows (by id) replaced by others, and the run marked rolled up: one transaction."""
+        for model, (old, new) in ((RunSample, samples), (RunHistogram, histograms)):
+            if old:
+                await self.session.execute(delete(model).where(model.id.in_(old)))
+            if new:
+                await self.session.execute(insert(model), new)
+        await self.session.execute(
+            update(Run).where(Run.id == run_id).values(samples_rolled_up_at=now)
+        )
+
+    async def merged_histograms(
+        self, run_ids: Sequence[uuid.UUID]
+    ) -> dict[tuple[uuid.UUID, str], Histogram]:
+        """Per run and endpoint, its latest attempt's windows merged: one query, plain
+        columns (no ORM objects: a 30-minute, 20-endpoint pair is 7,560 windows)."""
+        latest = (
+            select(RunHistogram.run_id, func.max(RunHistogram.attempt).label("attempt"))
+            .where(RunHistogram.run_id.in_(run_ids))
+            .group_by(RunHistogram.run_id)
+            .subquery()
+        )
+        query = select(
+            RunHistogram.run_id,
+            RunHistogram.endpoint,
+            RunHistogram.counts,
+            RunHistogram.count,
+            RunHistogram.sum_ms,
+            RunHistogram.min_ms,
+            RunHistogram.max_ms,
+        ).join(
+            latest,
+            (latest.c.run_id == RunHistogram.run_id) & (latest.c.attempt == RunHistogram.attempt),
+        )
+        merged: dict[tuple[uuid.UUID, str], Histogram] = {}
+        for run_id, endpoint, counts, count, sum_ms, min_ms, max_ms in await self.session.execute(
+            query
+        ):
+            into = merged.get((run_id, endpoint))
+            if into is None:
+                into = merged[(run_id, endpoint)] = Histogram()
+            into.add_encoded(counts, count=count, sum_ms=sum_ms, min_ms=min_ms, max_ms=max_ms)
+        return merged

@@ -3,7 +3,8 @@
 It runs inside ``perf-agent serve`` or on its own (``perf-agent worker``); any number of
 workers can share one database because claiming uses ``FOR UPDATE SKIP LOCKED``. Every worker
 also reaps: a running run whose worker stopped heartbeating (it died) is re-queued, or failed
-once it has been claimed ``max_claims`` times.
+once it has been claimed ``max_claims`` times; and once a minute rolls up the seconds of a few
+runs finished more than ``sample_retention_days`` ago (app/runs/retention.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from app.core.settings import Settings
 from app.k6 import sandbox
 from app.models import Run, RunStatus
 from app.models.base import utcnow
-from app.runs import execution
+from app.runs import execution, retention
 from app.runs.repository import RunRepository
 
 log = logging.getLogger(__name__)
+
+ROLL_UP_INTERVAL_S = 60.0
 
 
 def default_worker_id() -> str:
@@ -117,13 +120,18 @@ class Worker:
             # Rules a crashed worker left behind on this machine (their uid is free again).
             await asyncio.to_thread(sandbox.sweep, self.settings)
         running: set[asyncio.Task[None]] = set()
-        next_reap = 0.0
+        next_reap = next_roll_up = 0.0
         try:
             while not stop.is_set():
                 try:
                     if time.monotonic() >= next_reap:
                         next_reap = time.monotonic() + self.settings.reaper_interval_s
                         await self.reap()
+                    if time.monotonic() >= next_roll_up:
+                        next_roll_up = time.monotonic() + ROLL_UP_INTERVAL_S
+                        await retention.roll_up_finished_runs(
+                            self.sessionmaker, self.settings.sample_retention_days
+                        )
                     run_id = None
                     if len(running) < self.settings.worker_concurrency:
                         run_id = await self.claim()

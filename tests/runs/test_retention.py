@@ -1,0 +1,175 @@
+"""Retention: a finished run's seconds rolled up into minutes, with every figure kept exact."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from httpx import AsyncClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.models import Baseline, Plan, Run, RunHistogram, RunSample
+from app.runs import retention
+from app.runs.live import LiveMetrics
+from app.runs.repository import RunRepository
+from app.runs.service import merge_windows
+from app.runs.spool import _insert
+from tests.builders import make_plan, make_run
+
+T0 = 1_790_000_000
+ENDPOINTS = ("catalog", "orders")
+
+
+def _line(t: float, ms: float, name: str, ok: bool = True) -> str:
+    stamp = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    tags = {"expected_response": "true" if ok else "false", "name": name}
+    return json.dumps(
+        {"metric": "http_req_duration", "type": "Point",
+         "data": {"time": stamp, "value": ms, "tags": tags}},
+        separators=(",", ":"),
+    )  # fmt: skip
+
+
+Records = tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, list[np.ndarray]]]
+
+
+def live_records(seconds: int, seed: int = 3) -> Records:
+    """What the worker stores for a run of ``seconds`` at 20 requests/s per endpoint (one in
+    ten of orders' failing) — samples and windows, and its results — and every latency fed in,
+    per endpoint and second."""
+    rng = np.random.default_rng(seed)
+    live = LiveMetrics(list(ENDPOINTS), window_s=10)
+    fed: dict[str, list[np.ndarray]] = {name: [] for name in ENDPOINTS}
+    records: list[dict[str, Any]] = []
+    for second in range(seconds):
+        lines = []
+        for name in ENDPOINTS:
+            values = (10 if name == "catalog" else 30) * rng.lognormal(0, 0.4, 20)
+            ok = [not (name == "orders" and i % 10 == 0) for i in range(20)]
+            fed[name].append(values[ok])
+            lines += [
+                _line(T0 + second + (i + 0.5) / 20, float(v), name, ok[i])
+                for i, v in enumerate(values)
+            ]
+        live.feed(("\n".join(lines) + "\n").encode())
+        records.extend(live.drain())
+    live.finish()
+    records.extend(live.drain())
+    for record in records:
+        (record["sample"] if record["type"] == "sample" else record)["attempt"] = 1
+    return records, live.results(list(ENDPOINTS), float(seconds)), fed
+
+
+async def finished_run(
+    session: AsyncSession, stored: Records, *, days_ago: float = 30, plan: Plan | None = None
+) -> Run:
+    records, results, _ = stored
+    plan = plan or await make_plan(session)
+    run = await make_run(session, plan, results=results)
+    run.finished_at = datetime.now(UTC) - timedelta(days=days_ago)
+    await _insert(session, run.id, records)
+    await session.flush()
+    return run
+
+
+async def count(session: AsyncSession, model: type[RunSample | RunHistogram], run: Run) -> int:
+    return int(
+        await session.scalar(select(func.count()).select_from(model).where(model.run_id == run.id))
+        or 0
+    )
+
+
+async def test_a_run_rolled_up_keeps_its_totals_and_whole_run_percentiles_exactly(
+    session: AsyncSession,
+) -> None:
+    run = await finished_run(session, live_records(150))
+    repo = RunRepository(session)
+    before = {name: merge_windows(await repo.histograms(run.id, name)) for name in ENDPOINTS}
+    seconds = await repo.samples(run.id)
+
+    await retention.roll_up(session, run.id, now=datetime.now(UTC))
+
+    minutes = await repo.samples(run.id)
+    assert [s.data["elapsed_s"] for s in minutes] == [0, 60, 120]
+    assert [s.data["span_s"] for s in minutes] == [60, 60, 30]
+    assert sum(s.requests for s in minutes) == sum(s.requests for s in seconds) == 150 * 40
+    assert sum(s.failures for s in minutes) == sum(s.failures for s in seconds) == 150 * 2
+    assert minutes[-1].data["total_requests"] == seconds[-1].data["total_requests"]
+    assert await count(session, RunHistogram, run) == 3 * (len(ENDPOINTS) + 1)  # + '*'
+    for name in ENDPOINTS:
+        after = merge_windows(await repo.histograms(run.id, name))
+        assert np.array_equal(after.counts, before[name].counts)
+        assert (after.total, after.min_ms, after.max_ms) == (
+            before[name].total,
+            before[name].min_ms,
+            before[name].max_ms,
+        )
+    await session.refresh(run)
+    assert run.samples_rolled_up_at is not None
+
+
+async def test_a_minute_sample_has_the_percentiles_of_its_minute_within_the_layouts_accuracy(
+    session: AsyncSession,
+) -> None:
+    stored = live_records(120)
+    fed = stored[2]
+    run = await finished_run(session, stored)
+
+    await retention.roll_up(session, run.id, now=datetime.now(UTC))
+
+    for minute in await RunRepository(session).samples(run.id):
+        first = minute.data["elapsed_s"]
+        for name in ENDPOINTS:
+            figures = minute.data["endpoints"][name]
+            values = np.concatenate(fed[name][first : first + 60])
+            assert figures["requests"] == 60 * 20
+            for sli, pct in (("p50", 50), ("p95", 95), ("p99", 99)):
+                exact = float(np.percentile(values, pct))
+                assert abs(figures["latency_ms"][sli] / exact - 1) < 0.005
+
+
+async def test_only_runs_finished_longer_ago_than_the_retention_and_not_baselines_roll_up(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    stored = live_records(70)
+    old = await finished_run(session, stored, days_ago=30)
+    recent = await finished_run(session, stored, days_ago=1)
+    promoted = await finished_run(session, stored, days_ago=30)
+    session.add(Baseline(plan_id=promoted.plan_id, run_id=promoted.id))
+    await session.commit()
+
+    rolled = await retention.roll_up_finished_runs(sessionmaker, retention_days=14, limit=50)
+    again = await retention.roll_up_finished_runs(sessionmaker, retention_days=14, limit=50)
+    never = await retention.roll_up_finished_runs(sessionmaker, retention_days=0, limit=50)
+
+    assert old.id in rolled
+    assert recent.id not in rolled
+    assert promoted.id not in rolled
+    assert old.id not in again
+    assert never == []
+    assert await count(session, RunSample, old) == 2
+    assert await count(session, RunSample, recent) == 70
+
+
+async def test_a_rolled_up_run_is_still_analysed_against_one_that_was_not(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    baseline = await finished_run(session, live_records(90))
+    plan = await session.get(Plan, baseline.plan_id)
+    candidate = await finished_run(session, live_records(90, seed=4), plan=plan)
+    await session.commit()
+    await retention.roll_up(session, baseline.id, now=datetime.now(UTC))
+    await session.commit()
+
+    response = await client.post(
+        "/api/agents/performance-agent/analyse",
+        json={"run_id": str(candidate.id), "baseline_run_ids": [str(baseline.id)]},
+    )
+
+    assert response.status_code == 201, response.text
+    latency = [c for c in response.json()["comparisons"] if c["sli"] in ("p50", "p95")]
+    assert latency
+    assert all(c["verdict"] != "regression" for c in latency)
