@@ -430,7 +430,7 @@ async def _compare_to_baselines(
             for comparison in scoped:
                 comparison.baseline_run_ids = [base_run.id]
             comparisons = [c for c in comparisons if c.endpoint not in steps] + scoped
-        if baselines:
+        if comparisons:  # scenario-scoped ones name their own baseline runs
             comparisons = await judge_on_responses(session, comparisons, run.id, baselines)
         comparisons.sort(key=lambda c: (c.endpoint != "*", c.endpoint))
         baselines = [*baselines, *(r for r in scenario_bases.values() if r not in baselines)]
