@@ -39,6 +39,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.stats import fisher_exact, mannwhitneyu
@@ -346,7 +347,9 @@ def _error_rate(endpoint: str, run: RunSeries, base: Sequence[RunSeries]) -> Com
     )
 
 
-def beyond_p(k: int, n: int, k0: int, n0: int, alternative: str) -> float:
+def beyond_p(
+    k: int, n: int, k0: int, n0: int, alternative: Literal["two-sided", "less", "greater"]
+) -> float:
     """p of k/n against k0/n0 responses beyond a cut, by Fisher's exact test; two-sided as
     twice the smaller one-sided p (the doubling rule, a little conservative): scipy's
     two-sided sum over the table's support takes ~4 ms at 45,000 responses a side, the two

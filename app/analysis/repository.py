@@ -80,6 +80,8 @@ class AnalysisRepository:
                 Run.status == RunStatus.succeeded,
                 Run.id != excluding,
                 Run.created_at < before,
+                # Compared second by second: a run whose seconds retention rolled up is not.
+                Run.samples_rolled_up_at.is_(None),
                 passed,
             )
             .order_by(Run.created_at.desc())
@@ -126,7 +128,8 @@ class AnalysisRepository:
         return [Second(*row) for row in rows]
 
 
-# The latest attempt's per-second samples (older samples, cumulative, are left out).
+# The latest attempt's per-second samples (older samples, cumulative, are left out, and so
+# are the per-minute ones retention made: they are not seconds — app/runs/retention.py).
 _SECONDS = """
 SELECT floor(coalesce((data->>'elapsed_s')::float8, 0))::int,
        coalesce((data->>'vus')::int, vus), requests, failures,
@@ -136,6 +139,7 @@ SELECT floor(coalesce((data->>'elapsed_s')::float8, 0))::int,
 FROM run_samples
 WHERE run_id = :run
   AND data->>'total_requests' IS NOT NULL
+  AND NOT data ? 'span_s'
   AND coalesce((data->>'attempt')::int, 1) = (
       SELECT max(coalesce((data->>'attempt')::int, 1)) FROM run_samples WHERE run_id = :run)
 ORDER BY at, id
@@ -149,6 +153,7 @@ WITH samples AS (
            max(coalesce((s.data->>'attempt')::int, 1)) OVER (PARTITION BY s.run_id) AS latest
     FROM run_samples s
     WHERE s.run_id = ANY(:runs) AND s.data->>'total_requests' IS NOT NULL
+      AND NOT s.data ? 'span_s'
 ), figures AS (
     SELECT run_id, at, id, '*' AS endpoint, data AS f FROM samples WHERE attempt = latest
     UNION ALL

@@ -411,6 +411,13 @@ async def _compare_to_baselines(
     scenario_bases: dict[str, Run] = {}
     if baseline_run_ids is None:
         scenario_bases = await scenario_baselines(session, run, e.plan, spec)
+    for rolled in [run, *baselines, *scenario_bases.values()]:
+        if rolled.samples_rolled_up_at is not None:
+            e.warnings.append(
+                f"Run {rolled.id}'s per-second samples were rolled up into minutes on "
+                f"{rolled.samples_rolled_up_at:%Y-%m-%d} (retention): its comparisons have no "
+                "per-second values, so only p99 is judged (on its stored histograms)."
+            )
     if baselines or scenario_bases:
         ids = list(
             dict.fromkeys(

@@ -27,13 +27,22 @@ from app.plans.schemas import PlanSpec
 async def promote(
     session: AsyncSession, *, run_id: uuid.UUID, note: str | None, scenario: str | None = None
 ) -> Baseline:
-    run = await session.get(Run, run_id)
+    # Locked: the retention job rolls a run up under the same lock, so a run is never promoted
+    # while its seconds are being replaced.
+    run = await session.get(Run, run_id, with_for_update=True)
     if run is None:
         raise NotFound(f"no run {run_id}", code="run.not_found")
     if run.status != RunStatus.succeeded:
         raise Conflict(
             f"run {run_id} is {run.status}; only a succeeded run can be a baseline",
             code="baseline.run_not_succeeded",
+        )
+    if run.samples_rolled_up_at is not None:
+        raise Conflict(
+            f"run {run_id}'s per-second samples were rolled up into minutes on "
+            f"{run.samples_rolled_up_at:%Y-%m-%d} (PERF_AGENT_SAMPLE_RETENTION_DAYS); a "
+            "baseline is compared second by second: promote a newer run",
+            code="baseline.samples_rolled_up",
         )
     plan = await session.get(Plan, run.plan_id)
     assert plan is not None  # runs.plan_id is a RESTRICT foreign key

@@ -66,7 +66,8 @@ class Run(IdMixin, Base):
         Index(
             "ix_runs_to_roll_up",
             "finished_at",
-            postgresql_where="samples_rolled_up_at IS NULL AND finished_at IS NOT NULL",
+            postgresql_where="samples_rolled_up_at IS NULL AND samples_kept_reason IS NULL "
+            "AND finished_at IS NOT NULL",
         ),
     )
 
@@ -81,9 +82,10 @@ class Run(IdMixin, Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # Set once the retention job has rolled the run's per-second samples up into per-minute
-    # ones (app/runs/retention.py).
+    # The retention job (app/runs/retention.py): when it rolled the run's per-second samples up
+    # into per-minute ones, or why it kept them (its windows did not cover them, it failed).
     samples_rolled_up_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    samples_kept_reason: Mapped[str | None] = mapped_column(Text)
     abort_requested: Mapped[bool] = mapped_column(
         Boolean, nullable=False, default=False, server_default="false"
     )

@@ -38,7 +38,12 @@ _LOG_GAMMA = math.log(GAMMA)
 BUCKETS = math.ceil(math.log(MAX_MS / MIN_MS) / _LOG_GAMMA) + 1
 DENSE = 1  # every bucket as a LEB128 varint, as earlier versions stored them
 ENCODING = 2  # sparse: see the module's docstring; bump if the layout or byte format changes
-_WIDTHS = (np.dtype("<u1"), np.dtype("<u2"), np.dtype("<u4"), np.dtype("<u8"))
+_WIDTHS: tuple[np.dtype[Any], ...] = (
+    np.dtype("<u1"),
+    np.dtype("<u2"),
+    np.dtype("<u4"),
+    np.dtype("<u8"),
+)
 # Two bytes of index and at most eight of count per bucket: nothing decodes to more.
 _MAX_SPARSE = BUCKETS * (2 + 8)
 
@@ -161,8 +166,7 @@ class Histogram:
         self, data: bytes, *, count: int, sum_ms: float, min_ms: float | None, max_ms: float | None
     ) -> None:
         """Merge a stored histogram in without decoding it into a histogram of its own."""
-        if add_counts(self.counts, data) != count:
-            raise ValueError("histogram counts do not add up to its count")
+        add_counts(self.counts, data, expected=count)
         if count == 0:
             return
         self.total += count
@@ -213,11 +217,14 @@ def decode_counts(data: bytes) -> np.ndarray:
     return counts
 
 
-def add_counts(into: np.ndarray, data: bytes) -> int:
+def add_counts(into: np.ndarray, data: bytes, expected: int | None = None) -> int:
     """Add an encoded histogram's counts into ``into`` (a ``BUCKETS`` array) without building
-    a dense array for it; the number of responses added."""
+    a dense array for it; the number of responses added. With ``expected``, a histogram that
+    does not hold that many is refused before anything is added."""
     if data and data[0] == DENSE:
         dense = _decode_dense(data)
+        if expected is not None and int(dense.sum()) != expected:
+            raise ValueError("histogram counts do not add up to its count")
         into += dense
         return int(dense.sum())
     if len(data) < 2 or data[0] != ENCODING or data[1] >= len(_WIDTHS):
@@ -238,11 +245,15 @@ def add_counts(into: np.ndarray, data: bytes) -> int:
     indexes = np.cumsum(steps)
     if filled and ((steps[1:] == 0).any() or int(indexes[-1]) >= BUCKETS or (values <= 0).any()):
         raise ValueError("histogram buckets out of its layout")
+    if expected is not None and int(values.sum()) != expected:
+        raise ValueError("histogram counts do not add up to its count")
     into[indexes] += values  # indexes are distinct: no need for np.add.at
     return int(values.sum())
 
 
 def _decode_dense(data: bytes) -> np.ndarray:
+    if len(data) > 1 + BUCKETS * 10:
+        raise ValueError("histogram longer than any of its layout")
     if len(data) == BUCKETS + 1:
         # Every count under 128: one byte each (encode_counts' compact case), read at once.
         dense = np.frombuffer(data, dtype=np.uint8, offset=1)
@@ -254,6 +265,8 @@ def _decode_dense(data: bytes) -> np.ndarray:
         value |= (byte & 0x7F) << shift
         if byte & 0x80:
             shift += 7
+            if shift > 56:
+                raise ValueError("histogram count too large")
             continue
         if index >= BUCKETS:
             raise ValueError("histogram has more buckets than its layout")

@@ -22,6 +22,21 @@ from app.models import (
 )
 from app.runs.histogram import Histogram
 
+# Rows per statement when replacing a run's seconds: one bound parameter per id, and
+# PostgreSQL's protocol allows 65,535 (a 24-hour run has 86,400 seconds).
+DELETE_CHUNK = 5_000
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    id: int
+    at: datetime
+    vus: int
+    requests: int
+    failures: int
+    data: dict[str, Any]
+
+
 SUMMARY_COLUMNS = (
     Run.id,
     Run.plan_id,
@@ -203,30 +218,41 @@ class RunRepository:
         )
         return (await self.session.scalars(query)).all()
 
-    async def take_to_roll_up(self, *, finished_before: datetime, limit: int) -> list[uuid.UUID]:
-        """Finished runs whose seconds are still stored one by one, oldest first, locked for
-        this transaction (another worker skips them). A run promoted as a baseline keeps its
-        seconds: comparisons against it are made second by second."""
+    async def take_to_roll_up(self, *, finished_before: datetime) -> uuid.UUID | None:
+        """The oldest finished run the retention job has not handled, locked for this
+        transaction (another worker skips it, a promotion waits for it). A run promoted as a
+        baseline keeps its seconds: comparisons against it are made second by second."""
         promoted = select(Baseline.id).where(Baseline.run_id == Run.id).exists()
         query = (
             select(Run.id)
             .where(
                 Run.samples_rolled_up_at.is_(None),
+                Run.samples_kept_reason.is_(None),
                 Run.finished_at.is_not(None),
                 Run.finished_at < finished_before,
                 ~promoted,
             )
             .order_by(Run.finished_at)
-            .limit(limit)
+            .limit(1)
             .with_for_update(skip_locked=True)
         )
-        return list((await self.session.scalars(query)).all())
+        return cast(uuid.UUID | None, await self.session.scalar(query))
 
-    async def samples(self, run_id: uuid.UUID) -> Sequence[RunSample]:
+    async def sample_rows(self, run_id: uuid.UUID) -> list[SampleRow]:
+        """The run's samples in order, as plain rows (no ORM objects)."""
         query = (
-            select(RunSample).where(RunSample.run_id == run_id).order_by(RunSample.at, RunSample.id)
+            select(
+                RunSample.id,
+                RunSample.at,
+                RunSample.vus,
+                RunSample.requests,
+                RunSample.failures,
+                RunSample.data,
+            )
+            .where(RunSample.run_id == run_id)
+            .order_by(RunSample.at, RunSample.id)
         )
-        return (await self.session.scalars(query)).all()
+        return [SampleRow(*row) for row in await self.session.execute(query)]
 
     async def all_histograms(self, run_id: uuid.UUID) -> Sequence[RunHistogram]:
         """Every stored window of every attempt, in order."""
@@ -242,18 +268,28 @@ class RunRepository:
         run_id: uuid.UUID,
         *,
         samples: tuple[Sequence[int], list[dict[str, Any]]],
-        histograms: tuple[Sequence[int], list[dict[str, Any]]],
+        windows: list[dict[str, Any]],
         now: datetime,
     ) -> None:
-        """Rows (by id) replaced by others, and the run marked rolled up: one transaction."""
-        for model, (old, new) in ((RunSample, samples), (RunHistogram, histograms)):
-            if old:
-                await self.session.execute(delete(model).where(model.id.in_(old)))
-            if new:
-                await self.session.execute(insert(model), new)
+        """Samples (by id) and every histogram window of the run replaced, and the run marked
+        rolled up."""
+        old, new = samples
+        for i in range(0, len(old), DELETE_CHUNK):
+            chunk = list(old[i : i + DELETE_CHUNK])
+            await self.session.execute(delete(RunSample).where(RunSample.id.in_(chunk)))
+        await self.session.execute(delete(RunHistogram).where(RunHistogram.run_id == run_id))
+        for model, rows in ((RunSample, new), (RunHistogram, windows)):
+            for i in range(0, len(rows), DELETE_CHUNK):
+                await self.session.execute(insert(model), rows[i : i + DELETE_CHUNK])
         await self.session.execute(
             update(Run).where(Run.id == run_id).values(samples_rolled_up_at=now)
         )
+
+    async def keep_seconds(self, run_id: uuid.UUID, reason: str) -> None:
+        await self.session.execute(
+            update(Run).where(Run.id == run_id).values(samples_kept_reason=reason)
+        )
+        await self.add_event(run_id, "retention", f"kept the per-second samples: {reason}")
 
     async def merged_histograms(
         self, run_ids: Sequence[uuid.UUID]

@@ -1,44 +1,54 @@
 """Retention: a finished run's per-second samples rolled up into per-minute ones.
 
 A 30-minute run of 20 endpoints stores 1,800 per-second samples (each with every endpoint's
-figures) and 3,780 ten-second histogram windows. Once a run has been finished for
-``PERF_AGENT_SAMPLE_RETENTION_DAYS`` the worker replaces, per attempt:
+figures: ~2.4 MB) and 3,780 ten-second histogram windows (~0.9 MB). Once a run has been
+finished for ``PERF_AGENT_SAMPLE_RETENTION_DAYS`` the worker replaces, per attempt:
 
-- each minute of samples (``elapsed_s // 60``) with one sample: requests, failures and
-  iterations summed, the peak VUs, the running totals and the system / generator readings of
-  its last second, and its percentiles — over all requests and per endpoint — **from the
-  minute's histogram windows merged**, so they are as exact as any stored percentile (within
-  the layout's 0.5 %), not averages of per-second percentiles. ``span_s`` says how many
-  seconds it stands for;
-- each endpoint's histogram windows starting in the same minute with one window: counts
-  added, so the run's whole-run percentiles and totals do not change at all.
+- each endpoint's histogram windows **starting** in the same minute of the test with one
+  window: counts added, so the run's whole-run percentiles and totals do not change at all
+  (a window longer than a minute stays one window);
+- the per-second samples that those windows cover (a window spans ``[start_s, start_s +
+  seconds)`` of the attempt's seconds, the same seconds the live path emitted as samples) with
+  one sample: requests, failures and iterations summed, the peak VUs, the running totals and
+  system / generator readings of its last second, and its percentiles — over all requests and
+  per endpoint — **from the merged windows**, so they are as exact as any stored percentile
+  (within the layout's 0.5 %), not averages of per-second percentiles. ``span_s`` says how
+  many seconds it stands for.
 
-Samples of the old cumulative kind (no ``total_requests``) are left as they are. Promoted
-baselines keep their seconds (the repository's query skips them). The analysis reads a
-rolled-up run's per-minute values where it read per-second ones; readers of windows see
-minute windows.
+When the windows do not cover the samples — a second no window spans, an endpoint with
+responses in a minute but no window for it (a window that failed to store, a live stream that
+broke) — the run keeps its seconds and ``samples_kept_reason`` says why; so does a failure, so
+one bad run never blocks the others. Samples of the old cumulative kind (no
+``total_requests``) are left as they are. Promoted baselines keep their seconds (the
+repository's query skips them, and a rolled-up run cannot be promoted). The analysis leaves
+per-minute samples out of its per-second tests and charts, and says so.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.models import RunHistogram, RunSample
+from app.models import RunHistogram
 from app.models.base import utcnow
 from app.runs.histogram import Histogram
-from app.runs.repository import RunRepository
+from app.runs.repository import RunRepository, SampleRow
 
 log = logging.getLogger(__name__)
 
 MINUTE_S = 60
 ALL = "*"
+
+
+class KeptSeconds(Exception):
+    """The run's windows do not cover its seconds: rolling them up would lose figures."""
 
 
 @dataclass
@@ -50,83 +60,92 @@ class _Window:
     latency: Histogram
 
 
-def _decoded(row: RunHistogram) -> Histogram:
-    return Histogram.decode(
-        row.counts, count=row.count, sum_ms=row.sum_ms, min_ms=row.min_ms, max_ms=row.max_ms
-    )
+# (attempt, minute of the window's start) → endpoint → the windows starting then, merged.
+Minutes = dict[tuple[int, int], dict[str, _Window]]
 
 
-def _minutes_of_windows(
-    rows: Iterable[RunHistogram],
-) -> dict[tuple[int, int, str], _Window]:
-    """(attempt, minute, endpoint) → the windows starting in that minute, merged."""
-    found: dict[tuple[int, int, str], _Window] = {}
+def merged_minutes(rows: Sequence[RunHistogram]) -> Minutes:
+    found: Minutes = {}
     for row in rows:
-        key = (row.attempt, row.start_s // MINUTE_S, row.endpoint)
-        window = found.get(key)
+        by_endpoint = found.setdefault((row.attempt, row.start_s // MINUTE_S), {})
+        window = by_endpoint.get(row.endpoint)
         if window is None:
-            found[key] = _Window(
-                row, row.start_s + row.seconds, row.requests, row.failures, _decoded(row)
+            window = by_endpoint[row.endpoint] = _Window(
+                row, row.start_s + row.seconds, 0, 0, Histogram()
             )
-            continue
         window.end_s = max(window.end_s, row.start_s + row.seconds)
         window.requests += row.requests
         window.failures += row.failures
-        window.latency.add(_decoded(row))
+        window.latency.add_encoded(
+            row.counts, count=row.count, sum_ms=row.sum_ms, min_ms=row.min_ms, max_ms=row.max_ms
+        )
     return found
 
 
-def _latency(histogram: Histogram | None) -> dict[str, float | None]:
-    figures = (histogram or Histogram()).stats()
-    return {name: None if v is None else round(v, 3) for name, v in figures.items()}
-
-
-def rolled_up_windows(
-    windows: dict[tuple[int, int, str], _Window], run_id: uuid.UUID
-) -> list[dict[str, Any]]:
+def rolled_up_windows(minutes: Minutes, run_id: uuid.UUID) -> list[dict[str, Any]]:
     rows = []
-    for window in windows.values():
-        first, latency = window.first, window.latency
-        record = latency.to_record()
-        rows.append(
-            {
-                "run_id": run_id,
-                "attempt": first.attempt,
-                "endpoint": first.endpoint,
-                "at": first.at,
-                "start_s": first.start_s,
-                "seconds": window.end_s - first.start_s,
-                "requests": window.requests,
-                "failures": window.failures,
-                "count": record["count"],
-                "sum_ms": record["sum_ms"],
-                "min_ms": record["min_ms"],
-                "max_ms": record["max_ms"],
-                "counts": latency.encode(),
-            }
-        )
+    for by_endpoint in minutes.values():
+        for window in by_endpoint.values():
+            first, record = window.first, window.latency.to_record()
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "attempt": first.attempt,
+                    "endpoint": first.endpoint,
+                    "at": first.at,
+                    "start_s": first.start_s,
+                    "seconds": window.end_s - first.start_s,
+                    "requests": window.requests,
+                    "failures": window.failures,
+                    **record,
+                    "counts": window.latency.encode(),
+                }
+            )
     return rows
 
 
+def _latency(histogram: Histogram) -> dict[str, float | None]:
+    return {name: None if v is None else round(v, 3) for name, v in histogram.stats().items()}
+
+
+def _spans(rows: Sequence[RunHistogram]) -> dict[int, tuple[list[int], list[tuple[int, int]]]]:
+    """Per attempt: the stored all-requests windows as sorted (start, end) spans, and their
+    starts for bisecting — the windows as stored, so a missing one leaves a gap."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for row in rows:
+        if row.endpoint == ALL:
+            spans.setdefault(row.attempt, []).append((row.start_s, row.start_s + row.seconds))
+    return {
+        attempt: ([s for s, _ in sorted(found)], sorted(found)) for attempt, found in spans.items()
+    }
+
+
 def rolled_up_samples(
-    samples: Sequence[RunSample],
-    windows: dict[tuple[int, int, str], _Window],
+    samples: Sequence[SampleRow],
+    stored: Sequence[RunHistogram],
+    minutes: Minutes,
     run_id: uuid.UUID,
 ) -> tuple[list[int], list[dict[str, Any]]]:
-    """(ids of the per-second samples replaced, the per-minute rows replacing them)."""
-    minutes: dict[tuple[int, int], list[RunSample]] = {}
+    """(ids of the per-second samples replaced, the per-minute rows replacing them); raises
+    KeptSeconds when the stored windows do not cover them."""
+    spans = _spans(stored)
+    groups: dict[tuple[int, int], list[SampleRow]] = {}
     for sample in samples:
-        data = sample.data or {}
-        if data.get("total_requests") is None or data.get("span_s"):
+        figures = sample.data or {}
+        if figures.get("total_requests") is None or figures.get("span_s"):
             continue  # the old cumulative kind, or rolled up already
-        attempt = int(data.get("attempt") or 1)
-        minute = int(float(data.get("elapsed_s") or 0)) // MINUTE_S
-        minutes.setdefault((attempt, minute), []).append(sample)
+        attempt = int(figures.get("attempt") or 1)
+        second = int(float(figures.get("elapsed_s") or 0))
+        starts, found = spans.get(attempt, ([], []))
+        at = bisect.bisect_right(starts, second) - 1
+        if at < 0 or not found[at][0] <= second < found[at][1]:
+            raise KeptSeconds(f"second {second} of attempt {attempt} is in no histogram window")
+        groups.setdefault((attempt, found[at][0] // MINUTE_S), []).append(sample)
     replaced: list[int] = []
     rows: list[dict[str, Any]] = []
-    for (attempt, minute), group in sorted(minutes.items()):
+    for (attempt, minute), group in sorted(groups.items()):
+        windows = minutes[(attempt, minute)]
         replaced.extend(s.id for s in group)
-        last = group[-1].data
         endpoints: dict[str, dict[str, Any]] = {}
         for sample in group:
             for name, figures in (sample.data.get("endpoints") or {}).items():
@@ -134,20 +153,25 @@ def rolled_up_samples(
                 into["requests"] += int(figures.get("requests") or 0)
                 into["failures"] += int(figures.get("failures") or 0)
         for name, into in endpoints.items():
-            window = windows.get((attempt, minute, name))
-            into["latency_ms"] = _latency(window.latency if window else None)
-        overall = windows.get((attempt, minute, ALL))
+            window = windows.get(name)
+            if window is None and into["requests"] > into["failures"]:
+                raise KeptSeconds(
+                    f"endpoint {name!r} answered in minute {minute} of attempt {attempt}, "
+                    "but no histogram window of it was stored"
+                )
+            into["latency_ms"] = _latency(window.latency if window else Histogram())
+        last = group[-1].data
+        vus = max(s.vus for s in group)
         requests = sum(s.requests for s in group)
         failures = sum(s.failures for s in group)
-        vus = max(s.vus for s in group)
         data: dict[str, Any] = {
-            "elapsed_s": minute * MINUTE_S,
+            "elapsed_s": int(float(group[0].data.get("elapsed_s") or 0)),
             "span_s": len(group),
             "vus": vus,
             "iterations": sum(int(s.data.get("iterations") or 0) for s in group),
             "requests": requests,
             "failures": failures,
-            "latency_ms": _latency(overall.latency if overall else None),
+            "latency_ms": _latency(windows[ALL].latency),
             "total_requests": last.get("total_requests"),
             "total_failures": last.get("total_failures"),
             "vu_seconds": last.get("vu_seconds"),
@@ -171,36 +195,53 @@ def rolled_up_samples(
 
 
 async def roll_up(session: AsyncSession, run_id: uuid.UUID, *, now: datetime) -> None:
-    """Replace one run's seconds with minutes, in the caller's transaction."""
+    """Replace one run's seconds with minutes, in the caller's transaction (KeptSeconds when
+    they cannot be)."""
     repo = RunRepository(session)
     stored = await repo.all_histograms(run_id)
-    windows = _minutes_of_windows(stored)
-    replaced, samples = rolled_up_samples(await repo.samples(run_id), windows, run_id)
+    minutes = merged_minutes(stored)
+    replaced, samples = rolled_up_samples(await repo.sample_rows(run_id), stored, minutes, run_id)
     await repo.replace_seconds(
-        run_id,
-        samples=(replaced, samples),
-        histograms=([w.id for w in stored], rolled_up_windows(windows, run_id)),
-        now=now,
+        run_id, samples=(replaced, samples), windows=rolled_up_windows(minutes, run_id), now=now
     )
 
 
 async def roll_up_finished_runs(
-    sessionmaker: async_sessionmaker[AsyncSession], retention_days: float, *, limit: int = 5
+    sessionmaker: async_sessionmaker[AsyncSession], retention_days: float, *, limit: int = 1
 ) -> list[uuid.UUID]:
-    """Roll up to ``limit`` runs finished more than ``retention_days`` ago, one transaction
-    each (a run is never left half rolled up); 0 days: never."""
+    """Handle up to ``limit`` runs finished more than ``retention_days`` ago, one transaction
+    each (a run is never left half rolled up); 0 days: never. The runs rolled up."""
     if retention_days <= 0:
         return []
     done: list[uuid.UUID] = []
     for _ in range(limit):
         now = utcnow()
-        async with sessionmaker() as session, session.begin():
-            taken = await RunRepository(session).take_to_roll_up(
-                finished_before=now - timedelta(days=retention_days), limit=1
-            )
-            if not taken:
-                break
-            await roll_up(session, taken[0], now=now)
-        done.append(taken[0])
-        log.info("run %s: per-second samples rolled up into minutes", taken[0])
+        reason: str | None = None
+        taken: uuid.UUID | None = None
+        try:
+            async with sessionmaker() as session, session.begin():
+                taken = await RunRepository(session).take_to_roll_up(
+                    finished_before=now - timedelta(days=retention_days)
+                )
+                if taken is None:
+                    break
+                try:
+                    async with session.begin_nested():
+                        await roll_up(session, taken, now=now)
+                except KeptSeconds as exc:
+                    reason = str(exc)
+                    await RunRepository(session).keep_seconds(taken, reason)
+        except Exception as exc:
+            if taken is None:
+                raise  # the queue itself could not be read: the worker's loop logs it
+            # Marked in a transaction of its own, so the run does not block the queue.
+            log.exception("run %s: the retention job failed", taken)
+            reason = f"the roll-up failed: {exc!r}"[:500]
+            async with sessionmaker() as session, session.begin():
+                await RunRepository(session).keep_seconds(taken, reason)
+        if reason is None:
+            done.append(taken)
+            log.info("run %s: per-second samples rolled up into minutes", taken)
+        else:
+            log.warning("run %s: kept its per-second samples: %s", taken, reason)
     return done

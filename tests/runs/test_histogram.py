@@ -166,3 +166,13 @@ def test_a_decoded_histogram_must_add_up_to_its_count() -> None:
 
     with pytest.raises(ValueError, match="add up"):
         Histogram.decode(encoded, count=3, sum_ms=1.0, min_ms=1.0, max_ms=1.0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [bytes([DENSE]) + b"\xff" * 10 + b"\x01", bytes([DENSE]) + b"\x80" * (BUCKETS * 11)],
+    ids=["a count past 64 bits", "longer than any histogram"],
+)
+def test_hostile_dense_encodings_are_refused_quickly(data: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each message differs
+        decode_counts(data)
