@@ -178,8 +178,8 @@ async def run_latency(
     to_s: Annotated[int | None, Query(ge=1, description="Exclusive; unset: the end")] = None,
 ) -> LatencyOut:
     """Percentiles over any span of whole windows (`PERF_AGENT_HISTOGRAM_WINDOW_S`, 10 s by
-    default), e.g. the steady state without the ramp-up: the windows' histograms are merged,
-    not their percentiles averaged."""
+    default; minutes once retention has rolled the run up), e.g. the steady state without the
+    ramp-up: the windows' histograms are merged, not their percentiles averaged."""
     return await service.latency(
         RunRepository(session), run_id, endpoint=endpoint, from_s=from_s, to_s=to_s
     )

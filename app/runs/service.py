@@ -134,14 +134,21 @@ async def latency(
 ) -> LatencyOut:
     """Merge the stored windows lying wholly within [from_s, to_s) seconds of the test."""
     await get_run(repo, run_id)
+    stored = await repo.histograms(run_id, endpoint)
     windows = [
-        w
-        for w in await repo.histograms(run_id, endpoint)
-        if w.start_s >= from_s and (to_s is None or w.start_s + w.seconds <= to_s)
+        w for w in stored if w.start_s >= from_s and (to_s is None or w.start_s + w.seconds <= to_s)
     ]
     if not windows:
+        hint = ""
+        if stored:
+            # The span is finer than the windows (after the retention roll-up, minutes).
+            starts = ", ".join(str(w.start_s) for w in stored[:4])
+            hint = (
+                f"; its windows start at {starts}{' …' if len(stored) > 4 else ''} s "
+                f"({stored[0].seconds} s each), and a span holds whole windows only"
+            )
         raise NotFound(
-            f"run {run_id} has no stored latency for {endpoint!r} in that span",
+            f"run {run_id} has no stored latency for {endpoint!r} in that span{hint}",
             code="run.no_histograms",
         )
     merged = merge_windows(windows)

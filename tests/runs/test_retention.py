@@ -279,3 +279,21 @@ async def test_a_rolled_up_run_cannot_be_promoted(
 
     assert response.status_code == 409
     assert response.json()["code"] == "baseline.samples_rolled_up"
+
+
+async def test_a_span_finer_than_a_rolled_up_runs_windows_is_refused_with_its_windows(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    run = await finished_run(session, live_records(150))
+    await retention.roll_up(session, run.id, now=datetime.now(UTC))
+    await session.commit()
+    base = f"/api/agents/performance-agent/runs/{run.id}/latency"
+
+    minute = await client.get(base, params={"from_s": 60, "to_s": 120})
+    finer = await client.get(base, params={"from_s": 30, "to_s": 90})
+
+    assert minute.status_code == 200
+    assert minute.json()["windows"] == 1
+    assert finer.status_code == 404
+    assert finer.json()["code"] == "run.no_histograms"
+    assert "windows start at 0, 60, 120 s (60 s each)" in finer.json()["detail"]
