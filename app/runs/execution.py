@@ -57,6 +57,7 @@ from app.runs.system import GeneratorSampler, ProcessSampler, is_loopback
 log = logging.getLogger(__name__)
 
 FALLBACK_FACTOR = 0.5
+ATTEMPTS_PER_CLAIM = 3  # the first try, the retry of a crash, the reduced-load fallback
 TICK_S = 0.5
 
 
@@ -104,6 +105,7 @@ class Job:
         self.run_id = run_id
         self.settings = settings
         self.worker_id = worker_id
+        self.attempt_base = 0
         self.control = Control()
         self.network_args: list[str] = []
         self.egress: Egress | None = None  # set at claim: the sandbox's allowed destinations
@@ -349,11 +351,12 @@ class Job:
 
     async def attempts(self, spec: PlanSpec, script: str) -> tuple[K6Outcome, float]:
         """Run k6; retry a crash once, then fall back to a reduced load."""
-        outcome = await self.attempt(spec, script, 1)
+        base = self.attempt_base
+        outcome = await self.attempt(spec, script, base + 1)
         if not outcome.crashed or self.control.reason:
             return outcome, 1.0
         await self.event("retry", f"{outcome.describe()}; retrying once", _tail(outcome))
-        outcome = await self.attempt(spec, script, 2)
+        outcome = await self.attempt(spec, script, base + 2)
         if not outcome.crashed or self.control.reason or spec.is_raw:
             # (A hand-written script's load cannot be scaled: no fallback for it.)
             return outcome, 1.0
@@ -369,7 +372,7 @@ class Job:
                 "script_sha256": k6script.sha256(reduced_script),
             },
         )
-        return await self.attempt(reduced, reduced_script, 3), FALLBACK_FACTOR
+        return await self.attempt(reduced, reduced_script, base + 3), FALLBACK_FACTOR
 
     async def run(self) -> str:
         async with self.sessionmaker() as session:
@@ -380,6 +383,9 @@ class Job:
             spec = PlanSpec.model_validate(plan.spec)
             script = plan.script
             plan_id = str(plan.id)
+            # A run re-queued after its worker died is claimed again: its attempts are numbered
+            # after the dead worker's, so "the latest attempt" is never a mix of both.
+            self.attempt_base = ATTEMPTS_PER_CLAIM * max(0, run.attempts - 1)
         await self.event("claimed", f"claimed by worker {self.worker_id}")
         try:
             # Settings may have tightened since the run was queued.

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.settings import Settings
-from app.models import Run, RunEvent, RunStatus
+from app.models import Run, RunEvent, RunHistogram, RunSample, RunStatus
 from app.models.base import utcnow
 from app.runs.worker import Worker
 from tests.builders import API, make_plan, make_run
@@ -203,6 +203,30 @@ async def test_a_stale_run_is_requeued_then_failed_when_claimed_too_often(
     assert failed.status == RunStatus.failed
     assert "stopped heartbeating" in (failed.error or "")
     assert await event_kinds(committed, first.id) == ["requeued"]
+
+
+async def test_a_requeued_run_numbers_its_attempts_after_the_dead_workers(
+    committed: async_sessionmaker[AsyncSession], settings: Settings, demo_target: str
+) -> None:
+    run_id = await queue(committed, **slow_plan(demo_target, duration="2s"))
+    async with committed() as session, session.begin():
+        run = await session.get(Run, run_id)
+        assert run is not None
+        run.attempts = 1  # a worker claimed it once and died; the reaper re-queued it
+    settings.sandbox = "off"
+
+    await Worker(committed, settings).run_once()
+
+    async with committed() as session:
+        attempts = {
+            int(sample.data.get("attempt") or 0)
+            for sample in await session.scalars(select(RunSample).where(RunSample.run_id == run_id))
+        }
+        windows = set(
+            await session.scalars(select(RunHistogram.attempt).where(RunHistogram.run_id == run_id))
+        )
+    assert (await load_run(committed, run_id)).status == RunStatus.succeeded
+    assert attempts == windows == {4}
 
 
 def _alive(pid: int) -> bool:
