@@ -6,7 +6,7 @@ histogram windows (180 × 21, read by the response-level tests), per-endpoint re
 endpoint 40 % slower in the candidate; then times ``POST /analyse`` (SLOs, regression tests on
 every endpoint and SLI, findings, report) through the ASGI app, several times.
 
-    .venv/bin/python bench/analysis.py [--seconds 1800] [--endpoints 20] [--repeat 5]
+    .venv/bin/python bench/analysis.py [--seconds 1800] [--endpoints 20] [--repeat 5] [--packed]
 
 Uses PERF_AGENT_DATABASE_URL / DATABASE_URL when set, else the embedded PostgreSQL. The runs
 it stores are deleted afterwards. Goal: ≤ 1 s (issue 12; seed: ≤ 20 s).
@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.migrate import upgrade
@@ -33,6 +33,7 @@ from app.main import create_app
 from app.models import Plan, PlanStatus, Run, RunHistogram, RunResult, RunSample, RunStatus
 from app.plans import k6script
 from app.plans.schemas import PlanSpec, effective_slos
+from app.runs import retention
 from app.runs.histogram import Histogram
 
 WINDOW_S = 10
@@ -180,6 +181,15 @@ async def main_async(args: argparse.Namespace) -> None:
         session.add(plan)
         await session.flush()
         session.add_all(baseline + candidate)
+    if args.packed:
+        for run in (baseline[0], candidate[0]):
+            async with maker() as session, session.begin():
+                await session.execute(
+                    update(Run).where(Run.id == run.id).values(finished_at=datetime.now(UTC))
+                )
+        await asyncio.sleep(1.1)
+        packed = await retention.archive_finished_runs(maker, after_s=1, limit=10)
+        assert {baseline[0].id, candidate[0].id} <= set(packed)
     app = create_app(settings)
     timings = []
     try:
@@ -220,6 +230,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=1800)
     parser.add_argument("--endpoints", type=int, default=20)
+    parser.add_argument(
+        "--packed", action="store_true", help="pack both runs first (app/runs/archive.py)"
+    )
     parser.add_argument("--repeat", type=int, default=5)
     asyncio.run(main_async(parser.parse_args()))
 

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import math
+import time
 import uuid
-import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +38,6 @@ from app.core.db import create_engine, create_sessionmaker, resolve_database_url
 from app.core.settings import Settings, get_settings
 from app.models import Run, RunStatus
 from app.runs import retention
-from app.runs.histogram import decode_counts
 from app.runs.live import LiveMetrics
 from app.runs.repository import RunRepository
 from app.runs.service import merge_windows
@@ -60,6 +57,7 @@ GENERATOR = {
 
 TABLES = {
     "runs": "id = %(run)s",
+    "run_archives": "run_id = %(run)s",
     "run_results": "run_id = %(run)s",
     "run_samples": "run_id = %(run)s",
     "run_events": "run_id = %(run)s",
@@ -219,6 +217,17 @@ async def errors_against_exact(
     return worst_run, (worst_minute if minute_checked else float("nan"))
 
 
+async def pack(url: str, run_id: uuid.UUID) -> None:
+    engine = create_engine(url)
+    try:
+        packed = await retention.archive_finished_runs(
+            create_sessionmaker(engine), after_s=1, limit=100
+        )
+        assert run_id in packed
+    finally:
+        await engine.dispose()
+
+
 async def roll_up(url: str, run_id: uuid.UUID) -> None:
     engine = create_engine(url)
     try:
@@ -226,70 +235,6 @@ async def roll_up(url: str, run_id: uuid.UUID) -> None:
             await retention.roll_up(session, run_id, now=datetime.now(UTC))
     finally:
         await engine.dispose()
-
-
-# A probe of a format the service does not have yet: what one archive per attempt — the
-# seconds as columns, the windows' buckets deflated together — would cost (issue 14).
-LOG_STEP = math.log1p(0.002)  # per-second percentiles quantised to 0.1 % (half a step)
-
-
-def _quantised(values: list[float | None]) -> np.ndarray:
-    array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        index = np.round(np.log(np.maximum(array, 1e-3) / 1e-3) / LOG_STEP)
-    return np.where(np.isnan(array), 0xFFFF, np.clip(index, 0, 0xFFFE)).astype("<u2")
-
-
-def _restored(column: np.ndarray) -> np.ndarray:
-    return np.where(column == 0xFFFF, np.nan, 1e-3 * np.exp(column.astype(float) * LOG_STEP))
-
-
-def archive_probe(records: list[dict[str, Any]]) -> tuple[int, int, float]:
-    """(bytes of the seconds, bytes of the windows, the largest relative error of a
-    per-second percentile) for one deflated archive of the run's attempt."""
-    samples = [r["sample"] for r in records if r["type"] == "sample"]
-    windows = [r for r in records if r["type"] == "histograms"]
-    columns: list[bytes] = []
-    worst = 0.0
-    ints = ("elapsed_s", "vus", "iterations", "requests", "failures", "total_requests")
-    for key in ints:
-        values = np.array([int(s.get(key) or 0) for s in samples], dtype=np.int64)
-        columns.append(np.diff(values, prepend=0).astype("<i4").tobytes())
-    for reading in ("system", "generator"):
-        for key in sorted(samples[0].get(reading) or {}):
-            columns.append(np.array([s[reading][key] for s in samples], dtype="<f4").tobytes())
-    series = [("*", lambda s: s)] + [
-        (name, lambda s, name=name: s["endpoints"].get(name, {}))
-        for name in sorted(samples[0]["endpoints"])
-    ]
-    for _, figures_of in series:
-        for key in ("requests", "failures"):
-            counts = [int(figures_of(s).get(key) or 0) for s in samples]
-            columns.append(np.array(counts, dtype="<u2").tobytes())
-        for stat in ("avg", "min", "p50", "p90", "p95", "p99", "max"):
-            values = [(figures_of(s).get("latency_ms") or {}).get(stat) for s in samples]
-            quantised = _quantised(values)
-            columns.append(quantised.tobytes())
-            exact = np.array([np.nan if v is None else v for v in values], dtype=float)
-            back = _restored(quantised)
-            known = ~np.isnan(exact) & (exact > 0)
-            if known.any():
-                worst = max(worst, float(np.max(np.abs(back[known] / exact[known] - 1))))
-    seconds = len(zlib.compress(b"".join(columns), 9))
-    buckets: list[bytes] = []
-    for window in windows:
-        for series_ in window["series"]:
-            counts = decode_counts(base64.b64decode(series_["counts"]))
-            filled = np.flatnonzero(counts)
-            buckets.append(
-                np.array([window["start_s"], series_["requests"], series_["failures"],
-                          len(filled)], dtype="<u4").tobytes()
-                + np.array([series_["sum_ms"], series_["min_ms"] or 0, series_["max_ms"] or 0],
-                           dtype="<f8").tobytes()
-                + np.diff(filled, prepend=0).astype("<u2").tobytes()
-                + counts[filled].astype("<u2").tobytes()
-            )  # fmt: skip
-    return seconds, len(zlib.compress(b"".join(buckets), 9)), worst
 
 
 def long_run(args: argparse.Namespace, settings: Settings, url: str) -> None:
@@ -308,9 +253,14 @@ def long_run(args: argparse.Namespace, settings: Settings, url: str) -> None:
     ):
         plan = client.create_plan(wide_plan(target, args.endpoints))
         client.approve(plan["id"], reviewer="bench")
-    run_id = asyncio.run(store_long_run(url, plan, records, args.minutes))
     rows = []
-    for stage in ("as stored", "rolled up"):
+    for stage in ("as stored", "packed", "rolled up"):
+        if stage != "packed":
+            run_id = asyncio.run(store_long_run(url, plan, records, args.minutes))
+        if stage == "packed":
+            started = time.perf_counter()
+            asyncio.run(pack(url, run_id))
+            print(f"packing took {time.perf_counter() - started:.2f} s")
         if stage == "rolled up":
             asyncio.run(roll_up(url, run_id))
         sizes = stored_bytes(url, str(run_id))
@@ -320,13 +270,6 @@ def long_run(args: argparse.Namespace, settings: Settings, url: str) -> None:
     for stage, sizes, _, _ in rows:
         cells = " ".join(f"{sizes[t]:>14,}" for t in TABLES)
         print(f"{stage:<10} {cells} {sum(sizes.values()):>11,}")
-    seconds_bytes, window_bytes, worst_second = archive_probe(records)
-    print(
-        f"probe, not stored by the service: one archive per attempt — seconds as columns "
-        f"({seconds_bytes:,} B, per-second percentiles within {worst_second:.3%}) and the "
-        f"windows' buckets deflated together ({window_bytes:,} B): "
-        f"{(seconds_bytes + window_bytes) / 1e6:.2f} MB"
-    )
     for stage, sizes, worst_run, worst_minute in rows:
         print(
             f"{stage}: {sum(sizes.values()) / 1e6:.2f} MB; whole-run p50/p90/p95/p99 of each "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analysis.regression import PerSecond
 from app.models import Analysis, Plan, RecommendationFeedback, Run, RunEvent, RunStatus
+from app.runs import archive
+from app.runs.repository import RunRepository
 
 
 class Second(NamedTuple):
@@ -95,8 +98,12 @@ class AnalysisRepository:
         """Per run and endpoint ('*': all), each second's (requests, failures, p50, p95, p99)
         in order, of the run's latest attempt only. PostgreSQL takes the figures out of the
         stored samples, so only numbers cross the wire."""
-        rows = await self.session.execute(text(_PER_SECOND), {"runs": list(run_ids)})
         found: dict[uuid.UUID, dict[str, PerSecond]] = {run_id: {} for run_id in run_ids}
+        packed = await RunRepository(self.session).archives(run_ids)
+        for run_id, blob in packed.items():
+            found[run_id] = dict(await asyncio.to_thread(archive.endpoint_seconds, blob.samples))
+        rows_of = [run_id for run_id in run_ids if run_id not in packed]
+        rows = await self.session.execute(text(_PER_SECOND), {"runs": rows_of})
         for run_id, endpoint, *columns in rows:
             found[run_id][endpoint] = tuple(columns)
         return found
@@ -124,8 +131,12 @@ class AnalysisRepository:
 
     async def seconds(self, run_id: uuid.UUID) -> list[Second]:
         """The run's seconds in order, of its latest attempt."""
-        rows = await self.session.execute(text(_SECONDS), {"run": run_id})
-        return [Second(*row) for row in rows]
+        packed = await RunRepository(self.session).archive_of(run_id)
+        if packed is not None:
+            rows = await asyncio.to_thread(archive.overall_seconds, packed.samples)
+            return [Second(*row) for row in rows]
+        found = await self.session.execute(text(_SECONDS), {"run": run_id})
+        return [Second(*row) for row in found]
 
 
 # The latest attempt's per-second samples (older samples, cumulative, are left out, and so

@@ -15,6 +15,7 @@ from app.models.plan import Plan, PlanStatus
 from app.models.run import (
     FINISHED_STATUSES,
     Run,
+    RunArchive,
     RunEvent,
     RunHistogram,
     RunResult,
@@ -40,6 +41,7 @@ __all__ = [
     "PlanStatus",
     "RecommendationFeedback",
     "Run",
+    "RunArchive",
     "RunEvent",
     "RunHistogram",
     "RunResult",

@@ -196,3 +196,20 @@ class RunHistogram(Base):
     min_ms: Mapped[float | None] = mapped_column(Float)
     max_ms: Mapped[float | None] = mapped_column(Float)
     counts: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class RunArchive(Base):
+    """A finished run's samples and histogram windows, packed (app/runs/archive.py): its
+    ``run_samples`` and ``run_histograms`` rows are gone once this exists."""
+
+    __tablename__ = "run_archives"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    format: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow
+    )
+    samples: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    windows: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -31,7 +31,8 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.models import Run, RunEvent, RunSample, RunStatus
+from app.models import Run, RunArchive, RunEvent, RunSample, RunStatus
+from app.runs import archive
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,14 @@ async def read_news(
             )
             for e in events
         ]
+        replayed: list[Any] = []
+        packed = await session.get(RunArchive, run_id)
+        if packed is not None:  # a finished run's seconds, packed (app/runs/archive.py)
+            unpacked = await asyncio.to_thread(archive.unpack_samples, packed.samples)
+            replayed = [s for s in unpacked if s.id > after.sample]
+        replayed += list(samples)
         messages += [
-            Message("sample", _json({"at": s.at, **s.data}), sample_id=s.id) for s in samples
+            Message("sample", _json({"at": s.at, **s.data}), sample_id=s.id) for s in replayed
         ]
     status, error = row
     finished = RunStatus(status).finished

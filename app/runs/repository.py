@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,27 +15,20 @@ from app.models import (
     Analysis,
     Baseline,
     Run,
+    RunArchive,
     RunEvent,
     RunHistogram,
     RunResult,
     RunSample,
     RunStatus,
 )
+from app.runs import archive
+from app.runs.archive import SampleRow, WindowRow
 from app.runs.histogram import Histogram
 
 # Rows per statement when replacing a run's seconds: one bound parameter per id, and
 # PostgreSQL's protocol allows 65,535 (a 24-hour run has 86,400 seconds).
 DELETE_CHUNK = 5_000
-
-
-@dataclass(frozen=True)
-class SampleRow:
-    id: int
-    at: datetime
-    vus: int
-    requests: int
-    failures: int
-    data: dict[str, Any]
 
 
 SUMMARY_COLUMNS = (
@@ -200,23 +194,22 @@ class RunRepository:
         self.session.add_all(rows)
         await self.session.flush()
 
-    async def histograms(self, run_id: uuid.UUID, endpoint: str) -> Sequence[RunHistogram]:
-        """One endpoint's stored windows, of the run's latest attempt that stored any."""
-        latest = (
-            select(func.max(RunHistogram.attempt))
-            .where(RunHistogram.run_id == run_id)
-            .scalar_subquery()
+    async def histograms(
+        self, run_id: uuid.UUID, endpoint: str
+    ) -> Sequence[RunHistogram | WindowRow]:
+        """One endpoint's stored windows — rows, or the run's archive — of the run's latest
+        attempt that stored any, in order."""
+        query = select(RunHistogram).where(
+            RunHistogram.run_id == run_id, RunHistogram.endpoint == endpoint
         )
-        query = (
-            select(RunHistogram)
-            .where(
-                RunHistogram.run_id == run_id,
-                RunHistogram.endpoint == endpoint,
-                RunHistogram.attempt == latest,
-            )
-            .order_by(RunHistogram.start_s, RunHistogram.id)
-        )
-        return (await self.session.scalars(query)).all()
+        found: list[RunHistogram | WindowRow] = list((await self.session.scalars(query)).all())
+        packed = await self.archive_of(run_id)
+        if packed is not None:
+            found += await asyncio.to_thread(archive.unpack_windows, packed.windows, endpoint)
+        if not found:
+            return []
+        latest = max(w.attempt for w in found)
+        return sorted((w for w in found if w.attempt == latest), key=lambda w: w.start_s)
 
     async def take_to_roll_up(self, *, finished_before: datetime) -> uuid.UUID | None:
         """The oldest finished run the retention job has not handled, locked for this
@@ -281,6 +274,9 @@ class RunRepository:
         for model, rows in ((RunSample, new), (RunHistogram, windows)):
             for i in range(0, len(rows), DELETE_CHUNK):
                 await self.session.execute(insert(model), rows[i : i + DELETE_CHUNK])
+        await self.mark_rolled_up(run_id, now=now)
+
+    async def mark_rolled_up(self, run_id: uuid.UUID, *, now: datetime) -> None:
         await self.session.execute(
             update(Run).where(Run.id == run_id).values(samples_rolled_up_at=now)
         )
@@ -315,6 +311,13 @@ class RunRepository:
             (latest.c.run_id == RunHistogram.run_id) & (latest.c.attempt == RunHistogram.attempt),
         )
         merged: dict[tuple[uuid.UUID, str], Histogram] = {}
+        for run_id, packed in (await self.archives(run_ids)).items():
+            by_attempt = await asyncio.to_thread(archive.merged_windows, packed.windows)
+            if by_attempt:
+                newest = max(attempt for attempt, _ in by_attempt)
+                for (attempt, endpoint), histogram in by_attempt.items():
+                    if attempt == newest:
+                        merged[(run_id, endpoint)] = histogram
         for run_id, endpoint, counts, count, sum_ms, min_ms, max_ms in await self.session.execute(
             query
         ):
@@ -323,3 +326,36 @@ class RunRepository:
                 into = merged[(run_id, endpoint)] = Histogram()
             into.add_encoded(counts, count=count, sum_ms=sum_ms, min_ms=min_ms, max_ms=max_ms)
         return merged
+
+    async def archive_of(self, run_id: uuid.UUID) -> RunArchive | None:
+        return await self.session.get(RunArchive, run_id)
+
+    async def archives(self, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, RunArchive]:
+        query = select(RunArchive).where(RunArchive.run_id.in_(run_ids))
+        return {a.run_id: a for a in await self.session.scalars(query)}
+
+    async def take_to_archive(self, *, finished_before: datetime) -> uuid.UUID | None:
+        """The oldest finished run not packed yet, locked for this transaction."""
+        packed = select(RunArchive.run_id).where(RunArchive.run_id == Run.id).exists()
+        query = (
+            select(Run.id)
+            .where(Run.finished_at.is_not(None), Run.finished_at < finished_before, ~packed)
+            .order_by(Run.finished_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        return cast(uuid.UUID | None, await self.session.scalar(query))
+
+    async def store_archive(
+        self, run_id: uuid.UUID, *, samples: bytes, windows: bytes, packed_through: int | None
+    ) -> None:
+        """The archive in, the rows it holds out (samples up to ``packed_through`` by id)."""
+        self.session.add(
+            RunArchive(run_id=run_id, format=archive.FORMAT, samples=samples, windows=windows)
+        )
+        await self.session.flush()
+        if packed_through is not None:
+            await self.session.execute(
+                delete(RunSample).where(RunSample.run_id == run_id, RunSample.id <= packed_through)
+            )
+        await self.session.execute(delete(RunHistogram).where(RunHistogram.run_id == run_id))

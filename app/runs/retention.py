@@ -26,6 +26,7 @@ per-minute samples out of its per-second tests and charts, and says so.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import uuid
@@ -36,8 +37,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.models import RunHistogram
+from app.models import RunArchive, RunHistogram
 from app.models.base import utcnow
+from app.runs import archive
 from app.runs.histogram import Histogram
 from app.runs.repository import RunRepository, SampleRow
 
@@ -53,7 +55,7 @@ class KeptSeconds(Exception):
 
 @dataclass
 class _Window:
-    first: RunHistogram
+    first: RunHistogram | archive.WindowRow
     end_s: int
     requests: int
     failures: int
@@ -64,7 +66,7 @@ class _Window:
 Minutes = dict[tuple[int, int], dict[str, _Window]]
 
 
-def merged_minutes(rows: Sequence[RunHistogram]) -> Minutes:
+def merged_minutes(rows: Sequence[RunHistogram | archive.WindowRow]) -> Minutes:
     found: Minutes = {}
     for row in rows:
         by_endpoint = found.setdefault((row.attempt, row.start_s // MINUTE_S), {})
@@ -108,7 +110,9 @@ def _latency(histogram: Histogram) -> dict[str, float | None]:
     return {name: None if v is None else round(v, 3) for name, v in histogram.stats().items()}
 
 
-def _spans(rows: Sequence[RunHistogram]) -> dict[int, tuple[list[int], list[tuple[int, int]]]]:
+def _spans(
+    rows: Sequence[RunHistogram | archive.WindowRow],
+) -> dict[int, tuple[list[int], list[tuple[int, int]]]]:
     """Per attempt: the stored all-requests windows as sorted (start, end) spans, and their
     starts for bisecting — the windows as stored, so a missing one leaves a gap."""
     spans: dict[int, list[tuple[int, int]]] = {}
@@ -122,7 +126,7 @@ def _spans(rows: Sequence[RunHistogram]) -> dict[int, tuple[list[int], list[tupl
 
 def rolled_up_samples(
     samples: Sequence[SampleRow],
-    stored: Sequence[RunHistogram],
+    stored: Sequence[RunHistogram | archive.WindowRow],
     minutes: Minutes,
     run_id: uuid.UUID,
 ) -> tuple[list[int], list[dict[str, Any]]]:
@@ -183,6 +187,7 @@ def rolled_up_samples(
                 data[reading] = last[reading]
         rows.append(
             {
+                "id": group[0].id,  # what a packed run keeps; a row gets a new one
                 "run_id": run_id,
                 "at": group[0].at,
                 "vus": vus,
@@ -198,12 +203,40 @@ async def roll_up(session: AsyncSession, run_id: uuid.UUID, *, now: datetime) ->
     """Replace one run's seconds with minutes, in the caller's transaction (KeptSeconds when
     they cannot be)."""
     repo = RunRepository(session)
+    packed = await repo.archive_of(run_id)
+    if packed is not None:
+        await _roll_up_packed(repo, packed, now=now)
+        return
     stored = await repo.all_histograms(run_id)
     minutes = merged_minutes(stored)
     replaced, samples = rolled_up_samples(await repo.sample_rows(run_id), stored, minutes, run_id)
+    for row in samples:
+        del row["id"]  # a new row: the database numbers it
     await repo.replace_seconds(
         run_id, samples=(replaced, samples), windows=rolled_up_windows(minutes, run_id), now=now
     )
+
+
+async def _roll_up_packed(repo: RunRepository, packed: RunArchive, *, now: datetime) -> None:
+    """The same, inside a packed run's archive: unpacked, rolled up, packed again."""
+    samples = await asyncio.to_thread(archive.unpack_samples, packed.samples)
+    stored = await asyncio.to_thread(archive.unpack_windows, packed.windows)
+    minutes = merged_minutes(stored)
+    replaced, rows = rolled_up_samples(samples, stored, minutes, packed.run_id)
+    gone = set(replaced)
+    kept = [s for s in samples if s.id not in gone]
+    minute_rows = [
+        archive.SampleRow(r["id"], r["at"], r["vus"], r["requests"], r["failures"], r["data"])
+        for r in rows
+    ]
+    windows = [
+        archive.WindowRow(**{k: v for k, v in w.items() if k != "run_id"})
+        for w in rolled_up_windows(minutes, packed.run_id)
+    ]
+    every = sorted([*kept, *minute_rows], key=lambda s: (s.at, s.id))
+    packed.samples = await asyncio.to_thread(archive.pack_samples, every)
+    packed.windows = await asyncio.to_thread(archive.pack_windows, windows)
+    await repo.mark_rolled_up(packed.run_id, now=now)
 
 
 async def roll_up_finished_runs(
@@ -245,3 +278,51 @@ async def roll_up_finished_runs(
         else:
             log.warning("run %s: kept its per-second samples: %s", taken, reason)
     return done
+
+
+async def archive_finished_runs(
+    sessionmaker: async_sessionmaker[AsyncSession], after_s: float, *, limit: int = 3
+) -> list[uuid.UUID]:
+    """Pack up to ``limit`` runs finished more than ``after_s`` ago (app/runs/archive.py), one
+    transaction each; 0 s: never. The packing itself runs in a thread: it is ~0.7 s of CPU
+    for a 30-minute, 20-endpoint run, and this loop also reads k6's stream."""
+    if after_s <= 0:
+        return []
+    done: list[uuid.UUID] = []
+    for _ in range(limit):
+        async with sessionmaker() as session, session.begin():
+            repo = RunRepository(session)
+            taken = await repo.take_to_archive(
+                finished_before=utcnow() - timedelta(seconds=after_s)
+            )
+            if taken is None:
+                break
+            samples = await repo.sample_rows(taken)
+            windows = [_window_row(w) for w in await repo.all_histograms(taken)]
+            packed_samples = await asyncio.to_thread(archive.pack_samples, samples)
+            packed_windows = await asyncio.to_thread(archive.pack_windows, windows)
+            await repo.store_archive(
+                taken,
+                samples=packed_samples,
+                windows=packed_windows,
+                packed_through=max((s.id for s in samples), default=None),
+            )
+        done.append(taken)
+    return done
+
+
+def _window_row(row: RunHistogram) -> archive.WindowRow:
+    return archive.WindowRow(
+        attempt=row.attempt,
+        endpoint=row.endpoint,
+        at=row.at,
+        start_s=row.start_s,
+        seconds=row.seconds,
+        requests=row.requests,
+        failures=row.failures,
+        count=row.count,
+        sum_ms=row.sum_ms,
+        min_ms=row.min_ms,
+        max_ms=row.max_ms,
+        counts=row.counts,
+    )

@@ -18,6 +18,7 @@ from app.models import PlanStatus, Run, RunHistogram, RunStatus
 from app.models.base import utcnow
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec
+from app.runs.archive import WindowRow
 from app.runs.histogram import Histogram
 from app.runs.repository import RunRepository, RunRow
 from app.runs.schemas import LatencyOut
@@ -108,7 +109,7 @@ async def list_runs(
     return await repo.page(plan_id=plan_id, status=status, cursor=cursor, limit=limit)
 
 
-def merge_windows(windows: Sequence[RunHistogram]) -> Histogram:
+def merge_windows(windows: Sequence[RunHistogram | WindowRow]) -> Histogram:
     """Stored windows of one endpoint as one histogram: counts added, never percentiles."""
     merged = Histogram()
     for window in windows:

@@ -124,12 +124,18 @@ class Worker:
         # One run a minute, the first a minute after start: rolling up costs ~0.1 s of CPU on
         # the loop that also reads k6's stream (and, embedded, serves the API).
         next_roll_up = time.monotonic() + ROLL_UP_INTERVAL_S
+        next_archive = 0.0
         try:
             while not stop.is_set():
                 try:
                     if time.monotonic() >= next_reap:
                         next_reap = time.monotonic() + self.settings.reaper_interval_s
                         await self.reap()
+                    if time.monotonic() >= next_archive:
+                        next_archive = time.monotonic() + self.settings.reaper_interval_s
+                        await retention.archive_finished_runs(
+                            self.sessionmaker, self.settings.archive_after_s
+                        )
                     if time.monotonic() >= next_roll_up:
                         next_roll_up = time.monotonic() + ROLL_UP_INTERVAL_S
                         await retention.roll_up_finished_runs(
