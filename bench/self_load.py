@@ -51,7 +51,7 @@ from app.core.settings import get_settings
 API = "/api/agents/performance-agent"
 DATABASE = "perf_agent_selfload"
 ROOT = Path(__file__).resolve().parent.parent
-CLONED = ("run_results", "run_events", "run_samples", "run_histograms")
+CLONED = ("run_results", "run_events", "run_samples", "run_histograms", "run_archives")
 ROUTES = ("runs_by_plan", "runs_by_status", "run", "analysis", "plan")
 P95_GOAL_MS = 20.0
 
