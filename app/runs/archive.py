@@ -22,14 +22,15 @@ still resumes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -39,9 +40,11 @@ FORMAT = 1
 MIN_MS = 1e-3
 LATENCY_STEP = math.log1p(0.002)
 NULL = 0xFFFF
-_MAX_UNPACKED = 512 * 1024 * 1024  # a 24-hour, 50-endpoint run packs into a few MB
+_MAX_UNPACKED = 256 * 1024 * 1024  # a 24-hour, 50-endpoint run unpacks to ~100 MB
 
 Path = tuple[str, ...]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,20 @@ def _plain(value: Any, kind: str) -> Any:
     return value
 
 
+def _damage_as_value_error(read: Callable[P, T]) -> Callable[P, T]:
+    """A damaged archive is a ValueError whatever part of it is damaged."""
+
+    @functools.wraps(read)
+    def reading(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return read(*args, **kwargs)
+        except (KeyError, IndexError, TypeError, struct.error) as exc:
+            raise ValueError(f"damaged archive: {exc!r}") from None
+
+    return reading
+
+
+@_damage_as_value_error
 def unpack_samples(blob: bytes) -> list[SampleRow]:
     header, body = _open(blob)
     n = header["n"]
@@ -262,6 +279,7 @@ def unpack_samples(blob: bytes) -> list[SampleRow]:
     ]
 
 
+@_damage_as_value_error
 def sample_columns(blob: bytes, wanted: Iterable[Path]) -> tuple[int, dict[Path, np.ndarray]]:
     """(number of seconds, the wanted numeric columns as float arrays, NaN where a second
     lacks the value) without unpacking whole samples."""
@@ -281,16 +299,19 @@ def sample_columns(blob: bytes, wanted: Iterable[Path]) -> tuple[int, dict[Path,
     return n, found
 
 
+@_damage_as_value_error
 def sample_paths(blob: bytes) -> list[Path]:
     header, _ = _open(blob)
     return [tuple(c["path"]) for c in header["columns"]]
 
 
+@_damage_as_value_error
 def unpack_windows(blob: bytes, endpoint: str | None = None) -> list[WindowRow]:
     """The windows (of one endpoint, or all), in the order they were packed."""
     return [w for w, _ in _windows(blob, endpoint, encode=True)]
 
 
+@_damage_as_value_error
 def merged_windows(blob: bytes) -> dict[tuple[int, str], Histogram]:
     """(attempt, endpoint) → its windows merged."""
     merged: dict[tuple[int, str], Histogram] = {}
@@ -369,6 +390,7 @@ def _live_seconds(n: int, columns: Mapping[Path, np.ndarray]) -> np.ndarray:
     return keep
 
 
+@_damage_as_value_error
 def endpoint_seconds(
     blob: bytes,
 ) -> dict[str, tuple[list[int], list[int], list[float], list[float], list[float]]]:
@@ -410,6 +432,7 @@ def endpoint_seconds(
     return found
 
 
+@_damage_as_value_error
 def overall_seconds(blob: bytes) -> list[tuple[Any, ...]]:
     """The latest attempt's seconds as analysis/repository.py's ``Second`` fields: elapsed,
     VUs, requests, failures, p50, p95, p99, system readings, epoch, generator readings."""
@@ -432,9 +455,14 @@ def overall_seconds(blob: bytes) -> list[tuple[Any, ...]]:
         v = float(columns.get(path, nan)[i])
         return None if math.isnan(v) else v
 
+    kinds = {tuple(c["path"]): c["kind"] for c in header["columns"]}
+
     def group(name: str, i: int) -> dict[str, Any] | None:
-        found = {p[1]: value(p, i) for p in readings[name]}
-        known = {k: v for k, v in found.items() if v is not None}
+        known: dict[str, Any] = {}
+        for path in readings[name]:
+            v = value(path, i)
+            if v is not None:
+                known[path[1]] = int(v) if kinds.get(path) == "i" else v
         return known or None
 
     seconds = []

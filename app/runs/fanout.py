@@ -102,6 +102,9 @@ async def read_news(
             .where(RunEvent.run_id == run_id, RunEvent.id > after.event)
             .order_by(RunEvent.id)
         )
+        # The archive before the rows: a pack committing between the reads then shows a
+        # second's worth of nothing, never every sample twice.
+        packed = await session.get(RunArchive, run_id)
         samples = await session.scalars(
             select(RunSample)
             .where(RunSample.run_id == run_id, RunSample.id > after.sample)
@@ -115,12 +118,12 @@ async def read_news(
             )
             for e in events
         ]
-        replayed: list[Any] = []
-        packed = await session.get(RunArchive, run_id)
+        replayed: list[Any] = list(samples)
         if packed is not None:  # a finished run's seconds, packed (app/runs/archive.py)
             unpacked = await asyncio.to_thread(archive.unpack_samples, packed.samples)
-            replayed = [s for s in unpacked if s.id > after.sample]
-        replayed += list(samples)
+            replayed = sorted(
+                [*(s for s in unpacked if s.id > after.sample), *replayed], key=lambda s: s.id
+            )
         messages += [
             Message("sample", _json({"at": s.at, **s.data}), sample_id=s.id) for s in replayed
         ]

@@ -26,6 +26,8 @@ from app.runs import archive
 from app.runs.archive import SampleRow, WindowRow
 from app.runs.histogram import Histogram
 
+ARCHIVE_FAILED = "archive_failed"  # the run event that takes a run out of the packing queue
+
 # Rows per statement when replacing a run's seconds: one bound parameter per id, and
 # PostgreSQL's protocol allows 65,535 (a 24-hour run has 86,400 seconds).
 DELETE_CHUNK = 5_000
@@ -199,13 +201,16 @@ class RunRepository:
     ) -> Sequence[RunHistogram | WindowRow]:
         """One endpoint's stored windows — rows, or the run's archive — of the run's latest
         attempt that stored any, in order."""
+        # The archive first: a pack committing between the two reads then shows neither, not
+        # both (each statement sees what was committed when it began).
+        packed = await self.archive_of(run_id)
+        found: list[RunHistogram | WindowRow] = []
+        if packed is not None:
+            found += await asyncio.to_thread(archive.unpack_windows, packed.windows, endpoint)
         query = select(RunHistogram).where(
             RunHistogram.run_id == run_id, RunHistogram.endpoint == endpoint
         )
-        found: list[RunHistogram | WindowRow] = list((await self.session.scalars(query)).all())
-        packed = await self.archive_of(run_id)
-        if packed is not None:
-            found += await asyncio.to_thread(archive.unpack_windows, packed.windows, endpoint)
+        found += list((await self.session.scalars(query)).all())
         if not found:
             return []
         latest = max(w.attempt for w in found)
@@ -335,11 +340,22 @@ class RunRepository:
         return {a.run_id: a for a in await self.session.scalars(query)}
 
     async def take_to_archive(self, *, finished_before: datetime) -> uuid.UUID | None:
-        """The oldest finished run not packed yet, locked for this transaction."""
+        """The oldest finished run not packed yet (nor failed to pack), locked for this
+        transaction."""
         packed = select(RunArchive.run_id).where(RunArchive.run_id == Run.id).exists()
+        failed = (
+            select(RunEvent.id)
+            .where(RunEvent.run_id == Run.id, RunEvent.kind == ARCHIVE_FAILED)
+            .exists()
+        )
         query = (
             select(Run.id)
-            .where(Run.finished_at.is_not(None), Run.finished_at < finished_before, ~packed)
+            .where(
+                Run.finished_at.is_not(None),
+                Run.finished_at < finished_before,
+                ~packed,
+                ~failed,
+            )
             .order_by(Run.finished_at)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -347,15 +363,21 @@ class RunRepository:
         return cast(uuid.UUID | None, await self.session.scalar(query))
 
     async def store_archive(
-        self, run_id: uuid.UUID, *, samples: bytes, windows: bytes, packed_through: int | None
+        self,
+        run_id: uuid.UUID,
+        *,
+        samples: bytes,
+        windows: bytes,
+        sample_ids: Sequence[int],
+        window_ids: Sequence[int],
     ) -> None:
-        """The archive in, the rows it holds out (samples up to ``packed_through`` by id)."""
+        """The archive in, exactly the rows it holds out (a row stored since they were read
+        stays a row)."""
         self.session.add(
             RunArchive(run_id=run_id, format=archive.FORMAT, samples=samples, windows=windows)
         )
         await self.session.flush()
-        if packed_through is not None:
-            await self.session.execute(
-                delete(RunSample).where(RunSample.run_id == run_id, RunSample.id <= packed_through)
-            )
-        await self.session.execute(delete(RunHistogram).where(RunHistogram.run_id == run_id))
+        for model, ids in ((RunSample, sample_ids), (RunHistogram, window_ids)):
+            for i in range(0, len(ids), DELETE_CHUNK):
+                chunk = list(ids[i : i + DELETE_CHUNK])
+                await self.session.execute(delete(model).where(model.id.in_(chunk)))

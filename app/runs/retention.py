@@ -41,7 +41,7 @@ from app.models import RunArchive, RunHistogram
 from app.models.base import utcnow
 from app.runs import archive
 from app.runs.histogram import Histogram
-from app.runs.repository import RunRepository, SampleRow
+from app.runs.repository import ARCHIVE_FAILED, RunRepository, SampleRow
 
 log = logging.getLogger(__name__)
 
@@ -285,28 +285,41 @@ async def archive_finished_runs(
 ) -> list[uuid.UUID]:
     """Pack up to ``limit`` runs finished more than ``after_s`` ago (app/runs/archive.py), one
     transaction each; 0 s: never. The packing itself runs in a thread: it is ~0.7 s of CPU
-    for a 30-minute, 20-endpoint run, and this loop also reads k6's stream."""
+    for a 30-minute, 20-endpoint run, and this loop also reads k6's stream. A run that cannot
+    be packed keeps its rows, with an ``archive_failed`` event that takes it off the queue."""
     if after_s <= 0:
         return []
     done: list[uuid.UUID] = []
     for _ in range(limit):
-        async with sessionmaker() as session, session.begin():
-            repo = RunRepository(session)
-            taken = await repo.take_to_archive(
-                finished_before=utcnow() - timedelta(seconds=after_s)
-            )
+        taken: uuid.UUID | None = None
+        try:
+            async with sessionmaker() as session, session.begin():
+                repo = RunRepository(session)
+                before = utcnow() - timedelta(seconds=after_s)
+                taken = await repo.take_to_archive(finished_before=before)
+                if taken is None:
+                    break
+                samples = await repo.sample_rows(taken)
+                stored = await repo.all_histograms(taken)
+                windows = [_window_row(w) for w in stored]
+                packed_samples = await asyncio.to_thread(archive.pack_samples, samples)
+                packed_windows = await asyncio.to_thread(archive.pack_windows, windows)
+                await repo.store_archive(
+                    taken,
+                    samples=packed_samples,
+                    windows=packed_windows,
+                    sample_ids=[s.id for s in samples],
+                    window_ids=[w.id for w in stored],
+                )
+        except Exception as exc:
             if taken is None:
-                break
-            samples = await repo.sample_rows(taken)
-            windows = [_window_row(w) for w in await repo.all_histograms(taken)]
-            packed_samples = await asyncio.to_thread(archive.pack_samples, samples)
-            packed_windows = await asyncio.to_thread(archive.pack_windows, windows)
-            await repo.store_archive(
-                taken,
-                samples=packed_samples,
-                windows=packed_windows,
-                packed_through=max((s.id for s in samples), default=None),
-            )
+                raise  # the queue itself could not be read: the worker's loop logs it
+            log.exception("run %s: could not be packed; it keeps its rows", taken)
+            async with sessionmaker() as session, session.begin():
+                await RunRepository(session).add_event(
+                    taken, ARCHIVE_FAILED, f"could not be packed: {exc!r}"[:500]
+                )
+            continue
         done.append(taken)
     return done
 

@@ -147,6 +147,61 @@ async def test_a_packed_run_is_rolled_up_inside_its_archive(
     assert len(await repo.histograms(run_id, "*")) == 3
 
 
+async def test_a_run_that_cannot_be_packed_keeps_its_rows_and_does_not_block_the_others(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    broken = await finished_run(session, live_records(30), days_ago=31)
+    window = (
+        await session.scalars(select(RunHistogram).where(RunHistogram.run_id == broken.id))
+    ).first()
+    assert window is not None
+    window.count += 1  # its buckets no longer add up to its count
+    healthy = await finished_run(session, live_records(30), days_ago=30)
+    await session.commit()
+
+    packed = await pack(sessionmaker)
+    again = await pack(sessionmaker)
+
+    assert healthy.id in packed
+    assert broken.id not in packed
+    assert again == []
+    assert await rows_of(session, RunSample, broken) == 30
+    events = await RunRepository(session).events(broken.id)
+    assert [e.kind for e in events if e.kind == "archive_failed"] == ["archive_failed"]
+
+
+async def test_a_sample_stored_after_its_run_was_read_for_packing_stays_a_row(
+    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    run = await finished_run(session, live_records(20))
+    await session.commit()
+    repo = RunRepository(session)
+    rows = await repo.sample_rows(run.id)
+    late = RunSample(run_id=run.id, at=rows[-1].at, vus=1, requests=1, failures=0,
+                     data={"elapsed_s": 99, "total_requests": 1})  # fmt: skip
+    session.add(late)
+    await session.flush()
+
+    await repo.store_archive(
+        run.id, samples=archive.pack_samples(rows), windows=archive.pack_windows([]),
+        sample_ids=[r.id for r in rows], window_ids=[],
+    )  # fmt: skip
+
+    assert [r.id for r in await repo.sample_rows(run.id)] == [late.id]
+
+
+def test_integer_readings_come_back_as_integers() -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    data = {"elapsed_s": 0, "total_requests": 5, "vus": 1, "requests": 5, "failures": 0,
+            "system": {"cores": 2, "cpu_percent": 41.5}}  # fmt: skip
+    blob = archive.pack_samples([archive.SampleRow(1, at, 1, 5, 0, data)])
+
+    (second,) = archive.overall_seconds(blob)
+
+    assert second[7] == {"cores": 2, "cpu_percent": 41.5}
+    assert isinstance(second[7]["cores"], int)
+
+
 def test_samples_of_any_shape_round_trip() -> None:
     at = datetime(2026, 12, 1, tzinfo=UTC)
     samples = [
