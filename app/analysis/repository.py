@@ -83,8 +83,8 @@ class AnalysisRepository:
                 Run.status == RunStatus.succeeded,
                 Run.id != excluding,
                 Run.created_at < before,
-                # Compared second by second: a run whose seconds retention rolled up is not.
-                Run.samples_rolled_up_at.is_(None),
+                # Rolled-up runs stay candidates: skipping them would reach for older runs (the
+                # ones that kept their seconds); the analysis says when one is compared.
                 passed,
             )
             .order_by(Run.created_at.desc())

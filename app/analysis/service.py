@@ -415,8 +415,9 @@ async def _compare_to_baselines(
         if rolled.samples_rolled_up_at is not None:
             e.warnings.append(
                 f"Run {rolled.id}'s per-second samples were rolled up into minutes on "
-                f"{rolled.samples_rolled_up_at:%Y-%m-%d} (retention): its comparisons have no "
-                "per-second values, so only p99 is judged (on its stored histograms)."
+                f"{rolled.samples_rolled_up_at:%Y-%m-%d} (retention): they are left out of the "
+                "per-second tests and charts, and its stored histograms stand in for it (a "
+                "comparison with no per-second values left judges only p99)."
             )
     if baselines or scenario_bases:
         ids = list(

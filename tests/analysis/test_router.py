@@ -251,3 +251,27 @@ async def test_a_run_stopped_early_is_analysed_as_partial_and_cannot_pass(
     assert body["verdict"] == "fail"
     assert all(r["status"] == "pass" for r in body["slo_results"])
     assert "partial results" in body["warnings"][0]
+
+
+async def test_the_last_passing_runs_are_the_newest_even_when_retention_rolled_one_up(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    """Skipping a rolled-up run would reach for older runs — the ones that kept their seconds
+    because their windows were incomplete: the newest are taken, and the analysis says so."""
+    from datetime import UTC, datetime
+
+    plan = await make_plan(session)
+    earlier = []
+    for seed in range(4):
+        run = await make_run(session, plan, results=healthy())
+        await add_seconds(session, run, {"list_orders": noisy(100, seed=seed)})
+        await client.post(f"{API}/analyse", json={"run_id": str(run.id)})
+        earlier.append(run)
+    earlier[-1].samples_rolled_up_at = datetime.now(UTC)
+    latest = await make_run(session, plan, results=healthy())
+    await add_seconds(session, latest, {"list_orders": noisy(100, seed=9)})
+
+    body = (await client.post(f"{API}/analyse", json={"run_id": str(latest.id)})).json()
+
+    assert body["baseline_run_ids"] == [str(r.id) for r in reversed(earlier[1:])]
+    assert any("rolled up into minutes" in w for w in body["warnings"])
