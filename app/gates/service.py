@@ -86,7 +86,9 @@ async def _plan_to_run(
     """``plan_id``, or the plan (version) stored from the request's ``plan`` document."""
     if body.plan is None:
         assert body.plan_id is not None  # GateIn needs one of the two
-        return body.plan_id
+        # Looked up here: left to the foreign key, an unknown plan was an integrity error taken
+        # for a concurrent retry (a 500).
+        return (await plans_service.get_plan(PlanRepository(session), body.plan_id)).id
     if not principal.allows(Scope.plan):
         raise ScopeMissing(Scope.plan, principal, "storing the gate's plan needs the `plan` scope")
     if isinstance(body.plan, str):

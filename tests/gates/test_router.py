@@ -212,3 +212,17 @@ async def test_a_gate_needs_a_plan(client: AsyncClient) -> None:
 
     assert response.status_code == 422
     assert "give plan_id, plan, or both" in response.text
+
+
+@pytest.mark.parametrize("key", [None, "build-77"])
+async def test_a_gate_for_an_unknown_plan_is_a_404_with_or_without_a_key(
+    client: AsyncClient, key: str | None
+) -> None:
+    headers = {"Idempotency-Key": key} if key else {}
+
+    response = await client.post(
+        f"{API}/gate", json={"plan_id": str(uuid.uuid4()), "build": BUILD}, headers=headers
+    )
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "plan.not_found"
