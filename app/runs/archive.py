@@ -34,6 +34,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
+from app.models import RunHistogram
 from app.runs.histogram import BUCKETS, Histogram, add_counts, encode_counts
 
 FORMAT = 1
@@ -161,7 +162,7 @@ def pack_samples(samples: Sequence[SampleRow]) -> bytes:
     return _blob(header, parts)
 
 
-def pack_windows(windows: Sequence[WindowRow]) -> bytes:
+def pack_windows(windows: Sequence[RunHistogram | WindowRow]) -> bytes:
     endpoints = list(dict.fromkeys(w.endpoint for w in windows))
     index = {name: i for i, name in enumerate(endpoints)}
     steps: list[bytes] = []
@@ -283,7 +284,12 @@ def unpack_samples(blob: bytes) -> list[SampleRow]:
 def sample_columns(blob: bytes, wanted: Iterable[Path]) -> tuple[int, dict[Path, np.ndarray]]:
     """(number of seconds, the wanted numeric columns as float arrays, NaN where a second
     lacks the value) without unpacking whole samples."""
-    header, body = _open(blob)
+    return _columns(*_open(blob), wanted)
+
+
+def _columns(
+    header: Mapping[str, Any], body: memoryview, wanted: Iterable[Path]
+) -> tuple[int, dict[Path, np.ndarray]]:
     n = header["n"]
     want = set(wanted)
     found: dict[Path, np.ndarray] = {}
@@ -301,7 +307,10 @@ def sample_columns(blob: bytes, wanted: Iterable[Path]) -> tuple[int, dict[Path,
 
 @_damage_as_value_error
 def sample_paths(blob: bytes) -> list[Path]:
-    header, _ = _open(blob)
+    return _paths(_open(blob)[0])
+
+
+def _paths(header: Mapping[str, Any]) -> list[Path]:
     return [tuple(c["path"]) for c in header["columns"]]
 
 
@@ -396,7 +405,8 @@ def endpoint_seconds(
 ) -> dict[str, tuple[list[int], list[int], list[float], list[float], list[float]]]:
     """Per endpoint ('*': all), each second's requests, failures, p50, p95, p99 (NaN where
     none), of the latest attempt, for the seconds in which the endpoint was present."""
-    paths = sample_paths(blob)
+    header, body = _open(blob)
+    paths = _paths(header)
     names = sorted({p[1] for p in paths if len(p) > 2 and p[0] == "endpoints"})
     figures = (
         "requests",
@@ -412,7 +422,7 @@ def endpoint_seconds(
     prefixes: dict[str, Path] = {"*": (), **{name: ("endpoints", name) for name in names}}
     wanted: list[Path] = [("total_requests",), ("span_s",), ("attempt",)]
     wanted += [path_of(prefix, f) for prefix in prefixes.values() for f in figures]
-    n, columns = sample_columns(blob, wanted)
+    n, columns = _columns(header, body, wanted)
     live = _live_seconds(n, columns)
     found = {}
     for name, prefix in prefixes.items():
@@ -436,7 +446,8 @@ def endpoint_seconds(
 def overall_seconds(blob: bytes) -> list[tuple[Any, ...]]:
     """The latest attempt's seconds as analysis/repository.py's ``Second`` fields: elapsed,
     VUs, requests, failures, p50, p95, p99, system readings, epoch, generator readings."""
-    paths = sample_paths(blob)
+    header, body = _open(blob)
+    paths = _paths(header)
     readings = {
         group: [p for p in paths if len(p) == 2 and p[0] == group]
         for group in ("system", "generator")
@@ -445,8 +456,7 @@ def overall_seconds(blob: bytes) -> list[tuple[Any, ...]]:
     latency = [("latency_ms", s) for s in ("p50", "p95", "p99")]
     wanted: list[Path] = [("total_requests",), ("span_s",), ("attempt",), *scalar, *latency]
     wanted += readings["system"] + readings["generator"]
-    n, columns = sample_columns(blob, wanted)
-    header, body = _open(blob)
+    n, columns = _columns(header, body, wanted)
     at = _array(body, header["at"], "<f8")
     live = _live_seconds(n, columns)
     nan = np.full(n, np.nan)

@@ -301,9 +301,8 @@ async def archive_finished_runs(
                     break
                 samples = await repo.sample_rows(taken)
                 stored = await repo.all_histograms(taken)
-                windows = [_window_row(w) for w in stored]
                 packed_samples = await asyncio.to_thread(archive.pack_samples, samples)
-                packed_windows = await asyncio.to_thread(archive.pack_windows, windows)
+                packed_windows = await asyncio.to_thread(archive.pack_windows, stored)
                 await repo.store_archive(
                     taken,
                     samples=packed_samples,
@@ -322,20 +321,3 @@ async def archive_finished_runs(
             continue
         done.append(taken)
     return done
-
-
-def _window_row(row: RunHistogram) -> archive.WindowRow:
-    return archive.WindowRow(
-        attempt=row.attempt,
-        endpoint=row.endpoint,
-        at=row.at,
-        start_s=row.start_s,
-        seconds=row.seconds,
-        requests=row.requests,
-        failures=row.failures,
-        count=row.count,
-        sum_ms=row.sum_ms,
-        min_ms=row.min_ms,
-        max_ms=row.max_ms,
-        counts=row.counts,
-    )

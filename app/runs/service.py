@@ -112,15 +112,9 @@ async def list_runs(
 def merge_windows(windows: Sequence[RunHistogram | WindowRow]) -> Histogram:
     """Stored windows of one endpoint as one histogram: counts added, never percentiles."""
     merged = Histogram()
-    for window in windows:
-        merged.add(
-            Histogram.decode(
-                window.counts,
-                count=window.count,
-                sum_ms=window.sum_ms,
-                min_ms=window.min_ms,
-                max_ms=window.max_ms,
-            )
+    for w in windows:
+        merged.add_encoded(
+            w.counts, count=w.count, sum_ms=w.sum_ms, min_ms=w.min_ms, max_ms=w.max_ms
         )
     return merged
 
