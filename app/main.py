@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from app.analysis.router import router as analysis_router
 from app.baselines.router import router as baselines_router
 from app.budgets.router import router as budgets_router
+from app.console.router import UI_URL, install_console
 from app.core import migrate
 from app.core.auth import AUTH_OFF_OWNER, auth_enabled, dev_mode_refusal, install_auth
 from app.core.body_limit import BodyLimit
@@ -22,7 +23,7 @@ from app.core.caching import ForgetPagesOnWrite
 from app.core.db import Pools, create_sessionmaker, resolve_database_url
 from app.core.errors import install_error_handlers
 from app.core.http_metrics import HTTPMetricsMiddleware
-from app.core.openapi import DOCS_URL, install_docs
+from app.core.openapi import install_docs
 from app.core.settings import Settings, get_settings
 from app.core.shedding import LoadShedding
 from app.datasets.router import router as datasets_router
@@ -35,8 +36,8 @@ from app.runs.router import router as runs_router
 from app.runs.worker import Worker
 
 API_PREFIX = "/api/agents/performance-agent"
-# Where `GET /` sends a person: Swagger UI until the console at /ui exists.
-HOME_URL = DOCS_URL
+# Where `GET /` sends a person: the console (Swagger UI stays at /docs).
+HOME_URL = UI_URL
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health_router)
     install_docs(app)
+    install_console(app, api_prefix=API_PREFIX)
     app.add_api_route("/", home, methods=["GET"], include_in_schema=False)
     return app
 

@@ -30,6 +30,13 @@ class Second(NamedTuple):
     generator: dict[str, Any] | None = None  # k6's CPU and the machine's (runs/system.py)
 
 
+# One endpoint's seconds as columns: elapsed (whole seconds), requests, failures, p50, p95,
+# p99 (ms; NaN where the second had no response).
+EndpointTimeline = tuple[
+    Sequence[int], Sequence[int], Sequence[int], Sequence[float], Sequence[float], Sequence[float]
+]
+
+
 class AnalysisRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -41,6 +48,16 @@ class AnalysisRepository:
 
     async def get(self, analysis_id: uuid.UUID) -> Analysis | None:
         return await self.session.get(Analysis, analysis_id)
+
+    async def of_run(self, run_id: uuid.UUID, *, limit: int) -> list[tuple[Any, ...]]:
+        """The run's analyses, newest first (on ``ix_analyses_run_created``), briefly."""
+        query = (
+            select(Analysis.id, Analysis.run_id, Analysis.verdict, Analysis.created_at)
+            .where(Analysis.run_id == run_id)
+            .order_by(Analysis.created_at.desc())
+            .limit(limit)
+        )
+        return [tuple(row) for row in await self.session.execute(query)]
 
     async def feedback(
         self, analysis_id: uuid.UUID, recommendation_id: str
@@ -104,6 +121,22 @@ class AnalysisRepository:
             found[run_id] = dict(await asyncio.to_thread(archive.endpoint_seconds, blob.samples))
         rows_of = [run_id for run_id in run_ids if run_id not in packed]
         rows = await self.session.execute(text(_PER_SECOND), {"runs": rows_of})
+        for run_id, endpoint, *columns in rows:
+            found[run_id][endpoint] = tuple(columns)
+        return found
+
+    async def endpoint_timelines(
+        self, run_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, EndpointTimeline]]:
+        """Per run and endpoint ('*': all), the seconds it had responses in: each one's whole
+        elapsed seconds, requests, failures, p50, p95, p99 (NaN where none), in order, of the
+        latest attempt (``per_second`` with the time axis: an endpoint skips seconds)."""
+        found: dict[uuid.UUID, dict[str, EndpointTimeline]] = {run_id: {} for run_id in run_ids}
+        packed = await RunRepository(self.session).archives(run_ids)
+        for run_id, blob in packed.items():
+            found[run_id] = dict(await asyncio.to_thread(archive.endpoint_timelines, blob.samples))
+        rows_of = [run_id for run_id in run_ids if run_id not in packed]
+        rows = await self.session.execute(text(_TIMELINES), {"runs": rows_of})
         for run_id, endpoint, *columns in rows:
             found[run_id][endpoint] = tuple(columns)
         return found
@@ -175,6 +208,34 @@ WITH samples AS (
 -- One row per run and endpoint, its seconds as arrays: 42 rows cross the wire for a
 -- 20-endpoint pair, not 75,000.
 SELECT run_id, endpoint,
+       array_agg(coalesce((f->>'requests')::int, 0) ORDER BY at, id),
+       array_agg(coalesce((f->>'failures')::int, 0) ORDER BY at, id),
+       array_agg(coalesce((f->'latency_ms'->>'p50')::float8, 'NaN') ORDER BY at, id),
+       array_agg(coalesce((f->'latency_ms'->>'p95')::float8, 'NaN') ORDER BY at, id),
+       array_agg(coalesce((f->'latency_ms'->>'p99')::float8, 'NaN') ORDER BY at, id)
+FROM figures
+GROUP BY run_id, endpoint
+"""
+
+# _PER_SECOND with each second's whole elapsed seconds first (the HTML report's time axis).
+_TIMELINES = """
+WITH samples AS (
+    SELECT s.run_id, s.at, s.id, s.data,
+           floor(coalesce((s.data->>'elapsed_s')::float8, 0))::int AS elapsed,
+           coalesce((s.data->>'attempt')::int, 1) AS attempt,
+           max(coalesce((s.data->>'attempt')::int, 1)) OVER (PARTITION BY s.run_id) AS latest
+    FROM run_samples s
+    WHERE s.run_id = ANY(:runs) AND s.data->>'total_requests' IS NOT NULL
+      AND NOT s.data ? 'span_s'
+), figures AS (
+    SELECT run_id, at, id, elapsed, '*' AS endpoint, data AS f FROM samples WHERE attempt = latest
+    UNION ALL
+    SELECT run_id, at, id, elapsed, e.key, e.value
+    FROM samples CROSS JOIN LATERAL jsonb_each(coalesce(data->'endpoints', '{}'::jsonb)) e
+    WHERE attempt = latest
+)
+SELECT run_id, endpoint,
+       array_agg(elapsed ORDER BY at, id),
        array_agg(coalesce((f->>'requests')::int, 0) ORDER BY at, id),
        array_agg(coalesce((f->>'failures')::int, 0) ORDER BY at, id),
        array_agg(coalesce((f->'latency_ms'->>'p50')::float8, 'NaN') ORDER BY at, id),

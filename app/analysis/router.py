@@ -12,6 +12,7 @@ from app.analysis.report import comparison_markdown
 from app.analysis.saturation import Saturation
 from app.analysis.schemas import (
     AnalyseIn,
+    AnalysisBrief,
     AnalysisOut,
     Comparison,
     FeedbackIn,
@@ -102,6 +103,34 @@ async def analyse(
     out = analysis_out(request, analysis)
     response.headers["Location"] = out.links["self"]
     return out
+
+
+@router.get(
+    "/analyses",
+    response_model=list[AnalysisBrief],
+    responses=problems(422),
+    summary="A run's analyses, newest first",
+    dependencies=READ,
+)
+async def list_analyses(
+    request: Request,
+    session: SessionDep,
+    run_id: Annotated[uuid.UUID, Query(description="The run analysed")],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[AnalysisBrief]:
+    """How a client that knows a run finds its verdicts (an empty list: not analysed yet;
+    `POST /analyse` judges it)."""
+    rows = await service.analyses_of_run(session, run_id, limit=limit)
+    return [
+        AnalysisBrief(
+            id=analysis_id,
+            run_id=of,
+            verdict=verdict,
+            created_at=created_at,
+            links={"self": path_for(request, "get_analysis", analysis_id=analysis_id)},
+        )
+        for analysis_id, of, verdict, created_at in rows
+    ]
 
 
 @router.get(

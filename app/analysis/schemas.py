@@ -187,6 +187,16 @@ class Comparison(BaseModel):
     )
 
 
+class AnalysisBrief(BaseModel):
+    """One analysis in a run's list; the whole of it at ``links.self``."""
+
+    id: uuid.UUID
+    run_id: uuid.UUID
+    verdict: str
+    created_at: datetime
+    links: dict[str, str]
+
+
 class AnalysisOut(BaseModel):
     id: uuid.UUID
     run_id: uuid.UUID

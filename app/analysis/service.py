@@ -679,16 +679,31 @@ async def html_report(session: AsyncSession, analysis_id: uuid.UUID) -> str:
     plan = await session.get(Plan, run.plan_id)
     assert plan is not None
     repo = AnalysisRepository(session)
-    baseline = None
+    runs = RunRepository(session)
+    baseline = baseline_id = None
     if analysis.baseline_run_ids:
-        baseline = await repo.seconds(uuid.UUID(analysis.baseline_run_ids[0]))
+        baseline_id = uuid.UUID(analysis.baseline_run_ids[0])
+        baseline = await repo.seconds(baseline_id)
+    both = [run.id] if baseline_id is None else [run.id, baseline_id]
+    timelines = await repo.endpoint_timelines(both)
+    merged = await runs.merged_histograms(both)
+    names = {endpoint for _, endpoint in merged}
     return render_html(
         analysis=analysis,
         plan=plan,
         run=run,
-        results=await RunRepository(session).results(run.id),
+        results=await runs.results(run.id),
         series=await repo.seconds(run.id),
         baseline_series=baseline,
+        timelines=timelines[run.id],
+        baseline_timelines=timelines.get(baseline_id) if baseline_id else None,
+        histograms={
+            name: (
+                merged.get((run.id, name)),
+                merged.get((baseline_id, name)) if baseline_id else None,
+            )
+            for name in sorted(names)
+        },
     )
 
 
@@ -736,6 +751,12 @@ async def get_analysis(session: AsyncSession, analysis_id: uuid.UUID) -> Analysi
     if analysis is None:
         raise NotFound(f"no analysis {analysis_id}", code="analysis.not_found")
     return analysis
+
+
+async def analyses_of_run(
+    session: AsyncSession, run_id: uuid.UUID, *, limit: int
+) -> list[tuple[Any, ...]]:
+    return await AnalysisRepository(session).of_run(run_id, limit=limit)
 
 
 async def give_feedback(

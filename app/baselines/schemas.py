@@ -61,6 +61,17 @@ class HistorySeries(BaseModel):
     points: list[HistoryValue] = Field(max_length=10_000)
 
 
+class ChangePoint(BaseModel):
+    endpoint: str
+    sli: str
+    at: datetime = Field(description="The first run after the change")
+    before: float = Field(description="The series' median before it")
+    after: float = Field(description="The median after it")
+    change: float | None = Field(description="(after − before) / before")
+    points_before: int
+    points_after: int
+
+
 class HistoryDocument(BaseModel):
     """A plan's history as a time series: per endpoint and SLI, one value per past run.
     ``GET …/plans/{id}/history`` exports it; ``POST`` the same shape to import one."""
@@ -74,6 +85,11 @@ class HistoryDocument(BaseModel):
     next: str | None = Field(
         default=None,
         description="Export only: the next, older window of the history (ignored on import)",
+    )
+    changes: list[ChangePoint] | None = Field(
+        default=None,
+        description="Export only: lasting shifts found in this window's p95 and error-rate "
+        "series (PELT on the values; the same search analysis runs), dated (ignored on import)",
     )
 
     @field_validator("series")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.baselines import history
 from app.baselines.repository import BaselineRepository
 from app.baselines.schemas import (
+    ChangePoint,
     HistoryDocument,
     HistoryImported,
     HistorySeries,
@@ -201,8 +203,14 @@ async def export_history(
             )
             for (endpoint, sli), points in sorted(window.series.items())
         ],
+        changes=[ChangePoint.model_validate(found) for found in await _changes(window.series)],
     )
     return document, window.next_before
+
+
+async def _changes(series: dict[tuple[str, str], Points]) -> list[dict[str, Any]]:
+    timeline = {key: [(at, value) for at, value, _, _ in points] for key, points in series.items()}
+    return await asyncio.to_thread(history.shifts, timeline)
 
 
 async def import_history(

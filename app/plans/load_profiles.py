@@ -46,8 +46,14 @@ def parse_pause(value: Any) -> float:
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Pause = Annotated[float, BeforeValidator(parse_pause)]
+# What a plan may write, for the served JSON Schema: seconds, or a k6 duration string.
+_DURATION_TEXT = Annotated[str, Field(pattern=r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h)\s*)+$")]
+Duration = Annotated[
+    float, BeforeValidator(parse_duration, json_schema_input_type=float | _DURATION_TEXT)
+]
+Pause = Annotated[
+    float, BeforeValidator(parse_pause, json_schema_input_type=float | _DURATION_TEXT)
+]
 
 
 def format_duration(seconds: float) -> str:

@@ -250,9 +250,9 @@ class Step(Strict):
     query: dict[str, str | int | float | bool] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = Field(default=None, description="JSON value (sent as JSON) or a raw string")
-    expect_status: Annotated[list[int], BeforeValidator(_status_list)] = Field(
-        default_factory=lambda: [200], min_length=1
-    )
+    expect_status: Annotated[
+        list[int], BeforeValidator(_status_list, json_schema_input_type=list[int] | int)
+    ] = Field(default_factory=lambda: [200], min_length=1)
     checks: list[Check] = Field(default_factory=list)
     extract: dict[str, Extract] = Field(default_factory=dict)
     think_time: ThinkTime | None = None
@@ -554,7 +554,11 @@ def _slo_input(value: Any) -> Any:
     return {**parsed, **rest}
 
 
-SLOInput = Annotated[SLO, BeforeValidator(_slo_input)]
+# A plan writes an objective as text ('p95 < 300ms'), as {objective, endpoint, warning …}, in
+# Keptn's {sli, pass, warning} form or field by field; the schema says so, _slo_input decides.
+SLOInput = Annotated[
+    SLO, BeforeValidator(_slo_input, json_schema_input_type=str | SLO | dict[str, Any])
+]
 
 
 class Scoring(Strict):
@@ -853,7 +857,22 @@ class PlanSummary(BaseModel):
 
 
 def plan_json_schema() -> dict[str, Any]:
+    """The plan language as JSON Schema (2020-12): what a plan may say, shorthands included,
+    so an editor validating against it accepts every plan the service accepts."""
     schema = PlanSpec.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "urn:perf-agent:plan:v1"
     schema["title"] = "perf-agent test plan (v1)"
+    defs = schema["$defs"]
+    # A check's status may be one code (the field validator makes it a list).
+    status = defs["Check"]["properties"]["status"]
+    status["anyOf"] = [{"type": "integer"}, *status["anyOf"]]
+    # A load without `profile` is a constant load (vus + duration) or a ramp (stages), as v0
+    # plans wrote it (_infer_profile): the profile's discriminator is for the validated form.
+    for implied in ("Load", "Ramp"):
+        defs[implied]["required"] = [f for f in defs[implied]["required"] if f != "profile"]
+    for variant in schema["properties"]["load"]["anyOf"]:
+        if "oneOf" in variant:
+            variant.pop("discriminator", None)
+            variant["anyOf"] = variant.pop("oneOf")
     return schema

@@ -159,6 +159,20 @@ class Histogram:
         figures["max"] = self.max_ms
         return figures
 
+    def coarse(self, step: int) -> tuple[list[float], list[int]]:
+        """The non-empty buckets of a layout ``step`` times coarser (each ``step`` adjacent
+        buckets as one, relative width γ^step − 1), as their upper bounds in ms and counts:
+        a distribution small enough to draw (a few hundred bins at most)."""
+        if step < 1:
+            raise ValueError("step must be at least 1")
+        padded = np.zeros(-(-BUCKETS // step) * step, dtype=np.int64)
+        padded[:BUCKETS] = self.counts
+        grouped = padded.reshape(-1, step).sum(axis=1)
+        kept = np.nonzero(grouped)[0]
+        # Group g holds native buckets g·step … g·step+step−1; the last one's upper bound.
+        upper = MIN_MS * GAMMA ** ((kept + 1) * step - 1)
+        return [round(float(u), 4) for u in upper], [int(c) for c in grouped[kept]]
+
     def encode(self) -> bytes:
         return encode_counts(self.counts)
 

@@ -14,6 +14,7 @@ from app.core import pagination
 from app.models import (
     Analysis,
     Baseline,
+    Plan,
     Run,
     RunArchive,
     RunEvent,
@@ -85,13 +86,31 @@ class RunRepository:
         status: str | None,
         cursor: str | None,
         limit: int,
+        environment: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Sequence[RunRow]:
-        query = self.page_query(plan_id=plan_id, status=status, cursor=cursor, limit=limit)
+        query = self.page_query(
+            plan_id=plan_id,
+            status=status,
+            cursor=cursor,
+            limit=limit,
+            environment=environment,
+            since=since,
+            until=until,
+        )
         return [RunRow(**row._mapping) for row in await self.session.execute(query)]
 
     @staticmethod
     def page_query(
-        *, plan_id: uuid.UUID | None, status: str | None, cursor: str | None, limit: int
+        *,
+        plan_id: uuid.UUID | None,
+        status: str | None,
+        cursor: str | None,
+        limit: int,
+        environment: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Select[Any]:
         """One page of runs, newest first, as summaries: one query however many runs there
         are — the all-requests figures joined, the newest analysis' verdict a correlated
@@ -123,6 +142,14 @@ class RunRepository:
             query = query.where(Run.plan_id == plan_id)
         if status is not None:
             query = query.where(Run.status == status)
+        if since is not None:
+            query = query.where(Run.created_at >= since)
+        if until is not None:
+            query = query.where(Run.created_at < until)
+        if environment is not None:
+            # The plan's target.environment, "staging" when the plan does not say (PlanSpec).
+            planned = func.coalesce(Plan.spec["target"]["environment"].astext, "staging")
+            query = query.join(Plan, Plan.id == Run.plan_id).where(planned == environment)
         after = pagination.seek(Run.created_at, Run.id, cursor)
         if after is not None:
             query = query.where(after)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 
 from app.core import caching, pagination
 from app.core.auth import Principal, Scope, requires
@@ -19,6 +20,7 @@ from app.runs import fanout, service
 from app.runs.repository import RunRepository, RunRow
 from app.runs.schemas import (
     CheckResult,
+    DistributionOut,
     EndpointResult,
     ExecuteIn,
     LatencyOut,
@@ -186,6 +188,26 @@ async def run_latency(
 
 
 @router.get(
+    "/runs/{run_id}/distribution",
+    response_model=DistributionOut,
+    responses=problems(404, 422),
+    summary="Each endpoint's latency distribution over the whole run, from its histograms",
+    dependencies=READ,
+)
+async def run_distribution(
+    run_id: uuid.UUID,
+    session: SessionDep,
+    step: Annotated[
+        int,
+        Query(ge=1, le=200, description="Stored buckets (0.5 % wide) per bin: 10 gives ~10 %"),
+    ] = 10,
+) -> DistributionOut:
+    """Per endpoint (and `*`, all requests), the non-empty bins of the run's merged latency
+    histogram: upper bounds and counts. An empty list while the run has stored none yet."""
+    return await service.distribution(RunRepository(session), run_id, step=step)
+
+
+@router.get(
     "/runs/{run_id}",
     response_model=RunOut,
     responses={304: {"description": "Unchanged since the ETag sent"}, **problems(404)},
@@ -218,6 +240,14 @@ async def list_runs(
     session: SessionDep,
     plan_id: uuid.UUID | None = None,
     status: RunStatus | None = None,
+    environment: Annotated[
+        str | None,
+        Query(max_length=100, description="The plan's target.environment (e.g. staging)"),
+    ] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Queued at or after (ISO 8601 with a zone)")
+    ] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Queued before")] = None,
     cursor: Annotated[str | None, Query(description="From a page's `next` link")] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_LIMIT)] = pagination.DEFAULT_LIMIT,
 ) -> pagination.Page[RunSummary]:
@@ -237,7 +267,14 @@ async def list_runs(
 
     async def build() -> pagination.Page[RunSummary]:
         rows = await service.list_runs(
-            RunRepository(session), plan_id=plan_id, status=status, cursor=cursor, limit=limit
+            RunRepository(session),
+            plan_id=plan_id,
+            status=status,
+            cursor=cursor,
+            limit=limit,
+            environment=environment,
+            since=since,
+            until=until,
         )
         return pagination.page(
             request, response, rows, limit=limit, key=lambda r: (r.created_at, r.id), out=out

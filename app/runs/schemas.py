@@ -153,3 +153,19 @@ class LatencyOut(BaseModel):
     latency_ms: dict[str, float | None] = Field(
         description="avg, min, p50, p90, p95, p99, max over expected responses (k6's rule)"
     )
+
+
+class EndpointDistribution(BaseModel):
+    endpoint: str = Field(description="'*': all requests")
+    requests: int = Field(description="Responses in the histogram (k6's expected responses)")
+    upper_ms: list[float] = Field(description="Each non-empty bin's upper bound, ascending")
+    counts: list[int] = Field(description="Responses in each bin")
+
+
+class DistributionOut(BaseModel):
+    """A run's latency distribution per endpoint, from its stored histograms merged over the
+    whole run (its latest attempt): what a density or CDF chart needs, nothing interpolated."""
+
+    run_id: uuid.UUID
+    bin_width: float = Field(description="Each bin's relative width (upper ÷ lower − 1)")
+    endpoints: list[EndpointDistribution]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import metrics
 from app.core.auth import Principal, Scope, ScopeMissing
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.settings import Settings
 from app.guardrails.service import check_plan
 from app.identity.service import record
@@ -19,9 +20,9 @@ from app.models.base import utcnow
 from app.plans.repository import PlanRepository
 from app.plans.schemas import PlanSpec
 from app.runs.archive import WindowRow
-from app.runs.histogram import Histogram
+from app.runs.histogram import GAMMA, Histogram
 from app.runs.repository import RunRepository, RunRow
-from app.runs.schemas import LatencyOut
+from app.runs.schemas import DistributionOut, EndpointDistribution, LatencyOut
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,21 @@ async def list_runs(
     status: str | None,
     cursor: str | None,
     limit: int,
+    environment: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Sequence[RunRow]:
-    return await repo.page(plan_id=plan_id, status=status, cursor=cursor, limit=limit)
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since must be before until", code="runs.empty_window", field="since")
+    return await repo.page(
+        plan_id=plan_id,
+        status=status,
+        cursor=cursor,
+        limit=limit,
+        environment=environment,
+        since=since,
+        until=until,
+    )
 
 
 def merge_windows(windows: Sequence[RunHistogram | WindowRow]) -> Histogram:
@@ -157,6 +171,21 @@ async def latency(
         failures=sum(w.failures for w in windows),
         latency_ms=merged.stats(),
     )
+
+
+async def distribution(repo: RunRepository, run_id: uuid.UUID, *, step: int) -> DistributionOut:
+    """Every endpoint's whole-run histogram, coarsened ``step`` times for drawing."""
+    await get_run(repo, run_id)
+    merged = await repo.merged_histograms([run_id])
+    endpoints = []
+    for (_, endpoint), histogram in sorted(merged.items(), key=lambda item: item[0][1]):
+        upper, counts = histogram.coarse(step)
+        endpoints.append(
+            EndpointDistribution(
+                endpoint=endpoint, requests=histogram.total, upper_ms=upper, counts=counts
+            )
+        )
+    return DistributionOut(run_id=run_id, bin_width=GAMMA**step - 1, endpoints=endpoints)
 
 
 async def abort(session: AsyncSession, run_id: uuid.UUID) -> Run:

@@ -73,15 +73,15 @@ async def test_the_oauth2_redirect_page_is_still_served(client: AsyncClient) -> 
     assert ABSOLUTE_URL.findall(response.text) == []
 
 
-async def test_the_root_redirects_a_person_to_the_docs(client: AsyncClient) -> None:
+async def test_the_root_redirects_a_person_to_the_console(client: AsyncClient) -> None:
     response = await client.get("/")
 
-    assert HOME_URL == DOCS_URL
-    assert response.status_code == 307  # temporary: the console at /ui will take its place
+    assert HOME_URL == "/ui"
+    assert response.status_code == 307
     assert response.headers["location"] == HOME_URL
     landed = await client.get("/", follow_redirects=True)
     assert landed.status_code == 200
-    assert "Swagger UI" in landed.text
+    assert 'id="app"' in landed.text
 
 
 async def test_the_docs_are_not_in_the_openapi_document(client: AsyncClient) -> None:
@@ -100,7 +100,7 @@ async def test_behind_a_path_prefix_every_url_carries_it(settings: Settings) -> 
         redoc = (await client.get("/perf/redoc")).text
         asset = await client.get(f"/perf{DOCS_ASSETS_URL}/swagger-ui.css")
 
-    assert home.headers["location"] == "/perf/docs"
+    assert home.headers["location"] == "/perf/ui"
     assert f'src="/perf{DOCS_ASSETS_URL}/swagger-ui-bundle.js"' in docs
     assert "url: '/perf/openapi.json'" in docs
     assert "window.location.origin + '/perf/docs/oauth2-redirect'" in docs

@@ -1,0 +1,42 @@
+"""The console's built files (``static/``, written by ``console/build.mjs``) and whether they
+are current: the build records a digest of its sources, recomputed here the same way."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+STATIC = resources.files("app.console").joinpath("static")
+# The sources exist in a checkout, not in an installed wheel.
+SOURCES = Path(__file__).resolve().parents[2] / "console"
+
+
+@cache
+def manifest() -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(STATIC.joinpath("manifest.json").read_text("utf-8"))
+    return loaded
+
+
+@cache
+def version() -> str:
+    """A short digest of the built files, for cache-busting query strings."""
+    digest = hashlib.sha256()
+    for name in ("console.js", "console.css"):
+        digest.update(STATIC.joinpath(name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def sources_digest(root: Path = SOURCES) -> str:
+    """What ``digest()`` in build.mjs computes: every file under src/, the lock file and the
+    build script, in path order, each as ``path NUL bytes NUL``."""
+    inputs = [p for p in (root / "src").rglob("*") if p.is_file()]
+    inputs += [root / "package-lock.json", root / "build.mjs"]
+    digest = hashlib.sha256()
+    for path in sorted(p.relative_to(root).as_posix() for p in inputs):
+        digest.update(path.encode() + b"\0")
+        digest.update((root / path).read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,66 @@
+// Builds the console into ../app/console/static: one minified ES module (Preact, uPlot, the YAML
+// parser and the JSON Schema validator bundled with the pages), one stylesheet, uPlot's own
+// IIFE build for the self-contained HTML report, and a manifest naming the sources' digest so
+// the test suite can tell a stale build from a current one without npm.
+import { createHash } from "node:crypto";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { build } from "esbuild";
+
+const here = new URL(".", import.meta.url).pathname;
+const out = join(here, "..", "app", "console", "static");
+mkdirSync(out, { recursive: true });
+
+function files(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : [path];
+  });
+}
+
+// The digest the Python side recomputes (app/console/assets.py): sources in path order.
+export function digest() {
+  const hash = createHash("sha256");
+  const inputs = [...files(join(here, "src")), join(here, "package-lock.json"), join(here, "build.mjs")];
+  for (const path of inputs.map((p) => relative(here, p)).sort()) {
+    hash.update(path + "\0");
+    hash.update(readFileSync(join(here, path)));
+    hash.update("\0");
+  }
+  return hash.digest("hex");
+}
+
+await build({
+  entryPoints: [join(here, "src", "main.jsx")],
+  bundle: true,
+  minify: true,
+  format: "esm",
+  target: ["chrome110", "firefox110", "safari16"],
+  jsx: "automatic",
+  jsxImportSource: "preact",
+  legalComments: "eof",
+  outfile: join(out, "console.js"),
+  logLevel: "warning",
+});
+const css = [
+  readFileSync(join(here, "node_modules", "uplot", "dist", "uPlot.min.css"), "utf8"),
+  readFileSync(join(here, "src", "console.css"), "utf8"),
+].join("\n");
+writeFileSync(join(out, "console.css"), css);
+// uPlot as it ships, for pages other than the console (the HTML report inlines it): in core,
+// which every feature may read, so the report does not reach into the console's package.
+const vendor = join(here, "..", "app", "core", "vendor");
+mkdirSync(vendor, { recursive: true });
+copyFileSync(join(here, "node_modules", "uplot", "dist", "uPlot.iife.min.js"), join(vendor, "uplot.iife.min.js"));
+copyFileSync(join(here, "node_modules", "uplot", "dist", "uPlot.min.css"), join(vendor, "uplot.min.css"));
+copyFileSync(join(here, "node_modules", "uplot", "LICENSE"), join(vendor, "uplot.LICENSE"));
+const pkg = JSON.parse(readFileSync(join(here, "package-lock.json"), "utf8"));
+const versions = Object.fromEntries(
+  Object.entries(pkg.packages)
+    .filter(([path]) => path.startsWith("node_modules/") && !path.includes("@esbuild"))
+    .map(([path, info]) => [path.slice("node_modules/".length), info.version]),
+);
+writeFileSync(
+  join(out, "manifest.json"),
+  JSON.stringify({ sources_sha256: digest(), packages: versions }, null, 2) + "\n",
+);
