@@ -178,8 +178,10 @@ async def get_analysis_report(
 async def get_analysis_report_html(
     request: Request, analysis_id: uuid.UUID, session: SessionDep
 ) -> Response:
-    """One self-contained page (inline SVG charts, no scripts): latency percentiles, RPS,
-    errors and VUs second by second, the baseline's p95 and RPS dashed, the knee marked."""
+    """One self-contained page that opens offline: latency percentiles, RPS, errors and VUs
+    second by second, the baseline's p95 and RPS dashed, the knee marked, as interactive
+    charts (uPlot, inlined: hover, zoom) with each endpoint's seconds and latency
+    distribution; the static SVG charts for print and without scripting."""
     page = await service.html_report(session, analysis_id)
     return caching.conditional(
         request, page.encode(), media_type="text/html; charset=utf-8", immutable=True

@@ -405,6 +405,21 @@ def endpoint_seconds(
 ) -> dict[str, tuple[list[int], list[int], list[float], list[float], list[float]]]:
     """Per endpoint ('*': all), each second's requests, failures, p50, p95, p99 (NaN where
     none), of the latest attempt, for the seconds in which the endpoint was present."""
+    return {name: columns[1:] for name, columns in _endpoint_columns(blob).items()}
+
+
+@_damage_as_value_error
+def endpoint_timelines(
+    blob: bytes,
+) -> dict[str, tuple[list[int], list[int], list[int], list[float], list[float], list[float]]]:
+    """``endpoint_seconds`` with each second's whole elapsed seconds first: (elapsed,
+    requests, failures, p50, p95, p99), to draw an endpoint on the run's time axis."""
+    return _endpoint_columns(blob)
+
+
+def _endpoint_columns(
+    blob: bytes,
+) -> dict[str, tuple[list[int], list[int], list[int], list[float], list[float], list[float]]]:
     header, body = _open(blob)
     paths = _paths(header)
     names = sorted({p[1] for p in paths if len(p) > 2 and p[0] == "endpoints"})
@@ -420,10 +435,11 @@ def endpoint_seconds(
         return (*prefix, *((figure,) if isinstance(figure, str) else figure))
 
     prefixes: dict[str, Path] = {"*": (), **{name: ("endpoints", name) for name in names}}
-    wanted: list[Path] = [("total_requests",), ("span_s",), ("attempt",)]
+    wanted: list[Path] = [("total_requests",), ("span_s",), ("attempt",), ("elapsed_s",)]
     wanted += [path_of(prefix, f) for prefix in prefixes.values() for f in figures]
     n, columns = _columns(header, body, wanted)
     live = _live_seconds(n, columns)
+    elapsed = np.floor(np.nan_to_num(columns.get(("elapsed_s",), np.zeros(n)))).astype(int)
     found = {}
     for name, prefix in prefixes.items():
         requests = columns.get(path_of(prefix, "requests"))
@@ -433,6 +449,7 @@ def endpoint_seconds(
         nan = np.full(n, np.nan)
         values = [columns.get(path_of(prefix, f), nan)[here] for f in figures]
         found[name] = (
+            elapsed[here].tolist(),
             np.nan_to_num(values[0]).astype(int).tolist(),
             np.nan_to_num(values[1]).astype(int).tolist(),
             values[2].tolist(),
