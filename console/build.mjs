@@ -2,33 +2,14 @@
 // parser and the JSON Schema validator bundled with the pages), one stylesheet, uPlot's own
 // IIFE build for the self-contained HTML report, and a manifest naming the sources' digest so
 // the test suite can tell a stale build from a current one without npm.
-import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { join, relative } from "node:path";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { build } from "esbuild";
+import { digest } from "./digest.mjs";
 
 const here = new URL(".", import.meta.url).pathname;
 const out = join(here, "..", "app", "console", "static");
 mkdirSync(out, { recursive: true });
-
-function files(dir) {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? files(path) : [path];
-  });
-}
-
-// The digest the Python side recomputes (app/console/assets.py): sources in path order.
-export function digest() {
-  const hash = createHash("sha256");
-  const inputs = [...files(join(here, "src")), join(here, "package-lock.json"), join(here, "build.mjs")];
-  for (const path of inputs.map((p) => relative(here, p)).sort()) {
-    hash.update(path + "\0");
-    hash.update(readFileSync(join(here, path)));
-    hash.update("\0");
-  }
-  return hash.digest("hex");
-}
 
 await build({
   entryPoints: [join(here, "src", "main.jsx")],

@@ -30,10 +30,10 @@ def version() -> str:
 
 
 def sources_digest(root: Path = SOURCES) -> str:
-    """What ``digest()`` in build.mjs computes: every file under src/, the lock file and the
-    build script, in path order, each as ``path NUL bytes NUL``."""
+    """What ``digest()`` in console/digest.mjs computes: every file under src/, the lock file
+    and the build scripts, in path order, each as ``path NUL bytes NUL``."""
     inputs = [p for p in (root / "src").rglob("*") if p.is_file()]
-    inputs += [root / "package-lock.json", root / "build.mjs"]
+    inputs += [root / name for name in ("package-lock.json", "build.mjs", "digest.mjs")]
     digest = hashlib.sha256()
     for path in sorted(p.relative_to(root).as_posix() for p in inputs):
         digest.update(path.encode() + b"\0")

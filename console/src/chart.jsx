@@ -6,7 +6,9 @@ import uPlot from "uplot";
 export const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777", "#4b5563", "#65a30d"];
 export const colour = (i) => PALETTE[i % PALETTE.length];
 
-export function Chart({ title, series, data, height = 220, axes, scales, marks = [], hooks, testid, cursorSync }) {
+const SECONDS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800];
+
+export function Chart({ title, series, data, height = 220, axes, scales, marks = [], hooks, testid, cursorSync, xLabel = "s" }) {
   const box = useRef(null);
   const plot = useRef(null);
   const shape = JSON.stringify([series.map((s) => [s.label, s.stroke, s.dash, s.scale, s.show]), axes, scales]);
@@ -26,8 +28,8 @@ export function Chart({ title, series, data, height = 220, axes, scales, marks =
       height,
       cursor: { drag: { x: true, y: false }, sync: cursorSync ? { key: cursorSync } : undefined },
       scales: scales || { x: { time: false } },
-      axes: axes || [{ label: "s" }, {}],
-      series: [{ label: "s" }, ...series.map((s) => ({ width: 1.5, spanGaps: false, ...s }))],
+      axes: axes || [{ label: "seconds", incrs: SECONDS }, {}],
+      series: [{ label: xLabel }, ...series.map((s) => ({ width: 1.5, spanGaps: false, ...s }))],
       hooks: {
         ...(hooks || {}),
         setSelect: [

@@ -280,47 +280,67 @@ function kneeSecond(saturation, samples) {
   return null;
 }
 
-export function Distributions({ run, baseline }) {
+export function Distributions({ run, baseline, labels = ["this run", "baseline"] }) {
   const mine = useApi(`/runs/${run}/distribution`);
   const theirs = useApi(baseline ? `/runs/${baseline}/distribution` : null, undefined, [baseline]);
+  const [kind, setKind] = useState("cdf");
   if (mine.error) return <Problem error={mine.error} />;
   if (!mine.data) return null;
   const base = Object.fromEntries((theirs.data?.endpoints || []).map((e) => [e.endpoint, e]));
   return (
     <>
-      <h2>Latency distribution per endpoint{baseline ? ", against the baseline" : ""}</h2>
+      <h2>
+        Latency distribution per endpoint{baseline ? `: ${labels[0]} against ${labels[1]}` : ""}{" "}
+        <span class="switch">
+          {["cdf", "density"].map((k) => (
+            <button class={kind === k ? "active" : ""} onClick={() => setKind(k)} data-testid={`distribution-${k}`}>
+              {k === "cdf" ? "share below" : "density"}
+            </button>
+          ))}
+        </span>
+      </h2>
       <div class="distributions" data-testid="distributions">
         {mine.data.endpoints.map((e) => (
-          <DistributionChart name={e.endpoint} mine={e} theirs={base[e.endpoint]} />
+          <DistributionChart name={e.endpoint} mine={e} theirs={base[e.endpoint]} kind={kind} labels={labels} />
         ))}
       </div>
     </>
   );
 }
 
-function DistributionChart({ name, mine, theirs }) {
-  // Share of responses per bin, on a log latency axis; both runs' bins come from one layout.
+function DistributionChart({ name, mine, theirs, kind, labels }) {
+  // On a log latency axis, from one bin layout for both runs: the share of responses at or
+  // below each bound (how percentiles compare), or the share in each bin (where modes sit).
   const bounds = [...new Set([...mine.upper_ms, ...(theirs?.upper_ms || [])])].sort((p, q) => p - q);
-  const share = (d) => {
+  const shares = (d) => {
     if (!d) return null;
     const at = new Map(d.upper_ms.map((u, i) => [u, d.counts[i]]));
-    return bounds.map((u) => (at.has(u) ? at.get(u) / d.requests : 0));
+    let below = 0;
+    return bounds.map((u) => {
+      const n = at.get(u) || 0;
+      below += n;
+      return (kind === "cdf" ? below : n) / d.requests;
+    });
   };
-  const series = [{ label: "this run", stroke: colour(1), fill: "rgba(220,38,38,0.12)", paths: undefined }];
-  const data = [bounds, share(mine)];
+  const series = [{ label: labels[0], stroke: colour(1), fill: kind === "density" ? "rgba(220,38,38,0.12)" : undefined }];
+  const data = [bounds, shares(mine)];
   if (theirs) {
-    series.push({ label: "baseline", stroke: "#6b7280", dash: [6, 4] });
-    data.push(share(theirs));
+    series.push({ label: labels[1], stroke: "#6b7280", dash: [6, 4] });
+    data.push(shares(theirs));
   }
+  const marks = kind === "cdf" ? [{ y: 0.95, label: "p95", colour: "#9ca3af", dash: [2, 3] }, { y: 0.99, colour: "#9ca3af", dash: [2, 3] }] : [];
   return (
     <div class="distribution">
       <Chart
+        testid="distribution-chart"
         title={`${name === "*" ? "all requests" : name} (${num(mine.requests, 0)} responses)`}
         series={series}
         data={data}
-        height={180}
-        scales={{ x: { time: false, distr: 3 } }}
-        axes={[{ label: "ms (log)" }, { label: "share", values: (u, vals) => vals.map((v) => `${num(v * 100, 1)}%`) }]}
+        height={200}
+        xLabel="ms"
+        marks={marks}
+        scales={{ x: { time: false, distr: 3 }, y: kind === "cdf" ? { range: [0, 1] } : {} }}
+        axes={[{ label: "ms (log)" }, { label: kind === "cdf" ? "share at or below" : "share", values: (u, vals) => vals.map((v) => `${num(v * 100, 1)}%`) }]}
       />
     </div>
   );
@@ -363,7 +383,24 @@ function ProfileTable({ profile }) {
       {profile.hot_spots?.length > 0 && (
         <ul data-testid="hot-spots">
           {profile.hot_spots.map((h) => (
-            <li>{typeof h === "string" ? h : h.summary || JSON.stringify(h)}</li>
+            <li>
+              {typeof h === "string" ? (
+                h
+              ) : (
+                <>
+                  {h.endpoint && <code>{h.endpoint}</code>} <code>{h.function}</code> <span class="muted">{h.location}</span>
+                  {h.self_share !== undefined && <> — {pct(h.self_share, 0)} of samples</>}
+                  {h.sql && (
+                    <>
+                      {" "}
+                      runs <code>{h.sql}</code>
+                      {h.in_loop ? " in a loop" : ""}
+                      {h.calls_per_request ? ` ${num(h.calls_per_request, 1)}× per request` : ""}
+                    </>
+                  )}
+                </>
+              )}
+            </li>
           ))}
         </ul>
       )}

@@ -63,7 +63,7 @@ export function Compare() {
             </ul>
           )}
           <Comparisons rows={c.comparisons} title="Per endpoint and SLI" />
-          <Distributions run={c.b} baseline={c.a} />
+          <Distributions run={c.b} baseline={c.a} labels={[short(c.b), `${short(c.a)} (reference)`]} />
         </>
       )}
     </section>

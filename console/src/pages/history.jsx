@@ -75,6 +75,7 @@ export function History({ id }) {
           data={data}
           marks={marks}
           height={280}
+          xLabel="run at"
         />
       )}
       <h2>Change points</h2>
