@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from app.core.auth import Scope, requires
+from app.core.auth import Principal, Scope, auth_enabled, requires
 from app.core.db import SessionDep
 from app.core.openapi import problems
 from app.identity import service
-from app.identity.schemas import AuditEventOut
+from app.identity.schemas import AuditEventOut, WhoAmI
 
 router = APIRouter(tags=["identity"])
 
@@ -31,3 +31,20 @@ async def list_audit(
     queued and aborted, keys created and revoked: each with the key and owner that did it."""
     events = await service.audit_page(session, limit=limit, before=before)
     return [AuditEventOut.model_validate(event) for event in events]
+
+
+@router.get(
+    "/whoami",
+    response_model=WhoAmI,
+    summary="The calling key: its owner and scopes",
+)
+async def whoami(
+    request: Request, principal: Annotated[Principal, Depends(requires(Scope.read))]
+) -> WhoAmI:
+    """What the console shows as the signed-in identity (and whose name an approval records)."""
+    return WhoAmI(
+        owner=principal.owner,
+        key_id=principal.key_id,
+        scopes=principal.scope_names,
+        auth=auth_enabled(request.app.state.settings),
+    )

@@ -32,3 +32,12 @@ class ApiKeyOut(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+class WhoAmI(BaseModel):
+    """The caller as the service sees it: who actions are recorded as, and what it may do."""
+
+    owner: str = Field(description="Recorded as the actor of what this key does")
+    key_id: uuid.UUID | None = Field(description="null when authentication is off")
+    scopes: list[str]
+    auth: bool = Field(description="False: authentication is off (local development)")

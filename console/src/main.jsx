@@ -8,7 +8,7 @@ import { History } from "./pages/history.jsx";
 import { NewPlan, PlanPage, Plans } from "./pages/plans.jsx";
 import { Run } from "./pages/run.jsx";
 import { Runs } from "./pages/runs.jsx";
-import { Link, nav } from "./ui.jsx";
+import { Link, nav, useApi } from "./ui.jsx";
 
 const ID = "([0-9a-f-]{36})";
 const ROUTES = [
@@ -73,6 +73,8 @@ function KeyEntry({ onDone }) {
 function App() {
   const [current, setCurrent] = useState(route);
   const [asking, setAsking] = useState(false);
+  const [keyed, setKeyed] = useState(0);
+  const me = useApi("/whoami", undefined, [keyed]);
   useEffect(() => {
     const update = () => setCurrent(route());
     const ask = () => setAsking(true);
@@ -104,14 +106,18 @@ function App() {
           </Link>
           <a href="/docs">API</a>
         </nav>
+        <span class="who" data-testid="whoami" title={me.data ? `scopes: ${me.data.scopes.join(", ")}` : ""}>
+          {me.data ? (me.data.auth ? me.data.owner : "auth off") : me.error ? "no key" : ""}
+        </span>
         <button class="link" onClick={() => setAsking(!asking)} data-testid="key-button">
-          {auth.get() ? "key ✓" : "key"}
+          {auth.get() ? "change key" : "API key"}
         </button>
       </header>
       {asking && (
         <KeyEntry
           onDone={() => {
             setAsking(false);
+            setKeyed((n) => n + 1);
             setCurrent({ ...route(), key: `${route().key}#${Date.now()}` });
           }}
         />
