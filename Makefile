@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-only lint typecheck fmt migrate check-migrations demo clean
+.PHONY: venv run test test-only lint typecheck fmt migrate check-migrations demo console clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ check-migrations: venv
 
 demo: venv
 	$(BIN)/perf-agent demo
+
+## Rebuild the web console (console/src → app/console/static) from the locked npm packages
+console:
+	cd console && npm ci --no-audit --no-fund && node build.mjs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -177,7 +177,10 @@ def serve(
             time.sleep(0.05)
         if server.started:
             url = f"http://{host}:{port}"
-            say(f"ready on {url} — Swagger UI {url}/docs — Ctrl-C stops", "bold green")
+            say(
+                f"ready on {url} — console {url}/ui, API docs {url}/docs — Ctrl-C stops",
+                "bold green",
+            )
 
     threading.Thread(target=announce, daemon=True).start()
     server.run()

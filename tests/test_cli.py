@@ -82,7 +82,8 @@ def test_serve_on_an_embedded_database_says_where_the_data_is_and_when_it_is_rea
     text = "\n".join(lines)
 
     assert lines[-1] == (
-        f"ready on http://127.0.0.1:{port} — Swagger UI http://127.0.0.1:{port}/docs — Ctrl-C stops"
+        f"ready on http://127.0.0.1:{port} — console http://127.0.0.1:{port}/ui, "
+        f"API docs http://127.0.0.1:{port}/docs — Ctrl-C stops"
     ), text
     assert f"data in {tmp_path / '.perf-agent'}" in lines[0], text
     assert len(lines) <= 6, text
