@@ -238,9 +238,9 @@ export function PlanPage({ id }) {
             Run
           </button>
         )}
-        {(versions.data || []).length > 1 && (
-          <select onChange={(e) => nav.go(`/plans/${e.target.value}`)} value={id}>
-            {versions.data.map((v) => (
+        {(versions.data?.items || []).length > 1 && (
+          <select onChange={(e) => nav.go(`/plans/${e.target.value}`)} value={id} data-testid="versions">
+            {versions.data.items.map((v) => (
               <option value={v.id}>
                 v{v.version} ({v.status})
               </option>
@@ -257,7 +257,11 @@ export function PlanPage({ id }) {
           </button>
         ))}
       </nav>
-      {tab === "plan" && <pre class="code" data-testid="plan-spec">{JSON.stringify(p.spec, null, 2)}</pre>}
+      {tab === "plan" && (
+        <pre class="code" data-testid="plan-spec">
+          {stringify(prune(p.spec))}
+        </pre>
+      )}
       {tab === "script" && <Script id={id} />}
       {tab === "edit" && <EditVersion plan={p} />}
     </section>

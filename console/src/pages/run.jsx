@@ -82,8 +82,9 @@ export function Run({ id }) {
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
-    if (run.data) rendered("run");
-  }, [run.data]);
+    // Rendered once the charts have their first seconds (or there are none to wait for).
+    if (run.data && (live.samples.length > 0 || live.ended || !run.data.started_at)) rendered("run");
+  }, [run.data, live.samples.length > 0, live.ended]);
   useEffect(() => {
     // The stream says when the state changes; the run's record has the rest.
     if (live.status && run.data && live.status !== run.data.status) run.reload();
