@@ -113,6 +113,30 @@ def compare_to_history(
     return found
 
 
+def _change(values: np.ndarray, start: int, end: int, after_end: int) -> float | None:
+    before = float(np.median(values[start:end]))
+    after = float(np.median(values[end:after_end]))
+    return (after - before) / before if before else None
+
+
+def _lasting(values: np.ndarray, breaks: list[int]) -> list[int]:
+    """PELT's segment ends without the breaks that change the median by less than
+    ``MIN_CHANGE``, each merged into its neighbours (smallest first), so a change's before and
+    after are the whole stretches between changes (a noisy plateau split in two is one)."""
+    bounds = [0, *breaks]
+    while len(bounds) > 2:
+        changes = [
+            (abs(change), i)
+            for i in range(1, len(bounds) - 1)
+            if (change := _change(values, bounds[i - 1], bounds[i], bounds[i + 1])) is not None
+        ]
+        small = min((c for c in changes if c[0] < regression.MIN_CHANGE), default=None)
+        if small is None:
+            break
+        del bounds[small[1]]
+    return bounds[1:]
+
+
 def shifts(series: Series, slis: Sequence[str] = SHIFTED) -> list[dict[str, Any]]:
     """Lasting shifts in each series: when, and the medians before and after."""
     found = []
@@ -124,16 +148,11 @@ def shifts(series: Series, slis: Sequence[str] = SHIFTED) -> list[dict[str, Any]
         noise = np.median(np.abs(np.diff(values))) / 0.6745 / math.sqrt(2)
         sigma = max(float(noise), 0.01 * float(np.median(np.abs(values))), 1e-9)
         penalty = 3 * math.log(len(values)) * sigma**2
-        breaks = pelt_l2(values, penalty=penalty, min_size=MIN_SEGMENT)
-        start = 0
-        for end in breaks[:-1]:
+        breaks = _lasting(values, pelt_l2(values, penalty=penalty, min_size=MIN_SEGMENT))
+        bounds = [0, *breaks]
+        for start, end, after_end in zip(bounds, bounds[1:], bounds[2:], strict=False):
             before = float(np.median(values[start:end]))
-            after_end = next((b for b in breaks if b > end), len(values))
             after = float(np.median(values[end:after_end]))
-            change = (after - before) / before if before else None
-            if change is not None and abs(change) < regression.MIN_CHANGE:
-                start = end
-                continue
             found.append(
                 {
                     "endpoint": endpoint,
@@ -141,10 +160,9 @@ def shifts(series: Series, slis: Sequence[str] = SHIFTED) -> list[dict[str, Any]
                     "at": ordered[end][0].isoformat(),
                     "before": before,
                     "after": after,
-                    "change": change,
+                    "change": (after - before) / before if before else None,
                     "points_before": end - start,
                     "points_after": after_end - end,
                 }
             )
-            start = end
     return found

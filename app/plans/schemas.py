@@ -875,4 +875,18 @@ def plan_json_schema() -> dict[str, Any]:
         if "oneOf" in variant:
             variant.pop("discriminator", None)
             variant["anyOf"] = variant.pop("oneOf")
+    # A step's method in any case ('post'): Step._upper makes it upper case.
+    method = defs["Step"]["properties"]["method"]
+    spelt = "|".join("".join(f"[{c}{c.lower()}]" for c in name) for name in method["enum"])
+    method["anyOf"] = [{"enum": method.pop("enum")}, {"pattern": f"^(?:{spelt})$"}]
+    # `json_path`, the field's own name, is accepted for `json` (populate_by_name), not both.
+    for model in ("Check", "Extract"):
+        properties = defs[model]["properties"]
+        properties["json_path"] = {**properties["json"], "description": "Another name for json"}
+        defs[model]["not"] = {"required": ["json", "json_path"]}
+    # A data set naming an uploaded one (`dataset`) needs no `inline`: the service fills it in
+    # (datasets.resolve_references) before the plan is validated.
+    data_set = defs["DataSet"]
+    data_set["required"] = [f for f in data_set["required"] if f != "inline"]
+    data_set["anyOf"] = [{"required": ["inline"]}, {"required": ["dataset"]}]
     return schema
