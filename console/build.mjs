@@ -2,7 +2,7 @@
 // parser and the JSON Schema validator bundled with the pages), one stylesheet, uPlot's own
 // IIFE build for the self-contained HTML report, and a manifest naming the sources' digest so
 // the test suite can tell a stale build from a current one without npm.
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { digest } from "./digest.mjs";
@@ -11,16 +11,22 @@ const here = new URL(".", import.meta.url).pathname;
 const out = join(here, "..", "app", "console", "static");
 mkdirSync(out, { recursive: true });
 
+// Chunks split off (the plan editor with its YAML parser and schema validator) are named by
+// their content; the previous build's are removed first.
+for (const name of readdirSync(out)) if (name.startsWith("chunk-")) rmSync(join(out, name));
 await build({
-  entryPoints: [join(here, "src", "main.jsx")],
+  entryPoints: { console: join(here, "src", "main.jsx") },
   bundle: true,
+  splitting: true,
+  outdir: out,
+  entryNames: "[name]",
+  chunkNames: "chunk-[hash]",
   minify: true,
   format: "esm",
   target: ["chrome110", "firefox110", "safari16"],
   jsx: "automatic",
   jsxImportSource: "preact",
   legalComments: "eof",
-  outfile: join(out, "console.js"),
   logLevel: "warning",
 });
 const css = [

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.baselines import service
 from app.baselines.schemas import BaselineOut, HistoryDocument, HistoryImported, PromoteIn
+from app.core import slis
 from app.core.auth import Scope, requires
 from app.core.db import SessionDep
 from app.core.openapi import problems
@@ -57,12 +58,16 @@ async def export_history(
         int,
         Query(ge=1, le=service.EXPORT_MAX, description="Runs, and imported points per series"),
     ] = service.EXPORT_DEFAULT,
+    sli: Annotated[
+        list[slis.HistorySliName] | None,
+        Query(description="Only these SLIs (repeat it); unset: all of them"),
+    ] = None,
 ) -> HistoryDocument:
     """The plan's history as a JSON time series: per endpoint and SLI, one point per past
     run (its own succeeded runs, with `run_id`, and imported points) — the newest `limit` runs
     and imported points per series. `next` (and the `Link` header) is the older window."""
     document, next_before = await service.export_history(
-        session, plan_id, environment, before=before, limit=limit
+        session, plan_id, environment, before=before, limit=limit, slis=sli
     )
     if next_before is not None:
         url = request.url.remove_query_params(["before", "limit"]).include_query_params(

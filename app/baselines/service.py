@@ -181,11 +181,15 @@ async def export_history(
     *,
     before: datetime | None = None,
     limit: int = EXPORT_DEFAULT,
+    slis: Sequence[str] | None = None,
 ) -> tuple[HistoryDocument, datetime | None]:
-    """One window of the history (newest first across windows), and where the next starts."""
+    """One window of the history (newest first across windows), and where the next starts;
+    with ``slis``, only their series and change points."""
     plan = await _plan(session, plan_id)
     env = environment or environment_of(plan)
     window = await history_window(session, plan, env, before=before, limit=limit)
+    if slis:
+        window.series = {key: points for key, points in window.series.items() if key[1] in slis}
     # Built without the import's size limits: an import takes at most 50,000 points at once.
     document = HistoryDocument.model_construct(
         format="perf-agent.history/v1",

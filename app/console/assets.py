@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -27,6 +28,14 @@ def version() -> str:
     for name in ("console.js", "console.css"):
         digest.update(STATIC.joinpath(name).read_bytes())
     return digest.hexdigest()[:12]
+
+
+@cache
+def preloads() -> tuple[str, ...]:
+    """The chunks console.js imports statically: the page preloads them beside it instead of
+    the browser finding them only once console.js has arrived."""
+    script = STATIC.joinpath("console.js").read_text("utf-8")
+    return tuple(dict.fromkeys(re.findall(r'from\s*"\./(chunk-[A-Za-z0-9]+\.js)"', script)))
 
 
 def sources_digest(root: Path = SOURCES) -> str:

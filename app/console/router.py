@@ -6,6 +6,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.console import assets
 
@@ -31,6 +34,10 @@ CSP = "; ".join(
 
 def page(root: str, api: str) -> str:
     v = assets.version()
+    preload = "\n".join(
+        f'<link rel="modulepreload" href="{root}{ASSETS_URL}/{chunk}">'
+        for chunk in assets.preloads()
+    )
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -40,6 +47,7 @@ def page(root: str, api: str) -> str:
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="{root}{ASSETS_URL}/console.css?v={v}">
 <script type="module" src="{root}{ASSETS_URL}/console.js?v={v}"></script>
+{preload}
 </head>
 <body data-root="{root}{UI_URL}" data-api="{root}{api}">
 <div id="app"><p class="loading">Loading…</p></div>
@@ -49,9 +57,27 @@ def page(root: str, api: str) -> str:
 """
 
 
+class Immutable:
+    """Assets are named by their content (chunks) or asked for with their digest (``?v=``):
+    a browser may keep them for a year without asking again."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_cached(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                headers = MutableHeaders(scope=message)
+                headers["Cache-Control"] = "public, max-age=31536000, immutable"
+            await send(message)
+
+        await self.app(scope, receive, send_cached)
+
+
 def install_console(app: FastAPI, *, api_prefix: str) -> None:
     """Mount the assets and the page; ``api_prefix`` is where the page finds the API."""
-    app.mount(ASSETS_URL, StaticFiles(packages=[("app.console", "static")]), name="ui-assets")
+    files = StaticFiles(packages=[("app.console", "static")])
+    app.mount(ASSETS_URL, GZipMiddleware(Immutable(files), minimum_size=1024), name="ui-assets")
 
     async def console(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")

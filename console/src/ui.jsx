@@ -1,5 +1,5 @@
 // Small shared pieces: navigation, formatting, problem display, the "page rendered" mark.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { ApiError, ROOT, call } from "./api.js";
 
 export const nav = {
@@ -31,27 +31,52 @@ export function Link({ to, children, ...rest }) {
 
 // A page calls this once its first data is on screen: the console's first-render figure
 // (bench/console.py) is the time from navigation to this mark.
+// A module loaded on first use (esbuild splits it into its own file), once per page load.
+const modules = new Map();
+export function useModule(load) {
+  const [module, setModule] = useState(modules.get(load) || null);
+  useEffect(() => {
+    if (module) return;
+    load().then((m) => {
+      modules.set(load, m);
+      setModule(m);
+    });
+  }, []);
+  return module;
+}
+
+export function useRendered(page, ready) {
+  // Layout effect: right after the DOM holds the data, not after a later paint.
+  useLayoutEffect(() => {
+    if (ready) rendered(page);
+  }, [ready]);
+}
+
 export function rendered(page) {
   if (document.body.dataset.rendered === page) return;
   document.body.dataset.rendered = page;
   performance.mark(`rendered:${page}`);
 }
 
+// Fetches start while the component renders, not in an effect after the next paint: a
+// page's data is on its way before its first frame (the console's first render, issue 15).
 export function useApi(path, options, deps) {
-  const [state, setState] = useState({ loading: true, data: null, error: null });
   const [tick, setTick] = useState(0);
-  useEffect(() => {
-    if (path === null) return;
-    let live = true;
-    setState((s) => ({ ...s, loading: true }));
+  const [, force] = useState(0);
+  const state = useRef({ key: null, loading: true, data: null, error: null });
+  const key = JSON.stringify([path, ...(deps || [path]), tick]);
+  if (path !== null && state.current.key !== key) {
+    const previous = state.current;
+    const current = { key, loading: true, data: previous.data, error: null };
+    state.current = current;
     call(path, options)
-      .then((data) => live && setState({ loading: false, data, error: null }))
-      .catch((error) => live && setState({ loading: false, data: null, error }));
-    return () => {
-      live = false;
-    };
-  }, [...(deps || [path]), tick]);
-  return { ...state, reload: () => setTick((t) => t + 1) };
+      .then((data) => Object.assign(current, { loading: false, data, error: null }))
+      .catch((error) => Object.assign(current, { loading: false, data: null, error }))
+      .then(() => state.current === current && !current.gone && force((n) => n + 1));
+  }
+  useEffect(() => () => (state.current.gone = true), []);
+  const { loading, data, error } = state.current;
+  return { loading, data, error, reload: () => setTick((t) => t + 1) };
 }
 
 export function Problem({ error }) {

@@ -4,14 +4,12 @@
 import { useEffect, useState } from "preact/hooks";
 import { API, call } from "../api.js";
 import { Chart, colour } from "../chart.jsx";
-import { Badge, Link, Loading, Problem, formatUnit, ms, num, pct, rendered, short, signed, useApi, when } from "../ui.jsx";
+import { Badge, Link, Loading, Problem, formatUnit, ms, num, pct, useRendered, short, signed, useApi, when } from "../ui.jsx";
 import { seriesOf, useSamples } from "./run.jsx";
 
 export function Analysis({ id }) {
   const analysis = useApi(`/analyses/${id}`);
-  useEffect(() => {
-    if (analysis.data) rendered("analysis");
-  }, [analysis.data]);
+  useRendered("analysis", Boolean(analysis.data));
   if (analysis.error) return <Problem error={analysis.error} />;
   if (!analysis.data) return <Loading />;
   const a = analysis.data;

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { Link, Loading, Problem, nav, num, rendered, short, signed, useApi, when } from "../ui.jsx";
+import { Link, Loading, Problem, nav, num, useRendered, short, signed, useApi, when } from "../ui.jsx";
 import { Comparisons, Distributions } from "./analysis.jsx";
 
 export function Compare() {
@@ -11,9 +11,7 @@ export function Compare() {
   const planId = result.data?.plan_id || runB.data?.plan_id;
   const siblings = useApi(planId ? "/runs" : null, { query: { plan_id: planId, limit: 100 } }, [planId]);
 
-  useEffect(() => {
-    if (result.data || result.error || !(a && b)) rendered("compare");
-  }, [result.data, result.error]);
+  useRendered("compare", Boolean(result.data || result.error || !(a && b)));
 
   function choose(which, id) {
     const next = which === "a" ? { a: id, b } : { a, b: id };

@@ -2,22 +2,23 @@
 // marked, and the promoted baseline.
 import { useEffect, useState } from "preact/hooks";
 import { Chart, colour } from "../chart.jsx";
-import { Link, Loading, Problem, num, rendered, short, signed, useApi, when } from "../ui.jsx";
+import { Link, Loading, Problem, num, useRendered, short, signed, useApi, when } from "../ui.jsx";
+
+const SLIS = ["p50", "p90", "p95", "p99", "avg", "max", "error_rate", "rps"];
 
 export function History({ id }) {
   const plan = useApi(`/plans/${id}`);
-  const history = useApi(`/plans/${id}/history`);
-  const baselines = useApi("/baselines", { query: { plan_id: id } });
   const [sli, setSli] = useState("p95");
+  // One SLI at a time: the whole history of every SLI is ~8× the bytes.
+  const history = useApi(`/plans/${id}/history`, { query: { sli } }, [id, sli]);
+  const baselines = useApi("/baselines", { query: { plan_id: id } });
   const [hidden, setHidden] = useState([]);
-  useEffect(() => {
-    if (history.data || history.error) rendered("history");
-  }, [history.data, history.error]);
+  useRendered("history", Boolean(history.data || history.error));
   if (history.error) return <Problem error={history.error} />;
   if (!history.data) return <Loading />;
   const doc = history.data;
-  const slis = [...new Set(doc.series.map((s) => s.sli))].sort();
   const chosen = doc.series.filter((s) => s.sli === sli);
+  const points = doc.series.reduce((n, s) => n + s.points.length, 0);
   const endpoints = chosen.map((s) => s.endpoint);
   const shown = chosen.filter((s) => !hidden.includes(s.endpoint));
   // One x axis (unix seconds) across endpoints: each run's time.
@@ -40,14 +41,14 @@ export function History({ id }) {
     <section>
       <h1>History of {plan.data ? <Link to={`/plans/${id}`}>{plan.data.name}</Link> : short(id)}</h1>
       <p class="meta">
-        Environment {doc.environment} · {doc.series.reduce((n, s) => n + s.points.length, 0)} points
+        Environment {doc.environment} · {points} points of {sli}
         {doc.next && <> · older history exists</>}
       </p>
       <div class="bar">
         <label>
           SLI{" "}
           <select value={sli} onChange={(e) => setSli(e.target.value)} data-testid="history-sli">
-            {slis.map((s) => (
+            {SLIS.map((s) => (
               <option value={s}>{s}</option>
             ))}
           </select>

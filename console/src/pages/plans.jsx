@@ -1,18 +1,21 @@
 // Plans: the list, one version (its document and generated script), the YAML editor checked
 // against the served JSON Schema as you type, dry run, approval and new versions.
-import { Validator } from "@cfworker/json-schema";
-import { useEffect, useMemo, useState } from "preact/hooks";
-import { LineCounter, parseDocument, stringify } from "yaml";
+import { useEffect, useState } from "preact/hooks";
 import { API, call } from "../api.js";
-import { Badge, Link, Loading, Problem, ms, nav, rendered, short, useApi, when } from "../ui.jsx";
+import { Badge, Link, Loading, Problem, ms, nav, useApi, useModule, useRendered, when } from "../ui.jsx";
+
+export const loadEditor = () => import("./editor.jsx");
+
+export function NewPlan() {
+  const editor = useModule(loadEditor);
+  return editor ? <editor.NewPlan /> : <Loading />;
+}
 
 export function Plans() {
   const [name, setName] = useState("");
   const [cursor, setCursor] = useState("");
   const plans = useApi("/plans", { query: { name, cursor, limit: 50 } }, [name, cursor]);
-  useEffect(() => {
-    if (plans.data) rendered("plans");
-  }, [plans.data]);
+  useRendered("plans", Boolean(plans.data));
   const next = plans.data?.next ? new URL(plans.data.next, location.origin).searchParams.get("cursor") : null;
   return (
     <section>
@@ -62,118 +65,6 @@ export function Plans() {
   );
 }
 
-const STARTER = `# A plan: what to call, how hard, and what counts as good enough.
-name: my-api
-target:
-  base_url: http://127.0.0.1:8001
-  environment: staging
-endpoints:
-  - name: list_products
-    method: GET
-    path: /api/products
-load:
-  vus: 5
-  duration: 10s
-slos:
-  - "p95 < 300ms"
-  - "error_rate < 1%"
-`;
-
-let schemaPromise = null;
-const planSchema = () => (schemaPromise ||= call("/plans/schema"));
-
-// Problems of a YAML text against the plan schema, each with its line where one is known.
-export function check(text, validator) {
-  const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false });
-  const problems = doc.errors.map((e) => ({ line: e.linePos?.[0]?.line ?? counter.linePos(e.pos[0]).line, message: e.message.split("\n")[0], kind: "yaml" }));
-  if (problems.length || !validator) return { problems, value: null };
-  const value = doc.toJS();
-  if (value === null || typeof value !== "object") return { problems: [{ line: 1, message: "a plan is a mapping (name:, target:, …)", kind: "schema" }], value };
-  const result = validator.validate(value);
-  if (result.valid) return { problems, value };
-  const seen = new Set();
-  for (const error of result.errors) {
-    // The innermost errors say what is wrong; the $ref/properties/anyOf wrappers repeat them.
-    if (["$ref", "properties", "allOf", "items", "additionalProperties", "$defs", "anyOf", "oneOf"].includes(error.keyword) && result.errors.length > 1) continue;
-    const path = error.instanceLocation.replace(/^#\/?/, "").split("/").filter(Boolean).map((p) => (/^\d+$/.test(p) ? Number(p) : decodeURIComponent(p)));
-    const key = `${path.join(".")}:${error.error}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    const node = path.length ? doc.getIn(path, true) : doc.contents;
-    const line = node?.range ? counter.linePos(node.range[0]).line : 1;
-    problems.push({ line, path: path.join(".") || "(document)", message: error.error, kind: "schema" });
-    if (problems.length >= 12) break;
-  }
-  return { problems, value };
-}
-
-export function PlanEditor({ base }) {
-  const [text, setText] = useState(base?.source || STARTER);
-  const [validator, setValidator] = useState(null);
-  const [schemaError, setSchemaError] = useState(null);
-  const [error, setError] = useState(null);
-  const [saving, setSaving] = useState(false);
-  useEffect(() => {
-    planSchema()
-      .then((schema) => setValidator(new Validator(schema, "2020-12", false)))
-      .catch(setSchemaError);
-    if (!base) rendered("plan-editor");
-  }, []);
-  const { problems } = useMemo(() => check(text, validator), [text, validator]);
-
-  async function save() {
-    setSaving(true);
-    setError(null);
-    try {
-      const path = base ? `/plans/${base.id}/versions` : "/plan";
-      const plan = await call(path, { method: "POST", text, type: "application/yaml" });
-      nav.go(`/plans/${plan.id}`);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setSaving(false);
-    }
-  }
-  return (
-    <div class="editor">
-      <div class="editor-status" data-testid="editor-status">
-        {!validator && !schemaError && "Loading the plan schema…"}
-        {schemaError && <Problem error={schemaError} />}
-        {validator && (problems.length ? `${problems.length} problem${problems.length > 1 ? "s" : ""}` : "Valid against the plan schema")}
-      </div>
-      <textarea
-        spellcheck={false}
-        value={text}
-        onInput={(e) => setText(e.target.value)}
-        rows={Math.max(18, text.split("\n").length + 2)}
-        data-testid="plan-yaml"
-        aria-label="Plan (YAML)"
-      />
-      {problems.length > 0 && (
-        <ul class="problems" data-testid="editor-problems">
-          {problems.map((p) => (
-            <li>
-              line {p.line}
-              {p.path && (
-                <>
-                  {" "}
-                  <code>{p.path}</code>
-                </>
-              )}
-              : {p.message}
-            </li>
-          ))}
-        </ul>
-      )}
-      <Problem error={error} />
-      <button onClick={save} disabled={saving || problems.length > 0 || !validator} data-testid="save-plan">
-        {base ? "Save as a new version" : "Create plan"}
-      </button>
-    </div>
-  );
-}
-
 export function PlanPage({ id }) {
   const plan = useApi(`/plans/${id}`);
   const versions = useApi(`/plans/${id}/versions`);
@@ -181,9 +72,8 @@ export function PlanPage({ id }) {
   const [dry, setDry] = useState(null);
   const [busy, setBusy] = useState("");
   const [error, setError] = useState(null);
-  useEffect(() => {
-    if (plan.data) rendered("plan");
-  }, [plan.data]);
+  const editor = useModule(loadEditor);
+  useRendered("plan", Boolean(plan.data));
   if (plan.error) return <Problem error={plan.error} />;
   if (!plan.data) return <Loading />;
   const p = plan.data;
@@ -257,37 +147,11 @@ export function PlanPage({ id }) {
           </button>
         ))}
       </nav>
-      {tab === "plan" && (
-        <pre class="code" data-testid="plan-spec">
-          {stringify(prune(p.spec))}
-        </pre>
-      )}
+      {tab === "plan" && (editor ? <editor.YamlView spec={p.spec} /> : <pre class="code">{JSON.stringify(p.spec, null, 2)}</pre>)}
       {tab === "script" && <Script id={id} />}
-      {tab === "edit" && <EditVersion plan={p} />}
+      {tab === "edit" && (editor ? <editor.EditVersion plan={p} /> : <Loading />)}
     </section>
   );
-}
-
-function EditVersion({ plan }) {
-  // The stored document is the normalised spec; edit it as YAML without its empty defaults.
-  const text = useMemo(() => stringify(prune(plan.spec)), [plan.id]);
-  return <PlanEditor base={{ id: plan.id, source: text }} />;
-}
-
-function prune(value) {
-  if (Array.isArray(value)) return value.map(prune);
-  if (value && typeof value === "object") {
-    const out = {};
-    for (const [k, v] of Object.entries(value)) {
-      const kept = prune(v);
-      if (kept === null || kept === undefined) continue;
-      if (Array.isArray(kept) && kept.length === 0) continue;
-      if (typeof kept === "object" && !Array.isArray(kept) && Object.keys(kept).length === 0) continue;
-      out[k] = kept;
-    }
-    return out;
-  }
-  return value;
 }
 
 function Script({ id }) {
@@ -346,15 +210,3 @@ function DryRun({ result }) {
   );
 }
 
-export function NewPlan() {
-  useEffect(() => rendered("plan-editor"), []);
-  return (
-    <section>
-      <h1>New plan</h1>
-      <p class="meta">
-        YAML, checked against the plan schema (<a href={`${API}/plans/schema`}>JSON Schema</a>) as you type. Saved as a draft: dry-run it, then approve it.
-      </p>
-      <PlanEditor />
-    </section>
-  );
-}

@@ -3,7 +3,7 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { call, stream } from "../api.js";
 import { Chart, colour } from "../chart.jsx";
-import { Badge, Link, Loading, Problem, ms, nav, num, pct, rendered, short, useApi, when } from "../ui.jsx";
+import { Badge, Link, Loading, Problem, ms, nav, num, pct, useRendered, short, useApi, when } from "../ui.jsx";
 
 const MAX_DURATION_S = 1800;
 const LATENCY_KEYS = ["p50", "p95", "p99"];
@@ -81,10 +81,7 @@ export function Run({ id }) {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
 
-  useEffect(() => {
-    // Rendered once the charts have their first seconds (or there are none to wait for).
-    if (run.data && (live.samples.length > 0 || live.ended || !run.data.started_at)) rendered("run");
-  }, [run.data, live.samples.length > 0, live.ended]);
+  useRendered("run", Boolean(run.data && (live.samples.length > 0 || live.ended || !run.data.started_at)));
   useEffect(() => {
     // The stream says when the state changes; the run's record has the rest.
     if (live.status && run.data && live.status !== run.data.status) run.reload();

@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { call } from "../api.js";
-import { Badge, Link, Loading, Problem, ms, nav, num, pct, rendered, short, useApi, when } from "../ui.jsx";
+import { Badge, Link, Loading, Problem, ms, nav, num, pct, useRendered, short, useApi, when } from "../ui.jsx";
 
 const STATES = ["", "queued", "running", "succeeded", "failed", "aborted", "timed_out", "partial"];
 
@@ -20,9 +20,7 @@ export function Runs() {
   const [error, setError] = useState(null);
   const [starting, setStarting] = useState("");
 
-  useEffect(() => {
-    if (runs.data) rendered("runs");
-  }, [runs.data]);
+  useRendered("runs", Boolean(runs.data));
 
   useEffect(() => {
     // Live states change on their own: look again every few seconds while any is live.
