@@ -25,7 +25,12 @@ slos:
 `;
 
 let schemaPromise = null;
-const planSchema = () => (schemaPromise ||= call("/plans/schema"));
+// Kept once fetched; a failure (no key yet, a 401) is not kept, so the next editor asks again.
+const planSchema = () =>
+  (schemaPromise ||= call("/plans/schema").catch((error) => {
+    schemaPromise = null;
+    throw error;
+  }));
 
 // Problems of a YAML text against the plan schema, each with its line where one is known.
 export function check(text, validator) {
