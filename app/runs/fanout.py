@@ -42,6 +42,12 @@ LISTENING_POLL_S = 5.0
 KEEPALIVE_S = 15.0
 RETRY_MS = 2000
 MAX_QUEUED = 600
+# A long run's seconds are replayed to a new viewer in batches of this many, each once the
+# viewers' queues have room for it (a 30-minute run is 1,800 seconds: read at once, they
+# overflowed every queue and cost a reconnect, and the first second waited for the last).
+CATCH_UP_BATCH = 250
+DRAIN_WAIT_S = 10.0
+DRAIN_POLL_S = 0.02
 RELISTEN_S = 5.0
 
 
@@ -85,12 +91,18 @@ class News:
     status: str | None
     messages: list[Message]
     finished: bool
+    more: bool = False  # the read stopped at its limit: what follows needs another
 
 
 async def read_news(
-    maker: async_sessionmaker[AsyncSession], run_id: uuid.UUID, after: Position
+    maker: async_sessionmaker[AsyncSession],
+    run_id: uuid.UUID,
+    after: Position,
+    *,
+    limit: int | None = None,
 ) -> News:
-    """What is new since ``after``: events, then samples, in id order; one session."""
+    """What is new since ``after``: events, then samples, in id order; one session. With
+    ``limit``, at most that many samples (``more`` says whether others follow)."""
     async with maker() as session:
         row = (
             await session.execute(select(Run.status, Run.error).where(Run.id == run_id))
@@ -105,11 +117,14 @@ async def read_news(
         # The archive before the rows: a pack committing between the reads then shows a
         # second's worth of nothing, never every sample twice.
         packed = await session.get(RunArchive, run_id)
-        samples = await session.scalars(
+        query = (
             select(RunSample)
             .where(RunSample.run_id == run_id, RunSample.id > after.sample)
             .order_by(RunSample.id)
         )
+        if limit is not None:
+            query = query.limit(limit + 1)
+        samples = await session.scalars(query)
         messages = [
             Message(
                 "event",
@@ -124,14 +139,17 @@ async def read_news(
             replayed = sorted(
                 [*(s for s in unpacked if s.id > after.sample), *replayed], key=lambda s: s.id
             )
+        more = limit is not None and len(replayed) > limit
+        if more:
+            replayed = replayed[:limit]
         messages += [
             Message("sample", _json({"at": s.at, **s.data}), sample_id=s.id) for s in replayed
         ]
     status, error = row
-    finished = RunStatus(status).finished
+    finished = RunStatus(status).finished and not more
     if finished:
         messages.append(Message("end", _json({"status": status, "error": error})))
-    return News(status=status, messages=messages, finished=finished)
+    return News(status=status, messages=messages, finished=finished, more=more)
 
 
 @dataclass(eq=False)
@@ -168,11 +186,22 @@ class Feed:
         self.wake = asyncio.Event()
         self.task = asyncio.create_task(self._run(), name=f"feed-{run_id}")
 
+    async def _drained(self) -> None:
+        """Until every viewer's queue has room for another batch (a viewer still without room
+        after ``DRAIN_WAIT_S`` is dropped by the next offer, and resumes by Last-Event-ID)."""
+        room = MAX_QUEUED - CATCH_UP_BATCH - 2
+        for _ in range(int(DRAIN_WAIT_S / DRAIN_POLL_S)):
+            if all(s.queue.qsize() <= room for s in self.subscribers if not s.dropped):
+                return
+            await asyncio.sleep(DRAIN_POLL_S)
+
     async def _run(self) -> None:
         try:
             while self.subscribers:
                 self.wake.clear()  # before reading: a notification during the read counts
-                news = await read_news(self.hub.maker, self.run_id, self.position)
+                news = await read_news(
+                    self.hub.maker, self.run_id, self.position, limit=CATCH_UP_BATCH
+                )
                 self.hub.reads += 1
                 for message in news.messages:
                     self.position = Position(
@@ -189,6 +218,9 @@ class Feed:
                     for subscriber in list(self.subscribers):
                         subscriber.offer(None)
                     return
+                if news.more:  # replaying: the next batch once the viewers have room for it
+                    await self._drained()
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=self.hub.poll_s)
         except Exception:
@@ -266,13 +298,18 @@ class Hub:
             if feed.position != after or feed.status is not None:
                 # The feed is elsewhere (or past its first read): this client catches up
                 # alone, before what the feed queued for it since it joined (all later).
-                catch_up = await read_news(self.maker, run_id, after)
-                for message in catch_up.messages:
-                    if message.kind == "end":
-                        continue
-                    text = self._deliver(subscriber, message)
-                    if text:
-                        yield text
+                while True:
+                    catch_up = await read_news(
+                        self.maker, run_id, subscriber.position, limit=CATCH_UP_BATCH
+                    )
+                    for message in catch_up.messages:
+                        if message.kind == "end":
+                            continue
+                        text = self._deliver(subscriber, message)
+                        if text:
+                            yield text
+                    if not catch_up.more:
+                        break
                 if catch_up.status is not None:
                     sent_status = _json({"status": catch_up.status})
                     yield _render(Message("status", sent_status), subscriber.position)

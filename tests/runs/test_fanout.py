@@ -130,3 +130,41 @@ def test_an_unreadable_last_event_id_starts_from_the_beginning() -> None:
     assert Position.parse("12") == Position(12, 0)
     assert Position.parse("x.y") == Position()
     assert Position.parse(None) == Position()
+
+
+async def store_seconds(committed: Maker, run_id: uuid.UUID, count: int) -> None:
+    async with committed() as session, session.begin():
+        session.add_all(
+            RunSample(run_id=run_id, vus=2, requests=n, failures=0, data={"n": n})
+            for n in range(count)
+        )
+
+
+async def test_a_long_running_run_replays_to_new_viewers_in_batches_without_a_drop(
+    committed: Maker,
+) -> None:
+    """Opened 30 minutes in: 1,800 seconds, more than a viewer's queue holds. Each viewer gets
+    every one once, in order, on its one connection (read at once, they overflowed the queue:
+    the viewer was dropped and had to reconnect), the first before the last was read."""
+    run_id = await running_run(committed)
+    seconds = 3 * fanout.MAX_QUEUED
+    await store_seconds(committed, run_id, seconds)
+    hub = Hub(committed)
+
+    first = asyncio.create_task(watch_all(hub, run_id))  # the feed's own replay
+    await asyncio.sleep(0.3)
+    late = asyncio.create_task(watch_all(hub, run_id))  # a catch-up of its own
+    await asyncio.sleep(0.3)
+    await store_second(committed, run_id, seconds)
+    await finish(committed, run_id)
+    streams = await asyncio.wait_for(asyncio.gather(first, late), timeout=60)
+    reads = hub.reads
+    await hub.close()
+
+    for texts in streams:
+        events = parsed(texts)
+        got = [data["n"] for kind, _, data in events if kind == "sample" and data]
+        assert got == list(range(seconds + 1))
+        assert events[-1][0] == "end"  # ended by the run, not dropped
+    # The feed read the replay in batches, each once for both viewers.
+    assert reads >= seconds // fanout.CATCH_UP_BATCH
