@@ -241,3 +241,22 @@ async def explain(session: AsyncSession, statement: Any) -> str:
     compiled = statement.compile(dialect=connection.dialect)
     rows = await connection.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
     return "\n".join(row[0] for row in rows)
+
+
+# What the CLI prints when analysis found the load generator short of CPU (this machine's
+# other processes, or its host's: a virtual machine's steal). Then `inconclusive` is the right
+# verdict, and a test that needs a pass or a fail cannot get one from this machine now.
+HOST_DISTURBED = ("the load generator was not healthy", "the load generator was disturbed")
+
+
+def host_disturbed(output: str) -> bool:
+    return any(phrase in output for phrase in HOST_DISTURBED)
+
+
+def skip_if_host_disturbed(output: str) -> None:
+    """Skip (saying why) a verdict test whose run the analysis rightly could not trust."""
+    import pytest
+
+    if host_disturbed(output):
+        reason = next(line for line in output.splitlines() if host_disturbed(line))
+        pytest.skip(f"the machine could not give k6 its CPU, so no verdict: {reason.strip()}")

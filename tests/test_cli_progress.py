@@ -17,7 +17,9 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.cli import GATE_INCONCLUSIVE
 from app.core.auth import Scope
+from tests.builders import host_disturbed
 from tests.conftest import live_key
 
 pytestmark = pytest.mark.k6
@@ -85,7 +87,9 @@ def test_without_a_terminal_the_gate_prints_a_progress_line_at_least_every_10_s(
     )
     text = "\n".join(line for _, line in lines)
 
-    assert code == 0, text
+    # What is tested is the progress, not the verdict: on a machine that could not give k6
+    # its CPU the gate rightly ends inconclusive (3) after its runs, shown all the same.
+    assert code == 0 or (code == GATE_INCONCLUSIVE and host_disturbed(text)), text
     running = [(at, line) for at, line in lines if PROGRESS.search(line)]
     assert len(running) >= 2, text
     started = next(at for at, line in lines if "queued;" in line)
@@ -129,7 +133,7 @@ def test_on_a_terminal_the_gate_shows_a_live_display(
             proc.kill()
     text = output.decode("utf-8", errors="replace")
 
-    assert code == 0, text
+    assert code == 0 or (code == GATE_INCONCLUSIVE and host_disturbed(text)), text
     assert "\x1b[" in text  # rich redraws the display in place with control codes
     assert "━" in text  # the progress bar
     assert re.search(r"vus \d+ +rps [\d,]+ +p95 [\d.]+ ms", text), text
