@@ -18,6 +18,7 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tests.builders import skip_if_host_disturbed
 from tests.conftest import live_key, running_live_service
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -167,6 +168,9 @@ def test_the_gate_script_gates_writes_the_step_summary_and_keeps_one_pr_comment(
         # A later push to the PR: the plan's next version, the same sticky comment.
         pushed = run_gate({**env, "GITHUB_RUN_ID": "5552", "PERF_AGENT_PLAN_ID": plan_id})
 
+    if 3 in (first.returncode, pushed.returncode):  # inconclusive: why, from the reports
+        out = tmp_path / "out"
+        skip_if_host_disturbed((out / "summary.md").read_text() + (out / "junit.xml").read_text())
     assert first.returncode == 1, first.stdout + first.stderr
     assert "verdict fail (passed: false)" in first.stdout
     assert "a retry" in retried.stdout
