@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -115,15 +115,7 @@ class AnalysisRepository:
         """Per run and endpoint ('*': all), each second's (requests, failures, p50, p95, p99)
         in order, of the run's latest attempt only. PostgreSQL takes the figures out of the
         stored samples, so only numbers cross the wire."""
-        found: dict[uuid.UUID, dict[str, PerSecond]] = {run_id: {} for run_id in run_ids}
-        packed = await RunRepository(self.session).archives(run_ids)
-        for run_id, blob in packed.items():
-            found[run_id] = dict(await asyncio.to_thread(archive.endpoint_seconds, blob.samples))
-        rows_of = [run_id for run_id in run_ids if run_id not in packed]
-        rows = await self.session.execute(text(_PER_SECOND), {"runs": rows_of})
-        for run_id, endpoint, *columns in rows:
-            found[run_id][endpoint] = tuple(columns)
-        return found
+        return await self._per_endpoint(run_ids, archive.endpoint_seconds, _PER_SECOND)
 
     async def endpoint_timelines(
         self, run_ids: Sequence[uuid.UUID]
@@ -131,12 +123,19 @@ class AnalysisRepository:
         """Per run and endpoint ('*': all), the seconds it had responses in: each one's whole
         elapsed seconds, requests, failures, p50, p95, p99 (NaN where none), in order, of the
         latest attempt (``per_second`` with the time axis: an endpoint skips seconds)."""
-        found: dict[uuid.UUID, dict[str, EndpointTimeline]] = {run_id: {} for run_id in run_ids}
+        return await self._per_endpoint(run_ids, archive.endpoint_timelines, _TIMELINES)
+
+    async def _per_endpoint(
+        self, run_ids: Sequence[uuid.UUID], unpack: Callable[[bytes], Any], query: str
+    ) -> dict[uuid.UUID, dict[str, Any]]:
+        """Per run and endpoint, from its archive (``unpack``) when packed, else its rows
+        (``query``, one row per endpoint: run id, endpoint, then the columns)."""
+        found: dict[uuid.UUID, dict[str, Any]] = {run_id: {} for run_id in run_ids}
         packed = await RunRepository(self.session).archives(run_ids)
         for run_id, blob in packed.items():
-            found[run_id] = dict(await asyncio.to_thread(archive.endpoint_timelines, blob.samples))
+            found[run_id] = dict(await asyncio.to_thread(unpack, blob.samples))
         rows_of = [run_id for run_id in run_ids if run_id not in packed]
-        rows = await self.session.execute(text(_TIMELINES), {"runs": rows_of})
+        rows = await self.session.execute(text(query), {"runs": rows_of})
         for run_id, endpoint, *columns in rows:
             found[run_id][endpoint] = tuple(columns)
         return found
