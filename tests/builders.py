@@ -260,3 +260,21 @@ def skip_if_host_disturbed(output: str) -> None:
     if host_disturbed(output):
         reason = next(line for line in output.splitlines() if host_disturbed(line))
         pytest.skip(f"the machine could not give k6 its CPU, so no verdict: {reason.strip()}")
+
+
+def disturbance(analysis: dict[str, Any]) -> str | None:
+    """Why an analysis is inconclusive for want of CPU for k6, or None when it is not."""
+    if analysis.get("verdict") != "inconclusive":
+        return None
+    reasons = [w for w in analysis.get("warnings", []) if host_disturbed(w)]
+    findings = analysis.get("findings", [])
+    reasons += [f.get("summary", "") for f in findings if f.get("kind") == "load_generator"]
+    return reasons[0] if reasons else None
+
+
+def skip_if_analysis_disturbed(analysis: dict[str, Any]) -> None:
+    """The API's form of ``skip_if_host_disturbed``."""
+    import pytest
+
+    if (reason := disturbance(analysis)) is not None:
+        pytest.skip(f"the machine could not give k6 its CPU, so no verdict: {reason}")
