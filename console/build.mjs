@@ -29,6 +29,18 @@ await build({
   legalComments: "eof",
   logLevel: "warning",
 });
+// The boot script, inlined in the HTML (app/console/router.py hashes it for the CSP): a
+// classic script, so it runs while the page is parsed, before the module has arrived.
+await build({
+  entryPoints: [join(here, "src", "boot.js")],
+  bundle: true,
+  outfile: join(out, "boot.js"),
+  minify: true,
+  format: "iife",
+  target: ["chrome110", "firefox110", "safari16"],
+  legalComments: "none",
+  logLevel: "warning",
+});
 const css = [
   readFileSync(join(here, "node_modules", "uplot", "dist", "uPlot.min.css"), "utf8"),
   readFileSync(join(here, "src", "console.css"), "utf8"),

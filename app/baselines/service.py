@@ -108,11 +108,16 @@ async def history_window(
     before: datetime | None = None,
     exclude_run: uuid.UUID | None = None,
     limit: int | None = None,
+    slis: Sequence[str] | None = None,
 ) -> Window:
     """(endpoint, sli) → [(at, value, run id, label)], oldest first, from the family's newest
     runs and imports. Two streams are read, each bounded: when one was cut short, the window
-    ends at its oldest time (what is older comes in the next window, from both streams)."""
+    ends at its oldest time (what is older comes in the next window, from both streams).
+    With ``slis``, only their series."""
     repo = BaselineRepository(session)
+    columns = {
+        sli: column for sli, column in history.SLI_COLUMNS.items() if not slis or sli in slis
+    }
     limit = limit or ANALYSIS_WINDOW
     runs = [
         row
@@ -138,17 +143,17 @@ async def history_window(
     cut = max(cuts) if cuts else None
     when = {run_id: (at, created) for run_id, at, created in runs}
     series: dict[tuple[str, str], Points] = {}
-    for row in await repo.results_of(list(when)):
-        at, created = when[row.run_id]
+    for row in await repo.results_of(list(when), list(columns.values())):
+        run_id, endpoint, *values = tuple(row)
+        at, created = when[run_id]
         if cut is not None and created < cut:
             continue
-        for sli, column in history.SLI_COLUMNS.items():
-            value = getattr(row, column)
+        for sli, value in zip(columns, values, strict=True):
             if value is not None:
-                series.setdefault((row.endpoint, sli), []).append(
-                    (at, float(value), row.run_id, None)
-                )
+                series.setdefault((endpoint, sli), []).append((at, float(value), run_id, None))
     for (endpoint, sli), kept in by_series.items():
+        if sli not in columns:
+            continue
         for point in kept:
             if cut is None or point.at >= cut:
                 series.setdefault((endpoint, sli), []).append(
@@ -187,9 +192,7 @@ async def export_history(
     with ``slis``, only their series and change points."""
     plan = await _plan(session, plan_id)
     env = environment or environment_of(plan)
-    window = await history_window(session, plan, env, before=before, limit=limit)
-    if slis:
-        window.series = {key: points for key, points in window.series.items() if key[1] in slis}
+    window = await history_window(session, plan, env, before=before, limit=limit, slis=slis)
     # Built without the import's size limits: an import takes at most 50,000 points at once.
     document = HistoryDocument.model_construct(
         format="perf-agent.history/v1",

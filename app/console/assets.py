@@ -3,6 +3,7 @@ are current: the build records a digest of its sources, recomputed here the same
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -28,6 +29,20 @@ def version() -> str:
     for name in ("console.js", "console.css"):
         digest.update(STATIC.joinpath(name).read_bytes())
     return digest.hexdigest()[:12]
+
+
+@cache
+def boot() -> str:
+    """The boot script (console/src/boot.js, built), inlined in the page: it sends the page's
+    first API requests while console.js loads."""
+    return STATIC.joinpath("boot.js").read_text("utf-8").strip()
+
+
+@cache
+def boot_hash() -> str:
+    """The boot script's CSP source: the one inline script the page may run."""
+    digest = hashlib.sha256(boot().encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
 @cache

@@ -3,6 +3,8 @@ routes itself), its assets under ``/ui/assets`` with long-lived caching."""
 
 from __future__ import annotations
 
+import html
+
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -14,25 +16,30 @@ from app.console import assets
 
 UI_URL = "/ui"
 ASSETS_URL = f"{UI_URL}/assets"
-# Nothing but the service itself: no CDN, no inline script, no eval. uPlot sizes its elements
-# through the CSSOM (allowed); Preact sets style attributes the same way.
-CSP = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
+
+
+# Nothing but the service itself: no CDN, no eval, and no inline script but the boot script,
+# allowed by its hash. uPlot sizes its elements through the CSSOM (allowed); Preact sets style
+# attributes the same way.
+def csp() -> str:
+    return "; ".join(
+        (
+            "default-src 'self'",
+            f"script-src 'self' {assets.boot_hash()}",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
     )
-)
 
 
 def page(root: str, api: str) -> str:
+    root, api = html.escape(root), html.escape(api)  # deployment settings, escaped all the same
     v = assets.version()
     preload = "\n".join(
         f'<link rel="modulepreload" href="{root}{ASSETS_URL}/{chunk}">'
@@ -45,6 +52,7 @@ def page(root: str, api: str) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>perf-agent</title>
 <link rel="icon" href="data:,">
+<script data-api="{root}{api}" data-root="{root}{UI_URL}">{assets.boot()}</script>
 <link rel="stylesheet" href="{root}{ASSETS_URL}/console.css?v={v}">
 <script type="module" src="{root}{ASSETS_URL}/console.js?v={v}"></script>
 {preload}
@@ -82,7 +90,7 @@ def install_console(app: FastAPI, *, api_prefix: str) -> None:
     async def console(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
         response = HTMLResponse(page(root, api_prefix))
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Content-Security-Policy"] = csp()
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"

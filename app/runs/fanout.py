@@ -46,6 +46,8 @@ MAX_QUEUED = 600
 # viewers' queues have room for it (a 30-minute run is 1,800 seconds: read at once, they
 # overflowed every queue and cost a reconnect, and the first second waited for the last).
 CATCH_UP_BATCH = 250
+# The first batch is smaller: a viewer's chart has something to draw while the rest is read.
+FIRST_BATCH = 50
 DRAIN_WAIT_S = 10.0
 DRAIN_POLL_S = 0.02
 RELISTEN_S = 5.0
@@ -197,11 +199,11 @@ class Feed:
 
     async def _run(self) -> None:
         try:
+            limit = FIRST_BATCH
             while self.subscribers:
                 self.wake.clear()  # before reading: a notification during the read counts
-                news = await read_news(
-                    self.hub.maker, self.run_id, self.position, limit=CATCH_UP_BATCH
-                )
+                news = await read_news(self.hub.maker, self.run_id, self.position, limit=limit)
+                limit = CATCH_UP_BATCH
                 self.hub.reads += 1
                 for message in news.messages:
                     self.position = Position(
@@ -298,10 +300,10 @@ class Hub:
             if feed.position != after or feed.status is not None:
                 # The feed is elsewhere (or past its first read): this client catches up
                 # alone, before what the feed queued for it since it joined (all later).
+                limit = FIRST_BATCH
                 while True:
-                    catch_up = await read_news(
-                        self.maker, run_id, subscriber.position, limit=CATCH_UP_BATCH
-                    )
+                    catch_up = await read_news(self.maker, run_id, subscriber.position, limit=limit)
+                    limit = CATCH_UP_BATCH
                     for message in catch_up.messages:
                         if message.kind == "end":
                             continue

@@ -1,9 +1,21 @@
 // The console's only way to the service: the same HTTP API and keys as every other client.
 // Problems (RFC 9457) become ApiError with their title, detail and machine-readable code.
+import { address } from "./first.js";
+
 const body = document.body.dataset;
 export const API = body.api || "/api/agents/performance-agent";
 export const ROOT = body.root || "/ui";
-const KEY = "perf-agent.key";
+const KEY = "perf-agent.key"; // boot.js reads it too
+
+// A GET the boot script already sent (boot.js) is taken from it, once; any other goes out now.
+function send(url, init) {
+  const early = window.__perfAgentEarly;
+  const sent = init.method === "GET" && !init.headers["Last-Event-ID"] && early?.get(url);
+  if (!sent) return fetch(url, init);
+  early.delete(url);
+  init.signal?.addEventListener("abort", () => sent.controller.abort());
+  return sent.response;
+}
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -42,13 +54,7 @@ async function problemOf(response) {
 }
 
 export async function call(path, { method = "GET", json, text, type, query, signal } = {}) {
-  let url = path.startsWith("/") && !path.startsWith(API) ? API + path : path;
-  if (query) {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== "") params.set(k, v);
-    const qs = params.toString();
-    if (qs) url += (url.includes("?") ? "&" : "?") + qs;
-  }
+  const url = address(API, path, query);
   const init = { method, headers: headers(), signal };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
@@ -57,7 +63,7 @@ export async function call(path, { method = "GET", json, text, type, query, sign
     init.body = text;
     init.headers["Content-Type"] = type || "text/plain";
   }
-  const response = await fetch(url, init);
+  const response = await send(url, init);
   if (!response.ok) {
     const problem = await problemOf(response);
     if (response.status === 401) auth.needed();
@@ -80,7 +86,8 @@ export function stream(path, { onEvent, onState }) {
       controller = new AbortController();
       try {
         const extra = last ? { "Last-Event-ID": last } : {};
-        const response = await fetch(API + path, { headers: headers(extra), signal: controller.signal });
+        const init = { method: "GET", headers: headers(extra), signal: controller.signal };
+        const response = await send(API + path, init);
         if (!response.ok) throw new ApiError(response.status, await problemOf(response));
         onState?.("open");
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -2,6 +2,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ROOT, auth } from "./api.js";
+import { match } from "./first.js";
 import { Analysis } from "./pages/analysis.jsx";
 import { Compare } from "./pages/compare.jsx";
 import { History } from "./pages/history.jsx";
@@ -10,25 +11,22 @@ import { Run } from "./pages/run.jsx";
 import { Runs } from "./pages/runs.jsx";
 import { Link, nav, useApi } from "./ui.jsx";
 
-const ID = "([0-9a-f-]{36})";
-const ROUTES = [
-  [/^\/?$/, () => <Runs />],
-  [/^\/runs\/?$/, () => <Runs />],
-  [new RegExp(`^/runs/${ID}$`), (id) => <Run id={id} />],
-  [new RegExp(`^/analyses/${ID}$`), (id) => <Analysis id={id} />],
-  [/^\/compare\/?$/, () => <Compare />],
-  [/^\/plans\/?$/, () => <Plans />],
-  [/^\/plans\/new$/, () => <NewPlan />],
-  [new RegExp(`^/plans/${ID}$`), (id) => <PlanPage id={id} />],
-  [new RegExp(`^/plans/${ID}/history$`), (id) => <History id={id} />],
-];
+// The routes themselves are in first.js, with each page's first requests.
+const PAGES = {
+  runs: () => <Runs />,
+  run: (id) => <Run id={id} />,
+  analysis: (id) => <Analysis id={id} />,
+  compare: () => <Compare />,
+  plans: () => <Plans />,
+  "plan-editor": () => <NewPlan />,
+  plan: (id) => <PlanPage id={id} />,
+  history: (id) => <History id={id} />,
+};
 
 function route() {
   const path = location.pathname.startsWith(ROOT) ? location.pathname.slice(ROOT.length) : location.pathname;
-  for (const [pattern, page] of ROUTES) {
-    const m = pattern.exec(path);
-    if (m) return { key: location.pathname + location.search, node: page(...m.slice(1)) };
-  }
+  const page = match(path);
+  if (page) return { key: location.pathname + location.search, node: PAGES[page.name](...page.args) };
   return { key: path, node: <NotFound /> };
 }
 

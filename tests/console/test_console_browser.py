@@ -33,6 +33,7 @@ import pytest
 import yaml
 from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from sqlalchemy import make_url
 
 from app.cli import demo_plan, running_server
@@ -221,6 +222,14 @@ class Console:
 
     def rendered(self, name: str) -> None:
         self.page.wait_for_selector(f'body[data-rendered="{name}"]', state="attached")
+        # The page took every request the boot script sent ahead for it (none went twice):
+        # what first.js says a page asks for first is what it asks for.
+        untaken = "() => [...(window.__perfAgentEarly || new Map()).keys()]"
+        try:
+            self.page.wait_for_function(f"() => ({untaken})().length === 0", timeout=3000)
+        except PlaywrightTimeoutError as waited:
+            left = self.page.evaluate(untaken)
+            raise AssertionError(f"sent ahead, never taken: {left}") from waited
 
     def testid(self, name: str) -> Locator:
         return self.page.get_by_test_id(name)

@@ -1,11 +1,11 @@
 import { useEffect, useState } from "preact/hooks";
 import { Link, Loading, Problem, nav, num, useRendered, short, signed, useApi, when } from "../ui.jsx";
+import { compared } from "../first.js";
 import { Comparisons, Distributions } from "./analysis.jsx";
 
 export function Compare() {
-  const q = new URLSearchParams(location.search);
-  const [a, setA] = useState(q.get("a") || "");
-  const [b, setB] = useState(q.get("b") || "");
+  const [a, setA] = useState(() => compared(location.search).a);
+  const [b, setB] = useState(() => compared(location.search).b);
   const result = useApi(a && b ? "/runs/compare" : null, { query: { a, b } }, [a, b]);
   const runB = useApi(b ? `/runs/${b}` : null, undefined, [b]);
   const planId = result.data?.plan_id || runB.data?.plan_id;

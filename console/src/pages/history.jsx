@@ -2,13 +2,14 @@
 // marked, and the promoted baseline.
 import { useEffect, useState } from "preact/hooks";
 import { Chart, colour } from "../chart.jsx";
+import { DEFAULT_SLI } from "../first.js";
 import { Link, Loading, Problem, num, useRendered, short, signed, useApi, when } from "../ui.jsx";
 
 const SLIS = ["p50", "p90", "p95", "p99", "avg", "max", "error_rate", "rps"];
 
 export function History({ id }) {
   const plan = useApi(`/plans/${id}`);
-  const [sli, setSli] = useState("p95");
+  const [sli, setSli] = useState(DEFAULT_SLI);
   // One SLI at a time: the whole history of every SLI is ~8× the bytes.
   const history = useApi(`/plans/${id}/history`, { query: { sli } }, [id, sli]);
   const baselines = useApi("/baselines", { query: { plan_id: id } });

@@ -2,6 +2,7 @@
 // against the served JSON Schema as you type, dry run, approval and new versions.
 import { useEffect, useState } from "preact/hooks";
 import { API, call } from "../api.js";
+import { PLANS_PAGE } from "../first.js";
 import { Badge, Link, Loading, Problem, ms, nav, useApi, useModule, useRendered, when } from "../ui.jsx";
 
 export const loadEditor = () => import("./editor.jsx");
@@ -14,7 +15,7 @@ export function NewPlan() {
 export function Plans() {
   const [name, setName] = useState("");
   const [cursor, setCursor] = useState("");
-  const plans = useApi("/plans", { query: { name, cursor, limit: 50 } }, [name, cursor]);
+  const plans = useApi("/plans", { query: { name, cursor, limit: PLANS_PAGE } }, [name, cursor]);
   useRendered("plans", Boolean(plans.data));
   const next = plans.data?.next ? new URL(plans.data.next, location.origin).searchParams.get("cursor") : null;
   return (

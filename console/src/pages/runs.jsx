@@ -1,22 +1,16 @@
 import { useEffect, useState } from "preact/hooks";
 import { call } from "../api.js";
+import { PLANS_FOR_RUNS, runFilters, runsQuery } from "../first.js";
 import { Badge, Link, Loading, Problem, ms, nav, num, pct, useRendered, short, useApi, when } from "../ui.jsx";
 
 const STATES = ["", "queued", "running", "succeeded", "failed", "aborted", "timed_out", "partial"];
 
-function params() {
-  const q = new URLSearchParams(location.search);
-  return Object.fromEntries(["plan_id", "status", "environment", "since", "until", "cursor"].map((k) => [k, q.get(k) || ""]));
-}
-
-const isoOf = (local) => (local ? new Date(local).toISOString() : "");
-
 export function Runs() {
-  const [filters, setFilters] = useState(params);
+  const [filters, setFilters] = useState(() => runFilters(location.search));
   const [trail, setTrail] = useState([]); // cursors of the pages before this one
-  const query = { ...filters, since: isoOf(filters.since), until: isoOf(filters.until), limit: 25 };
+  const query = runsQuery(filters);
   const runs = useApi("/runs", { query }, [JSON.stringify(query)]);
-  const plans = useApi("/plans", { query: { limit: 100 } });
+  const plans = useApi("/plans", { query: PLANS_FOR_RUNS });
   const [error, setError] = useState(null);
   const [starting, setStarting] = useState("");
 
