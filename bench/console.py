@@ -434,6 +434,7 @@ class Visit:
 class Figures:
     page: Page
     warm: list[Visit] = field(default_factory=list)
+    same_tab: list[Visit] = field(default_factory=list)
     cold: Visit | None = None
     routed: Visit | None = None
 
@@ -458,12 +459,14 @@ PHASES_JS = """(mark) => {
 }"""
 
 
-def visit(context: Any, base: str, page: Page, *, timeout_ms: float) -> Visit:
-    """One fresh tab, one navigation: the mark's time, the API requests, where time went."""
+def visit(context: Any, base: str, page: Page, *, timeout_ms: float, tab: Any = None) -> Visit:
+    """One navigation, in a fresh tab or in ``tab``: the mark's time, the API requests, where
+    time went."""
     origin = urlsplit(base)[:2]
     api: list[str] = []
     off: list[str] = []
-    tab = context.new_page()
+    own = tab is None
+    tab = context.new_page() if own else tab
 
     def seen(request: Any) -> None:
         parts = urlsplit(request.url)
@@ -510,7 +513,9 @@ def visit(context: Any, base: str, page: Page, *, timeout_ms: float) -> Visit:
         }
         return Visit(ms=mark, api=api, off_origin=off, phases=phases, resources=resources)
     finally:
-        tab.close()
+        tab.remove_listener("request", seen)
+        if own:
+            tab.close()
 
 
 def guard(base: str, blocked: list[str]) -> Any:
@@ -551,6 +556,15 @@ def measure(
                 visit(context, base, fig.page, timeout_ms=timeout)
                 for _ in range(args.navigations):
                     fig.warm.append(visit(context, base, fig.page, timeout_ms=timeout))
+            # The same user in one tab: each page loaded (a full document load, as typing its
+            # address or reloading does) after another page, without a new tab's start.
+            tab = context.new_page()
+            for fig in out:
+                for _ in range(args.navigations):
+                    visit(context, base, out[0].page if fig is not out[0] else out[1].page,
+                          timeout_ms=timeout, tab=tab)  # fmt: skip
+                    fig.same_tab.append(visit(context, base, fig.page, timeout_ms=timeout, tab=tab))
+            tab.close()
             context.close()
             context = browser.new_context(viewport=viewport)
             context.route("**/*", guard(base, blocked))  # disables the HTTP cache: not timed
@@ -598,11 +612,12 @@ def report(base: str, figures: list[Figures], blocked: list[str], args: argparse
     failed = 0
     print(
         f"\nfirst render (navigation start → rendered:<page> mark), {args.navigations} warm "
-        f"navigations per page (fresh tab, warm cache), goal ≤ {GOAL_MS:g} ms"
+        f"navigations per page (fresh tab, warm cache; and the same page loaded in one tab "
+        f"after another page), goal ≤ {GOAL_MS:g} ms"
     )
     head = (
         f"{'page':<28} {'mark':<12} {'median':>7} {'p90':>7} {'max':>7} {'cold':>7} "
-        f"{'≤300ms':>7} {'api reqs':>8}"
+        f"{'≤300ms':>7} {'api reqs':>8}   {'same tab: median':>16} {'p90':>7} {'max':>7}"
     )
     print(head)
     print("-" * len(head))
@@ -617,10 +632,12 @@ def report(base: str, figures: list[Figures], blocked: list[str], args: argparse
             ok = f"{missing} never"
         reqs = len(fig.warm[-1].api) if fig.warm else 0
         median = statistics.median(times) if times else float("nan")
+        same = [v.ms for v in fig.same_tab if v.ms is not None]
         print(
             f"{fig.page.label:<28} {fig.page.mark:<12} {median:>7.1f} "
             f"{q(times, 0.9):>7.1f} {max(times, default=float('nan')):>7.1f} {cold:>7.1f} "
-            f"{ok:>7} {reqs:>8}"
+            f"{ok:>7} {reqs:>8}   {statistics.median(same) if same else float('nan'):>16.1f} "
+            f"{q(same, 0.9):>7.1f} {max(same, default=float('nan')):>7.1f}"
         )
     print(
         "\nwhere the time went (warm, medians, ms from navigation start): HTML received, "
