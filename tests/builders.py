@@ -18,6 +18,7 @@ from app.identity.service import key_row, new_key
 from app.models import Plan, PlanStatus, Run, RunResult, RunSample, RunStatus
 from app.plans import k6script
 from app.plans.schemas import PlanSpec, effective_slos
+from app.runs.service import target_host_of
 
 API = "/api/agents/performance-agent"
 # The owner of the admin key the `client` fixtures send: the reviewer their approvals record.
@@ -129,6 +130,7 @@ async def make_run(
         plan_id=plan.id,
         plan_version=plan.version,
         script_sha256=plan.script_sha256,
+        target_host=target_host_of(PlanSpec.model_validate(plan.spec)),
         status=status,
         attempts=1 if status != RunStatus.queued else 0,
     )

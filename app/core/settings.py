@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     )
     worker_poll_interval_s: float = 1.0
     worker_concurrency: int = Field(default=1, ge=1, le=16, description="Runs at once per worker")
+    max_runs_per_target: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="Runs at once against one target host, across every worker sharing the "
+        "database; more wait in the queue. One by default: two load tests of one host at once "
+        "each measure the other's load too, and neither result can be trusted",
+    )
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     histogram_window_s: int = Field(
         default=10, ge=1, le=300, description="Seconds per stored latency histogram window."

@@ -58,6 +58,8 @@ class Run(IdMixin, Base):
         Index("ix_runs_running", "heartbeat_at", postgresql_where="status = 'running'"),
         # The worker's claim query scans queued runs oldest first.
         Index("ix_runs_queued", "created_at", postgresql_where="status = 'queued'"),
+        # ... and counts the runs loading a candidate's host.
+        Index("ix_runs_running_target", "target_host", postgresql_where="status = 'running'"),
         # GET /runs pages newest first, seeking (created_at, id) below a cursor: one index per
         # filter, so no page sorts or skips rows whatever the history's size.
         Index("ix_runs_created", "created_at", "id"),
@@ -76,6 +78,8 @@ class Run(IdMixin, Base):
     )
     plan_version: Mapped[int] = mapped_column(Integer, nullable=False)
     script_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The plan's target host (normalised): at most max_runs_per_target run against it at once.
+    target_host: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=RunStatus.queued)
     worker_id: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

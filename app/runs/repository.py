@@ -32,6 +32,10 @@ ARCHIVE_FAILED = "archive_failed"  # the run event that takes a run out of the p
 # Rows per statement when replacing a run's seconds: one bound parameter per id, and
 # PostgreSQL's protocol allows 65,535 (a 24-hour run has 86,400 seconds).
 DELETE_CHUNK = 5_000
+# Queued runs a claim considers, in turn order: beyond them, every target was full anyway.
+CLAIM_CANDIDATES = 50
+# The first key of the per-target advisory locks (the second is the host's hashtext).
+TARGET_LOCK_SPACE = 0x7061_4754
 
 
 SUMMARY_COLUMNS = (
@@ -155,33 +159,89 @@ class RunRepository:
             query = query.where(after)
         return cast(Select[Any], query)
 
-    async def claim_next(self, *, worker_id: str, now: datetime) -> uuid.UUID | None:
-        """Atomically move the oldest queued run to running for this worker.
+    async def claim_next(
+        self, *, worker_id: str, now: datetime, per_target: int | None = None
+    ) -> uuid.UUID | None:
+        """Atomically move the next queued run to running for this worker.
+
+        Next, fairly between plans: a plan's k-th queued run waits behind every plan's
+        earlier turns, and a plan's running runs count as turns taken (so one pipeline's
+        twenty runs do not hold back another plan's one); oldest first among equals. With
+        ``per_target``, a run whose target host already has that many running is passed over.
 
         ``FOR UPDATE SKIP LOCKED`` lets any number of workers poll the same table: a row
-        another worker is claiming is skipped, never waited for or claimed twice.
+        another worker is claiming is skipped, never waited for or claimed twice. The count of
+        a host's running runs and the claim are made under a transaction-scoped advisory lock
+        on the host, so two workers cannot both take its last slot.
         """
-        oldest_queued = (
-            select(Run.id)
-            .where(Run.status == RunStatus.queued)
-            .order_by(Run.created_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        busy = (
+            select(Run.plan_id, func.count().label("running"))
+            .where(Run.status == RunStatus.running)
+            .group_by(Run.plan_id)
+            .subquery()
         )
-        claimed = await self.session.scalar(
-            update(Run)
-            .where(Run.id == oldest_queued, Run.status == RunStatus.queued)
-            .values(
-                status=RunStatus.running,
-                worker_id=worker_id,
-                started_at=now,
-                heartbeat_at=now,
-                attempts=Run.attempts + 1,
+        turn = func.row_number().over(partition_by=Run.plan_id, order_by=(Run.created_at, Run.id))
+        queued = (
+            select(
+                Run.id,
+                Run.target_host,
+                Run.created_at,
+                (turn + func.coalesce(busy.c.running, 0)).label("turn"),
             )
-            .returning(Run.id)
+            .outerjoin(busy, busy.c.plan_id == Run.plan_id)
+            .where(Run.status == RunStatus.queued)
+            .subquery()
         )
-        return claimed
+        candidates = (
+            await self.session.execute(
+                select(queued.c.id, queued.c.target_host)
+                .order_by(queued.c.turn, queued.c.created_at, queued.c.id)
+                .limit(CLAIM_CANDIDATES)
+            )
+        ).all()
+        full: set[str] = set()
+        for run_id, host in candidates:
+            if per_target is not None and host is not None:
+                if host in full or not await self._target_has_room(host, per_target):
+                    full.add(host)
+                    continue
+            mine = await self.session.scalar(
+                select(Run.id)
+                .where(Run.id == run_id, Run.status == RunStatus.queued)
+                .with_for_update(skip_locked=True)
+            )
+            if mine is None:
+                continue  # another worker is claiming it, or has
+            claimed: uuid.UUID | None = await self.session.scalar(
+                update(Run)
+                .where(Run.id == run_id, Run.status == RunStatus.queued)
+                .values(
+                    status=RunStatus.running,
+                    worker_id=worker_id,
+                    started_at=now,
+                    heartbeat_at=now,
+                    attempts=Run.attempts + 1,
+                )
+                .returning(Run.id)
+            )
+            if claimed is not None:
+                return claimed
+        return None
+
+    async def _target_has_room(self, host: str, per_target: int) -> bool:
+        """Whether ``host`` has fewer than ``per_target`` running runs, holding its advisory
+        lock until this transaction ends; a host another claimer holds has no room now."""
+        locked = await self.session.scalar(
+            select(func.pg_try_advisory_xact_lock(TARGET_LOCK_SPACE, func.hashtext(host)))
+        )
+        if not locked:
+            return False
+        running = await self.session.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.status == RunStatus.running, Run.target_host == host)
+        )
+        return int(running or 0) < per_target
 
     async def heartbeat(self, run_id: uuid.UUID, *, worker_id: str, now: datetime) -> Run | None:
         """Refresh a running run's heartbeat; ``None`` if this worker no longer owns it."""

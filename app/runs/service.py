@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +14,7 @@ from app.core import metrics
 from app.core.auth import Principal, Scope, ScopeMissing
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.settings import Settings
+from app.guardrails.hosts import normalise_host
 from app.guardrails.service import check_plan
 from app.identity.service import record
 from app.models import PlanStatus, Run, RunHistogram, RunStatus
@@ -78,6 +80,7 @@ async def enqueue(
         plan_id=plan.id,
         plan_version=plan.version,
         script_sha256=plan.script_sha256,
+        target_host=target_host_of(spec),
         status=RunStatus.queued,
         attempts=0,
         seed=spec.seed,
@@ -90,6 +93,12 @@ async def enqueue(
     )
     metrics.RUNS_QUEUED.inc()
     return run
+
+
+def target_host_of(spec: PlanSpec) -> str | None:
+    """The host a run loads, as the guardrails spell it: the per-target limit counts by it."""
+    host = urlsplit(spec.target.base_url).hostname
+    return normalise_host(host) if host else None
 
 
 async def get_run(repo: RunRepository, run_id: uuid.UUID) -> Run:

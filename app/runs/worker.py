@@ -54,7 +54,9 @@ class Worker:
     async def claim(self) -> uuid.UUID | None:
         now = utcnow()
         async with self.sessionmaker() as session, session.begin():
-            run_id = await RunRepository(session).claim_next(worker_id=self.id, now=now)
+            run_id = await RunRepository(session).claim_next(
+                worker_id=self.id, now=now, per_target=self.settings.max_runs_per_target
+            )
             if run_id is not None:
                 queued_at = await session.scalar(select(Run.created_at).where(Run.id == run_id))
                 if queued_at is not None:

@@ -41,7 +41,8 @@ async def test_concurrent_claims_take_each_run_exactly_once(
     committed: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     run_ids = await queue_runs(committed, 40)
-    claimers = [Worker(committed, settings, worker_id=f"claimer-{i}") for i in range(8)]
+    unlimited = settings.model_copy(update={"max_runs_per_target": 1000})
+    claimers = [Worker(committed, unlimited, worker_id=f"claimer-{i}") for i in range(8)]
     claimed: dict[str, list[uuid.UUID]] = {w.id: [] for w in claimers}
 
     async def drain(worker: Worker) -> None:
@@ -95,6 +96,7 @@ async def test_two_worker_processes_share_the_queue_without_overlap(
         "PERF_AGENT_DATABASE_URL": database_url,
         "PERF_AGENT_DATA_DIR": str(tmp_path / "workers"),
         "PERF_AGENT_WORKER_POLL_INTERVAL_S": "0.2",
+        "PERF_AGENT_MAX_RUNS_PER_TARGET": "2",  # both may load the demo shop at once
     }
     workers = [
         await asyncio.create_subprocess_exec(
