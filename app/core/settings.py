@@ -230,6 +230,13 @@ class Settings(BaseSettings):
     )
     llm_timeout_s: float = Field(default=20.0, gt=0, le=120)
 
+    @field_validator("openai_api_key", "anthropic_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A deployment passes the variable through whether or not it holds a key
+        # (docker-compose.yml): empty means no key, not a key that every call would fail with.
+        return None if value == "" else value
+
     @field_validator("max_vus")
     @classmethod
     def _cap_vus(cls, value: int) -> int:
