@@ -11,12 +11,14 @@ from alembic.script import ScriptDirectory
 
 log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Inside the package, so an installed wheel (the container image) migrates as a checkout does.
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def alembic_config(url: str | None = None) -> Config:
-    ini = PROJECT_ROOT / "alembic.ini"
+    ini = PROJECT_ROOT / "alembic.ini"  # a checkout's; an installed package has none
     cfg = Config(str(ini)) if ini.exists() else Config()
-    cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["configure_logging"] = False
     if url:
         cfg.attributes["url"] = url

@@ -838,11 +838,12 @@ def use_code(rev: str | None) -> dict[str, Any]:
         [*git, "rev-parse", rev], capture_output=True, text=True, check=True
     ).stdout.strip()
     snapshot = Path(tempfile.mkdtemp(prefix=f"golden-code-{commit[:8]}-"))
-    archive = subprocess.run(
-        [*git, "archive", commit, "app", "migrations", "alembic.ini"],
-        capture_output=True,
-        check=True,
-    )
+    # Before 2026-12-06 the migrations sat beside app/, since then inside it.
+    tree = subprocess.run(
+        [*git, "ls-tree", "--name-only", commit], capture_output=True, text=True, check=True
+    ).stdout.split()
+    paths = [p for p in ("app", "migrations", "alembic.ini") if p in tree]
+    archive = subprocess.run([*git, "archive", commit, *paths], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(snapshot)], input=archive.stdout, check=True)
     sys.path.insert(0, str(snapshot))
     atexit.register(shutil.rmtree, snapshot, ignore_errors=True)
