@@ -5,9 +5,11 @@ strict mode does), every value of its type, every required field present."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes.client as k8s
+import yaml
 
 MODELS = {
     ("v1", "ConfigMap"): "V1ConfigMap",
@@ -68,3 +70,31 @@ def check(document: dict[str, Any], where: str) -> list[str]:
         except ValueError as exc:
             found.append(f"{where}: {exc}")
     return found
+
+
+TESTRUN_CRD = Path(__file__).resolve().parent / "fixtures" / "k6-operator" / "k6.io_testruns.yaml"
+
+
+def strict(schema: Any) -> Any:
+    """A CRD schema with unknown fields refused where it lists the known ones (and does not
+    keep unknown fields itself): the API server would silently prune them."""
+    if isinstance(schema, dict):
+        schema = {k: strict(v) for k, v in schema.items()}
+        if (
+            schema.get("type") == "object"
+            and "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [strict(v) for v in schema]
+    return schema
+
+
+def crd_schema(version: str) -> dict[str, Any]:
+    """The TestRun CRD's openAPIV3Schema for ``version``, strict."""
+    crd = yaml.safe_load(TESTRUN_CRD.read_text())
+    [served] = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema: dict[str, Any] = strict(served["schema"]["openAPIV3Schema"])
+    return schema

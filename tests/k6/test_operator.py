@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -17,41 +16,21 @@ import yaml
 
 from app.k6 import operator
 from app.k6.operator import Endpoint, OperatorRun, Runners
-from tests.k8s_types import check
+from tests.k8s_types import TESTRUN_CRD, check, crd_schema
 
-CRD = Path(__file__).resolve().parents[1] / "fixtures" / "k6-operator" / "k6.io_testruns.yaml"
 RUN = uuid.UUID("5f0c8a7e-2d4b-4c1e-9a7f-3b6d2e1c0a98")
 SCRIPT = """import http from 'k6/http';
 export default function () { http.get('http://shop.staging.example:8080/'); }
 """
 
 
-def strict(schema: Any) -> Any:
-    """The CRD's schema with unknown fields refused where it lists the known ones (and does
-    not keep unknown fields itself)."""
-    if isinstance(schema, dict):
-        schema = {k: strict(v) for k, v in schema.items()}
-        if (
-            schema.get("type") == "object"
-            and "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [strict(v) for v in schema]
-    return schema
-
-
 @pytest.fixture(scope="module")
 def testrun_schema() -> dict[str, Any]:
-    crd = yaml.safe_load(CRD.read_text())
-    [served] = [v for v in crd["spec"]["versions"] if v["name"] == operator.VERSION]
+    crd = yaml.safe_load(TESTRUN_CRD.read_text())
     assert crd["spec"]["group"] == operator.GROUP
     assert crd["spec"]["names"]["plural"] == operator.PLURAL
     assert crd["spec"]["names"]["kind"] == operator.KIND
-    schema: dict[str, Any] = strict(served["schema"]["openAPIV3Schema"])
-    return schema
+    return crd_schema(operator.VERSION)
 
 
 def run(**changes: Any) -> OperatorRun:
