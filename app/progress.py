@@ -25,6 +25,9 @@ from app.client import PerfAgentClient
 QUIET_EVENTS = frozenset({"queued", "finished"})
 
 
+QUEUE_POLL_S = 5.0
+
+
 def clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -47,6 +50,7 @@ class RunState:
     requests: int = 0
     failures: int = 0
     started: float = field(default_factory=time.monotonic)
+    waiting_for: str | None = None  # a queued run's reason, from GET /runs/{id}
 
     def take(self, event: str, data: dict[str, Any]) -> None:
         if event == "status" or event == "end":
@@ -67,6 +71,8 @@ class RunState:
     def where(self) -> str:
         if self.elapsed_s is None:
             waited = time.monotonic() - self.started
+            if self.status == "queued" and self.waiting_for:
+                return f"queued, {self.waiting_for} ({waited:.0f} s)"
             waiting = "for a worker" if self.status == "queued" else "for k6's first second"
             return f"{self.status}, waiting {waiting} ({waited:.0f} s)"
         return f"{self.status}  {clock(self.elapsed_s)}/{clock(self.planned_s)}"
@@ -122,6 +128,8 @@ def follow(
     """Show the run's progress until it finishes; the finished run."""
     run = client.get_run(run_id)
     state = RunState(run_id=run_id, planned_s=run.get("planned_duration_s"), status=run["status"])
+    state.waiting_for = (run.get("queue") or {}).get("reason")
+    last_asked = time.monotonic()
     deadline = time.monotonic() + timeout_s if timeout_s else None
     interval_s = max(interval_s, 1.0)
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -154,10 +162,15 @@ def follow(
                     say(f"{data.get('kind')}: {data.get('message')}")
             elif event:
                 state.take(event, data)
-            if event == "end" or (not streaming and not event):
+            now = time.monotonic()
+            # A queued run says what it waits for (its target's slots, a worker): ask again
+            # now and then, since the stream says nothing until it starts.
+            waiting = state.status == "queued" and now - last_asked >= QUEUE_POLL_S
+            if event == "end" or (not streaming and not event) or waiting:
                 run = client.get_run(run_id)
                 state.status = run["status"]
-            now = time.monotonic()
+                state.waiting_for = (run.get("queue") or {}).get("reason")
+                last_asked = now
             if live is not None:
                 live.update(state.display())
                 live.refresh()

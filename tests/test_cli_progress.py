@@ -138,3 +138,19 @@ def test_on_a_terminal_the_gate_shows_a_live_display(
     assert "━" in text  # the progress bar
     assert re.search(r"vus \d+ +rps [\d,]+ +p95 [\d.]+ ms", text), text
     assert ("verdict PASS" if code == 0 else "verdict INCONCLUSIVE") in text
+
+
+def test_a_queued_run_line_says_what_it_waits_for() -> None:
+    from app.progress import RunState
+
+    state = RunState(run_id="r1", planned_s=10)
+    plain = state.line()
+    state.waiting_for = "waiting for 127.0.0.1: 1 run(s) loading it, at most 1 at once"
+    told = state.line()
+
+    assert re.fullmatch(r"run r1 queued, waiting for a worker \(\d+ s\)", plain)
+    assert re.fullmatch(
+        r"run r1 queued, waiting for 127\.0\.0\.1: 1 run\(s\) loading it, at most 1 at once "
+        r"\(\d+ s\)",
+        told,
+    )

@@ -228,6 +228,17 @@ class RunRepository:
                 return claimed
         return None
 
+    async def running_on(self, host: str | None) -> int:
+        """Runs loading ``host`` now (through ``ix_runs_running_target``)."""
+        if host is None:
+            return 0
+        found = await self.session.scalar(
+            select(func.count())
+            .select_from(Run)
+            .where(Run.status == RunStatus.running, Run.target_host == host)
+        )
+        return int(found or 0)
+
     async def _target_has_room(self, host: str, per_target: int) -> bool:
         """Whether ``host`` has fewer than ``per_target`` running runs, holding its advisory
         lock until this transaction ends; a host another claimer holds has no room now."""
@@ -236,12 +247,7 @@ class RunRepository:
         )
         if not locked:
             return False
-        running = await self.session.scalar(
-            select(func.count())
-            .select_from(Run)
-            .where(Run.status == RunStatus.running, Run.target_host == host)
-        )
-        return int(running or 0) < per_target
+        return await self.running_on(host) < per_target
 
     async def heartbeat(self, run_id: uuid.UUID, *, worker_id: str, now: datetime) -> Run | None:
         """Refresh a running run's heartbeat; ``None`` if this worker no longer owns it."""

@@ -37,6 +37,11 @@ READ = [Depends(requires(Scope.read))]
 async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
     results = await repo.results(run.id)
     events = await repo.events(run.id)
+    queue = None
+    if run.status == RunStatus.queued:
+        queue = service.queue_state(
+            run, await repo.running_on(run.target_host), request.app.state.settings
+        )
     return RunOut(
         id=run.id,
         plan_id=run.plan_id,
@@ -62,6 +67,7 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
         load_factor=run.load_factor,
         abort_requested=run.abort_requested,
         heartbeat_at=run.heartbeat_at,
+        queue=queue,
         links={
             "self": path_for(request, "get_run", run_id=run.id),
             "plan": path_for(request, "get_plan", plan_id=run.plan_id),

@@ -63,6 +63,15 @@ class RunEventOut(BaseModel):
     data: dict[str, Any] | None
 
 
+class QueueState(BaseModel):
+    """Why a queued run has not started yet."""
+
+    target_host: str | None
+    running_on_target: int = Field(description="Runs loading the target host now")
+    per_target_limit: int = Field(description="At most this many at once (all workers)")
+    reason: str
+
+
 class RunOut(BaseModel):
     id: uuid.UUID
     plan_id: uuid.UUID
@@ -96,6 +105,9 @@ class RunOut(BaseModel):
     )
     abort_requested: bool = False
     heartbeat_at: datetime | None = None
+    queue: QueueState | None = Field(
+        default=None, description="While queued: what it waits for (its target, or a worker)"
+    )
     links: dict[str, str]
 
     @computed_field(  # type: ignore[prop-decorator]

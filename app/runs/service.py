@@ -24,7 +24,7 @@ from app.plans.schemas import PlanSpec
 from app.runs.archive import WindowRow
 from app.runs.histogram import GAMMA, Histogram
 from app.runs.repository import RunRepository, RunRow
-from app.runs.schemas import DistributionOut, EndpointDistribution, LatencyOut
+from app.runs.schemas import DistributionOut, EndpointDistribution, LatencyOut, QueueState
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,25 @@ async def enqueue(
     )
     metrics.RUNS_QUEUED.inc()
     return run
+
+
+def queue_state(run: Run, running_on_target: int, settings: Settings) -> QueueState:
+    """What a queued run waits for: its target host's slots, or a free worker."""
+    limit = settings.max_runs_per_target
+    host = run.target_host
+    if host is not None and running_on_target >= limit:
+        reason = (
+            f"waiting for {host}: {running_on_target} run(s) loading it, at most {limit} at "
+            "once (PERF_AGENT_MAX_RUNS_PER_TARGET)"
+        )
+    else:
+        reason = "waiting for a worker to claim it"
+    return QueueState(
+        target_host=host,
+        running_on_target=running_on_target,
+        per_target_limit=limit,
+        reason=reason,
+    )
 
 
 def target_host_of(spec: PlanSpec) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,7 +15,7 @@ from app.models import Run, RunStatus
 from app.plans.schemas import PlanSpec
 from app.runs.service import target_host_of
 from app.runs.worker import Worker
-from tests.builders import make_plan, make_run, plan_doc
+from tests.builders import API, make_plan, make_run, plan_doc
 
 
 def at(host: str) -> dict[str, object]:
@@ -127,3 +128,25 @@ async def test_many_claimers_at_once_never_exceed_the_per_target_limit(
             )
         ).all()
     assert sorted(running) == sorted(every)
+
+
+async def test_a_queued_run_says_it_waits_for_its_target_and_then_for_a_worker(
+    committed: async_sessionmaker[AsyncSession], settings: Settings, committed_client: AsyncClient
+) -> None:
+    first, second = await queue(committed, 2)
+    worker = Worker(committed, limited(settings, 1), worker_id="w")
+    before = (await committed_client.get(f"{API}/runs/{second}")).json()
+    assert await worker.claim() == first
+
+    waiting = (await committed_client.get(f"{API}/runs/{second}")).json()
+    running = (await committed_client.get(f"{API}/runs/{first}")).json()
+
+    assert before["queue"]["reason"] == "waiting for a worker to claim it"
+    assert waiting["queue"] == {
+        "target_host": "127.0.0.1",
+        "running_on_target": 1,
+        "per_target_limit": 1,
+        "reason": "waiting for 127.0.0.1: 1 run(s) loading it, at most 1 at once "
+        "(PERF_AGENT_MAX_RUNS_PER_TARGET)",
+    }
+    assert running["queue"] is None
