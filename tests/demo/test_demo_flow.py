@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.cli import demo_plan
 from app.core.settings import Settings
 from app.runs.worker import Worker
-from tests.builders import API, approve, disturbance, host_disturbed
+from tests.builders import API, approve, skip_if_analysis_disturbed, skip_if_host_disturbed
 
 pytestmark = pytest.mark.k6
 
@@ -71,8 +71,10 @@ async def test_plan_execute_analyse_flags_only_the_slow_endpoint(
     analysis = await client.post(f"{API}/analyse", json={"run_id": run_id})
     assert analysis.status_code == 201
     body = analysis.json()
-    # A machine that could not give k6 its CPU rightly gets no verdict; the rest still holds.
-    assert body["verdict"] == "fail" or disturbance(body) is not None, body["warnings"]
+    # A machine that could not give k6 its CPU rightly gets no verdict (and no findings from
+    # the comparison): what is above held, the rest needs a healthy generator.
+    skip_if_analysis_disturbed(body)
+    assert body["verdict"] == "fail", body["warnings"]
     verdicts = {(r["endpoint"], r["sli"]): r["status"] for r in body["slo_results"]}
     assert verdicts == {
         ("list_products", "p95"): "pass",
@@ -120,8 +122,9 @@ def test_demo_command_prints_the_verdict_and_writes_the_report(
         check=False,
     )
 
+    skip_if_host_disturbed(done.stdout)  # then no verdict, rightly: nothing below to check
     assert done.returncode == 0, done.stderr
-    assert "verdict: FAIL" in done.stdout or host_disturbed(done.stdout), done.stdout
+    assert "verdict: FAIL" in done.stdout, done.stdout
     # No terminal: the run is followed with plain progress lines (vus, rps, p95, errors).
     assert re.search(r"running\s+0:\d\d/0:10\s+vus \d+\s+rps [\d,]+\s+p95", done.stdout)
     assert "\x1b[" not in done.stdout
