@@ -196,6 +196,7 @@ async def get_analysis_report_html(
     summary="Two runs of a plan side by side",
 )
 async def compare_runs(
+    request: Request,
     session: SessionDep,
     a: Annotated[uuid.UUID, Query(description="The reference run")],
     b: Annotated[uuid.UUID, Query(description="The run compared with it")],
@@ -203,15 +204,23 @@ async def compare_runs(
 ) -> Any:
     """Run `b` against run `a` with the analysis' own statistics — per endpoint and SLI both
     values, the change, its 99 % interval, p and verdict; throughput and load — without
-    storing an analysis. `a` must be a succeeded run of the same plan."""
-    compared = await service.compare_runs(session, a, b)
-    if format == "markdown":
-        return PlainTextResponse(
-            comparison_markdown(compared),
-            media_type="text/markdown; charset=utf-8",
-            headers={"Perf-Agent-Regressions": str(compared.regressions)},
-        )
-    return compared
+    storing an analysis. `a` must be a succeeded run of the same plan. Both runs are finished,
+    so the answer never changes: with an `ETag`, and answered from this process's memory
+    after the first time."""
+    bodies = caching.bodies_of(request)
+    key = ("compare", a, b)
+    body = bodies.get(key) if format == "json" else None
+    if body is None:
+        compared = await service.compare_runs(session, a, b)
+        if format == "markdown":
+            return PlainTextResponse(
+                comparison_markdown(compared),
+                media_type="text/markdown; charset=utf-8",
+                headers={"Perf-Agent-Regressions": str(compared.regressions)},
+            )
+        body = compared.model_dump_json(by_alias=True).encode()
+        bodies.put(key, body)
+    return caching.conditional(request, body, media_type="application/json", immutable=True)
 
 
 def _ci_route(path: str, fmt: str, summary: str, doc: str) -> None:

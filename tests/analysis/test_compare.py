@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from httpx import AsyncClient
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from tests.builders import API, add_seconds, make_plan, make_run, noisy, result
+from tests.builders import API, add_seconds, counted_queries, make_plan, make_run, noisy, result
 
 
 async def test_two_runs_compare_side_by_side_without_storing_an_analysis(
@@ -40,3 +40,31 @@ async def test_two_runs_compare_side_by_side_without_storing_an_analysis(
     assert (backwards.status_code, backwards.json()["code"]) == (422, "baseline.self")
     analyses = await client.get(f"{API}/runs/{b.id}")
     assert analyses.status_code == 200  # /runs/{id} still answers beside /runs/compare
+
+
+async def test_a_comparison_asked_again_is_answered_from_memory_with_its_etag(
+    client: AsyncClient, session: AsyncSession, engine: AsyncEngine
+) -> None:
+    plan = await make_plan(session)
+    a = await make_run(
+        session, plan, results=[result("*", p95=100), result("list_orders", p95=100)]
+    )
+    await add_seconds(session, a, {"list_orders": noisy(100, 1)})
+    b = await make_run(
+        session, plan, results=[result("*", p95=120), result("list_orders", p95=120)]
+    )
+    await add_seconds(session, b, {"list_orders": noisy(120, 2)})
+    params = {"a": str(a.id), "b": str(b.id)}
+
+    first = await client.get(f"{API}/runs/compare", params=params)
+    with counted_queries(engine) as statements:
+        again = await client.get(f"{API}/runs/compare", params=params)
+    unchanged = await client.get(
+        f"{API}/runs/compare", params=params, headers={"If-None-Match": first.headers["etag"]}
+    )
+
+    assert first.status_code == 200, first.text
+    assert again.content == first.content
+    assert [s for s in statements if "FROM runs" in s or "run_samples" in s] == []
+    assert first.headers["cache-control"] == "private, max-age=86400, immutable"
+    assert unchanged.status_code == 304
