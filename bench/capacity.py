@@ -36,6 +36,7 @@ from app.core.migrate import upgrade
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from self_load import admin_url
+from storage import TABLES, stored_rows
 
 DATABASE = "perf_agent_bench_capacity"
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,31 +78,7 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 
 
 # The rows one run leaves, table by table (how each table names the run).
-RUN_ROWS = {
-    "runs": "id = %(run)s",
-    "run_results": "run_id = %(run)s",
-    "run_events": "run_id = %(run)s",
-    "run_samples": "run_id = %(run)s",
-    "run_histograms": "run_id = %(run)s",
-    "run_archives": "run_id = %(run)s",
-    "analyses": "run_id = %(run)s",
-}
-
-
-def row_bytes(run_id: str) -> dict[str, tuple[int, int]]:
-    """(rows, bytes as stored: ``pg_column_size`` of each row, compressed or out of line)
-    that the run left in each table, indexes and page overhead not counted."""
-    out = {}
-    with psycopg.connect(url()) as conn:
-        for table, where in RUN_ROWS.items():
-            row = conn.execute(
-                f"SELECT count(*), coalesce(sum(pg_column_size(t.*)), 0) FROM {table} t "
-                f"WHERE {where}",
-                {"run": run_id},
-            ).fetchone()
-            assert row is not None
-            out[table] = (int(row[0]), int(row[1]))
-    return out
+RUN_ROWS = {**TABLES, "analyses": "run_id = %(run)s"}
 
 
 def at_scale() -> str | None:
@@ -188,7 +165,7 @@ def main() -> None:
                         break
                 time.sleep(0.5)
             packed = settle()
-            kept = row_bytes(run["id"])
+            kept = stored_rows(url(), run["id"], RUN_ROWS)
         finally:
             stop_process(worker)
             stop_process(api)

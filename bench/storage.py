@@ -81,19 +81,27 @@ def plan(target: str, rate: int, seconds: int) -> dict[str, Any]:
     }
 
 
-def stored_bytes(url: str, run_id: str) -> dict[str, int]:
+def stored_rows(
+    url: str, run_id: str, tables: dict[str, str] = TABLES
+) -> dict[str, tuple[int, int]]:
+    """(rows, bytes as stored: ``pg_column_size`` of each row) the run holds in each table;
+    ``tables`` says how each names the run."""
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
-    sizes = {}
+    found = {}
     with psycopg.connect(libpq) as conn:
-        for table, where in TABLES.items():
+        for table, where in tables.items():
             row = conn.execute(
-                f"SELECT coalesce(sum(pg_column_size(t.*)), 0), count(*) FROM {table} t "
+                f"SELECT count(*), coalesce(sum(pg_column_size(t.*)), 0) FROM {table} t "
                 f"WHERE {where}",
                 {"run": run_id},
             ).fetchone()
             assert row is not None
-            sizes[table] = int(row[0])
-    return sizes
+            found[table] = (int(row[0]), int(row[1]))
+    return found
+
+
+def stored_bytes(url: str, run_id: str) -> dict[str, int]:
+    return {table: size for table, (_, size) in stored_rows(url, run_id).items()}
 
 
 def wide_plan(target: str, endpoints: int) -> dict[str, Any]:
