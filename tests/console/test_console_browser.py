@@ -500,7 +500,7 @@ def test_a_live_run_grows_each_second_and_survives_a_dropped_stream(
 
 
 def test_a_second_run_started_from_the_runs_page_is_aborted(
-    console: Console, journey: Journey, tmp_path: Path
+    console: Console, journey: Journey, api: httpx.Client, tmp_path: Path
 ) -> None:
     page = console.page
     page.locator("header nav").get_by_role("link", name="Runs").click()
@@ -516,6 +516,27 @@ def test_a_second_run_started_from_the_runs_page_is_aborted(
 
     wait_points(console.testid("latency-chart"), 1, timeout_s=20)  # it runs
     expect(console.testid("run-status")).to_have_text("running")
+
+    # A third, queued while the second loads the same shop, in another tab: it says it waits
+    # for the shop (one run per target host at once), and is aborted before it starts.
+    third = api.post("/execute", json={"plan_id": journey.plan_id})
+    assert third.status_code == 202, third.text
+    other = console.context.new_page()
+    try:
+        other.goto(f"{console.origin}/ui/runs/{third.json()['id']}")
+        other.wait_for_selector('body[data-rendered="run"]', state="attached")
+        expect(other.get_by_test_id("run-status")).to_have_text("queued")
+        expect(other.get_by_test_id("queue-reason")).to_contain_text(
+            "waiting for 127.0.0.1: 1 run(s) loading it, at most 1 at once"
+        )
+        assert_not_blank(other, tmp_path / "7-queued.png")
+        other.get_by_test_id("abort").click()
+        expect(other.get_by_test_id("run-status")).to_have_text("aborted", timeout=10_000)
+        expect(other.get_by_test_id("queue-reason")).to_have_count(0)
+    finally:
+        other.close()
+    journey.runs.append(third.json()["id"])
+
     console.testid("abort").click()
     expect(console.testid("run-status")).to_have_text("aborted", timeout=30_000)
     expect(console.testid("abort")).to_have_count(0)
@@ -524,7 +545,7 @@ def test_a_second_run_started_from_the_runs_page_is_aborted(
     page.locator("header nav").get_by_role("link", name="Runs").click()
     console.rendered("runs")
     rows = console.testid("run-row")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     expect(page.locator(f'[data-run="{run_id}"] .badge').first).to_have_text("aborted")
     expect(page.locator(f'[data-run="{journey.runs[0]}"] .badge').first).to_have_text("succeeded")
     assert_not_blank(page, tmp_path / "8-runs.png")

@@ -86,6 +86,13 @@ export function Run({ id }) {
     // The stream says when the state changes; the run's record has the rest.
     if (live.status && run.data && live.status !== run.data.status) run.reload();
   }, [live.status]);
+  useEffect(() => {
+    // What a queued run waits for (its target's slots, a worker) changes without a stream
+    // event: look again every few seconds while it waits.
+    if (run.data?.status !== "queued") return;
+    const timer = setTimeout(run.reload, 3000);
+    return () => clearTimeout(timer);
+  }, [run.data]);
 
   const endpoints = useMemo(() => {
     const names = new Set();
@@ -143,6 +150,11 @@ export function Run({ id }) {
         {r.started_at && <> · started {when(r.started_at)}</>}
         {r.finished_at && <> · finished {when(r.finished_at)}</>} · stream <span data-testid="stream-state">{live.connection}</span>
       </p>
+      {r.status === "queued" && r.queue && (
+        <p class="meta" data-testid="queue-reason">
+          {r.queue.reason}
+        </p>
+      )}
       <Problem error={error} />
       {r.error && <div class="problem">{r.error}</div>}
       <div class="bar">
