@@ -207,19 +207,19 @@ async def compare_runs(
     storing an analysis. `a` must be a succeeded run of the same plan. Both runs are finished,
     so the answer never changes: with an `ETag`, and answered from this process's memory
     after the first time."""
+    if format == "markdown":
+        compared = await service.compare_runs(session, a, b)
+        return PlainTextResponse(
+            comparison_markdown(compared),
+            media_type="text/markdown; charset=utf-8",
+            headers={"Perf-Agent-Regressions": str(compared.regressions)},
+        )
     bodies = caching.bodies_of(request)
-    key = ("compare", a, b)
-    body = bodies.get(key) if format == "json" else None
+    body = bodies.get(("compare", a, b))
     if body is None:
         compared = await service.compare_runs(session, a, b)
-        if format == "markdown":
-            return PlainTextResponse(
-                comparison_markdown(compared),
-                media_type="text/markdown; charset=utf-8",
-                headers={"Perf-Agent-Regressions": str(compared.regressions)},
-            )
         body = compared.model_dump_json(by_alias=True).encode()
-        bodies.put(key, body)
+        bodies.put(("compare", a, b), body)
     return caching.conditional(request, body, media_type="application/json", immutable=True)
 
 

@@ -4,6 +4,7 @@ routes itself), its assets under ``/ui/assets`` with long-lived caching."""
 from __future__ import annotations
 
 import html
+from functools import cache
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -21,6 +22,7 @@ ASSETS_URL = f"{UI_URL}/assets"
 # Nothing but the service itself: no CDN, no eval, and no inline script but the boot script,
 # allowed by its hash. uPlot sizes its elements through the CSSOM (allowed); Preact sets style
 # attributes the same way.
+@cache
 def csp() -> str:
     return "; ".join(
         (

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 from app.core import caching, pagination
 from app.core.auth import Principal, Scope, requires
 from app.core.db import SessionDep
-from app.core.deps import SettingsDep
+from app.core.deps import SettingsDep, get_app_settings
 from app.core.links import path_for
 from app.core.openapi import problems
 from app.identity.service import record
@@ -40,7 +40,7 @@ async def run_out(request: Request, repo: RunRepository, run: Run) -> RunOut:
     queue = None
     if run.status == RunStatus.queued:
         queue = service.queue_state(
-            run, await repo.running_on(run.target_host), request.app.state.settings
+            run, await repo.running_on(run.target_host), get_app_settings(request)
         )
     return RunOut(
         id=run.id,

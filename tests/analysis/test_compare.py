@@ -5,21 +5,27 @@ from __future__ import annotations
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.models import Run
 from tests.builders import API, add_seconds, counted_queries, make_plan, make_run, noisy, result
+
+
+async def two_runs(session: AsyncSession, *, p95_a: float, p95_b: float) -> tuple[Run, Run]:
+    """Two finished runs of one plan, list_orders' per-second p95 around the figures given."""
+    plan = await make_plan(session)
+    runs = []
+    for seed, p95 in enumerate((p95_a, p95_b), start=1):
+        run = await make_run(
+            session, plan, results=[result("*", p95=p95), result("list_orders", p95=p95)]
+        )
+        await add_seconds(session, run, {"list_orders": noisy(p95, seed)})
+        runs.append(run)
+    return runs[0], runs[1]
 
 
 async def test_two_runs_compare_side_by_side_without_storing_an_analysis(
     client: AsyncClient, session: AsyncSession
 ) -> None:
-    plan = await make_plan(session)
-    a = await make_run(
-        session, plan, results=[result("*", p95=100), result("list_orders", p95=100)]
-    )
-    await add_seconds(session, a, {"list_orders": noisy(100, 1)})
-    b = await make_run(
-        session, plan, results=[result("*", p95=210), result("list_orders", p95=210)]
-    )
-    await add_seconds(session, b, {"list_orders": noisy(210, 2)})
+    a, b = await two_runs(session, p95_a=100, p95_b=210)
 
     response = await client.get(f"{API}/runs/compare", params={"a": str(a.id), "b": str(b.id)})
     markdown = await client.get(
@@ -45,15 +51,7 @@ async def test_two_runs_compare_side_by_side_without_storing_an_analysis(
 async def test_a_comparison_asked_again_is_answered_from_memory_with_its_etag(
     client: AsyncClient, session: AsyncSession, engine: AsyncEngine
 ) -> None:
-    plan = await make_plan(session)
-    a = await make_run(
-        session, plan, results=[result("*", p95=100), result("list_orders", p95=100)]
-    )
-    await add_seconds(session, a, {"list_orders": noisy(100, 1)})
-    b = await make_run(
-        session, plan, results=[result("*", p95=120), result("list_orders", p95=120)]
-    )
-    await add_seconds(session, b, {"list_orders": noisy(120, 2)})
+    a, b = await two_runs(session, p95_a=100, p95_b=120)
     params = {"a": str(a.id), "b": str(b.id)}
 
     first = await client.get(f"{API}/runs/compare", params=params)

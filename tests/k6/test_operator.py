@@ -7,6 +7,7 @@ target and nothing else."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import uuid
 from typing import Any
 
@@ -44,7 +45,7 @@ def run(**changes: Any) -> OperatorRun:
         receiver=Endpoint(addresses=("10.1.2.3",), port=9201),
         namespace="perf",
     )
-    return OperatorRun(**{**spec.__dict__, **changes})
+    return dataclasses.replace(spec, **changes)
 
 
 def errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
