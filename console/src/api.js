@@ -1,11 +1,10 @@
 // The console's only way to the service: the same HTTP API and keys as every other client.
 // Problems (RFC 9457) become ApiError with their title, detail and machine-readable code.
-import { address } from "./first.js";
+import { KEY_STORAGE, address } from "./first.js";
 
 const body = document.body.dataset;
 export const API = body.api || "/api/agents/performance-agent";
 export const ROOT = body.root || "/ui";
-const KEY = "perf-agent.key"; // boot.js reads it too
 
 // A GET the boot script already sent (boot.js) is taken from it, once; any other goes out now.
 function send(url, init) {
@@ -28,8 +27,8 @@ export class ApiError extends Error {
 }
 
 export const auth = {
-  get: () => localStorage.getItem(KEY) || "",
-  set: (key) => (key ? localStorage.setItem(KEY, key) : localStorage.removeItem(KEY)),
+  get: () => localStorage.getItem(KEY_STORAGE) || "",
+  set: (key) => (key ? localStorage.setItem(KEY_STORAGE, key) : localStorage.removeItem(KEY_STORAGE)),
   listeners: new Set(),
   needed() {
     for (const listener of this.listeners) listener();

@@ -2,13 +2,13 @@
 // requests (first.js) at once, so they travel while the console's module loads and compiles
 // instead of after it. api.js takes each response from window.__perfAgentEarly the first time
 // the page asks for that address; whatever no page took is cancelled after a while.
-import { address, firstRequests } from "./first.js";
+import { KEY_STORAGE, address, firstRequests } from "./first.js";
 
 (() => {
   const { api, root } = document.currentScript.dataset;
   let key = "";
   try {
-    key = localStorage.getItem("perf-agent.key") || "";
+    key = localStorage.getItem(KEY_STORAGE) || "";
   } catch {
     /* storage refused: the requests go without a key, as api.js's would */
   }

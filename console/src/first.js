@@ -5,6 +5,9 @@
 
 const ID = "([0-9a-f-]{36})";
 
+// Where the console keeps the user's API key (localStorage): api.js and boot.js both read it.
+export const KEY_STORAGE = "perf-agent.key";
+
 // [pattern, page name]: main.jsx maps the names to components.
 export const ROUTES = [
   [/^\/?$/, "runs"],
